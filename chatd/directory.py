@@ -1,0 +1,170 @@
+"""
+The in-memory directory: users, friendships, rooms and memberships.
+
+Every message send checks friendship or membership; keeping them in memory
+means a send costs no read query.  The directory is loaded from the store
+once at start, and kept current by L{chatd.server.ChatServer}, the only code
+that changes those tables: additions are applied after their transaction
+commits, removals as soon as they are submitted (and put back if the
+transaction fails), so the directory never allows what the database would
+not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import dataclass, field
+
+from chatd.store import Snapshot
+
+
+@dataclass(slots=True)
+class Room:
+    """
+    A room and its members.
+
+    @ivar members: user id -> the id of the system message of their latest
+        join, from which on they see the room's history.
+    """
+
+    id: int
+    name: str
+    members: dict[int, int] = field(default_factory=dict)
+
+
+class Directory:
+    """
+    Users, friends and rooms, by id and by case-insensitive name.
+    """
+
+    def __init__(self) -> None:
+        self.usernames: dict[int, str] = {}
+        self._user_ids: dict[str, int] = {}
+        self._friends: dict[int, set[int]] = {}
+        self.rooms: dict[int, Room] = {}
+        self._room_ids: dict[str, int] = {}
+        self._rooms_of: dict[int, set[int]] = {}
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> Directory:
+        """
+        @return: a directory holding what C{snapshot} read from the store.
+        """
+        directory = cls()
+        for user_id, username in snapshot.users.items():
+            directory.add_user(user_id, username)
+        for a, b in snapshot.friendships:
+            directory.befriend(a, b)
+        for room_id, name in snapshot.rooms.items():
+            directory.add_room(room_id, name)
+        for room_id, user_id, joined in snapshot.members:
+            directory.join(room_id, user_id, joined)
+        return directory
+
+    # Users.
+
+    def add_user(self, user_id: int, username: str) -> None:
+        """
+        Record a new account.
+        """
+        self.usernames[user_id] = username
+        self._user_ids[username.lower()] = user_id
+
+    def user_id(self, username: str) -> int | None:
+        """
+        @return: the id of the user called C{username} (in any case), or
+            L{None}.
+        """
+        return self._user_ids.get(username.lower())
+
+    def user(self, user_id: int) -> dict[str, object]:
+        """
+        @return: the PROTOCOL.md C{User} object of C{user_id}.
+        """
+        return {"id": user_id, "username": self.usernames[user_id]}
+
+    # Friends.
+
+    def friends(self, user_id: int) -> Set[int]:
+        """
+        @return: the ids of C{user_id}'s friends.
+        """
+        return self._friends.get(user_id) or _EMPTY
+
+    def are_friends(self, a: int, b: int) -> bool:
+        """
+        @return: whether C{a} and C{b} are friends.
+        """
+        return b in self.friends(a)
+
+    def befriend(self, a: int, b: int) -> None:
+        """
+        Record that C{a} and C{b} are friends.
+        """
+        self._friends.setdefault(a, set()).add(b)
+        self._friends.setdefault(b, set()).add(a)
+
+    def unfriend(self, a: int, b: int) -> None:
+        """
+        Record that C{a} and C{b} are no longer friends.
+        """
+        self._friends.get(a, set()).discard(b)
+        self._friends.get(b, set()).discard(a)
+
+    # Rooms.
+
+    def room_id(self, name: str) -> int | None:
+        """
+        @return: the id of the room called C{name} (in any case), or L{None}.
+        """
+        return self._room_ids.get(name.lower())
+
+    def add_room(self, room_id: int, name: str) -> Room:
+        """
+        Record a new room, with no members yet.
+        """
+        room = self.rooms[room_id] = Room(room_id, name)
+        self._room_ids[name.lower()] = room_id
+        return room
+
+    def rooms_of(self, user_id: int) -> Set[int]:
+        """
+        @return: the ids of the rooms C{user_id} is in.
+        """
+        return self._rooms_of.get(user_id) or _EMPTY
+
+    def is_member(self, room_id: int, user_id: int) -> bool:
+        """
+        @return: whether C{user_id} is in room C{room_id}.
+        """
+        room = self.rooms.get(room_id)
+        return room is not None and user_id in room.members
+
+    def join(self, room_id: int, user_id: int, joined_message_id: int) -> None:
+        """
+        Record that C{user_id} joined room C{room_id} with the system message
+        C{joined_message_id}.
+        """
+        self.rooms[room_id].members[user_id] = joined_message_id
+        self._rooms_of.setdefault(user_id, set()).add(room_id)
+
+    def leave(self, room_id: int, user_id: int) -> int | None:
+        """
+        Record that C{user_id} left room C{room_id}.
+
+        @return: the id of their join message, to undo this with L{join}.
+        """
+        self._rooms_of.get(user_id, set()).discard(room_id)
+        return self.rooms[room_id].members.pop(user_id, None)
+
+    def co_members(self, user_id: int) -> list[tuple[int, list[int]]]:
+        """
+        @return: for each room of C{user_id}, its id and its other members.
+        """
+        return [
+            (room_id, [m for m in self.rooms[room_id].members if m != user_id])
+            for room_id in self.rooms_of(user_id)
+        ]
+
+
+_EMPTY: frozenset[int] = frozenset()

@@ -1,0 +1,636 @@
+"""
+The rules of chatd: one method per request type of PROTOCOL.md section 5.
+
+L{ChatServer} knows neither bytes nor SQL.  It gets a decoded request and
+the L{Session} it came from, checks the rules against the in-memory
+L{Directory}, changes the L{Store}, and pushes to other users through
+L{Sessions}.  A handler returns its reply payload (or a list: the reply,
+then pushes that must follow it at once), or a Deferred of it, and raises
+L{ChatError} for anything the client got wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from inspect import iscoroutine
+from typing import Any, Final
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from chatd import wire
+from chatd.directory import Directory, Room
+from chatd.passwords import Passwords
+from chatd.sessions import Session, Sessions
+from chatd.store import PRIVATE, ROOM, Store, StoredMessage
+from chatd.wire import ChatError, Payload
+
+Reply = Payload | list[Payload]
+Handler = Callable[[Session, Payload], Any]
+
+#: The only requests allowed before login.
+BEFORE_LOGIN: Final = frozenset({"register", "login", "ping"})
+
+HISTORY_LIMIT: Final = 50
+MAX_HISTORY_LIMIT: Final = 100
+MAX_CLIENT_MSG_ID: Final = 64
+MAX_ROOM_LIST: Final = 100
+
+
+class LoginThrottle:
+    """
+    Failed logins per username: after C{limit} failures within C{window}
+    seconds, every attempt for that name is refused until the window ends.
+    """
+
+    def __init__(self, clock: IReactorTime, limit: int = 5, window: float = 60.0) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._window = window
+        # lower-cased username -> [start of its window, failures in it]
+        self._failures: dict[str, list[float]] = {}
+
+    def check(self, username: str) -> None:
+        """
+        @raise ChatError: C{rate_limited} while C{username} is throttled.
+        """
+        entry = self._failures.get(username.lower())
+        if (
+            entry is not None
+            and entry[1] >= self._limit
+            and self._clock.seconds() - entry[0] < self._window
+        ):
+            raise ChatError(wire.RATE_LIMITED, "Too many failed logins; try again later.")
+
+    def failed(self, username: str) -> None:
+        """
+        Count a failed login for C{username}.
+        """
+        now = self._clock.seconds()
+        key = username.lower()
+        entry = self._failures.get(key)
+        if entry is None or now - entry[0] >= self._window:
+            if len(self._failures) >= 4096:
+                self._forget_before(now - self._window)
+            entry = self._failures[key] = [now, 0]
+        entry[1] += 1
+
+    def _forget_before(self, moment: float) -> None:
+        for key in [k for k, (start, _) in self._failures.items() if start <= moment]:
+            del self._failures[key]
+
+
+class ChatServer:
+    """
+    The request handlers, and what happens when a session ends.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: Store,
+        passwords: Passwords,
+        sessions: Sessions,
+        directory: Directory,
+        clock: IReactorTime,
+    ) -> None:
+        self._store = store
+        self._passwords = passwords
+        self.sessions = sessions
+        self._directory = directory
+        self._throttle = LoginThrottle(clock)
+        self._handlers: dict[str, Handler] = {
+            "register": self.register,
+            "login": self.login,
+            "logout": self.logout,
+            "ping": self.ping,
+            "send_message": self.send_message,
+            "history": self.history,
+            "mark_read": self.mark_read,
+            "add_friend": self.add_friend,
+            "resolve_friend_request": self.resolve_friend_request,
+            "remove_friend": self.remove_friend,
+            "create_room": self.create_room,
+            "join_room": self.join_room,
+            "quit_room": self.quit_room,
+            "add_friend_to_room": self.add_friend_to_room,
+            "list_rooms": self.list_rooms,
+        }
+
+    def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
+        """
+        Handle one request.
+
+        @return: the reply, or a Deferred of it.
+        @raise ChatError: what the client got wrong.
+        """
+        kind = request["type"]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise ChatError(wire.UNKNOWN_TYPE, f"Unknown request type {kind!r}.")
+        if session.user_id is None and kind not in BEFORE_LOGIN:
+            raise ChatError(wire.NOT_AUTHENTICATED)
+        result = handler(session, request)
+        if iscoroutine(result):
+            return Deferred.fromCoroutine(result)
+        return result
+
+    def disconnected(self, session: Session) -> None:
+        """
+        A connection closed: its user goes offline unless a newer session
+        of theirs replaced it.
+        """
+        user_id = session.user_id
+        if user_id is not None and self.sessions.detach(session):
+            self.log.info("User {user_id} is offline", user_id=user_id)
+            self._announce_presence(user_id, online=False)
+
+    # Objects of PROTOCOL.md section 3.
+
+    def _user(self, user_id: int) -> Payload:
+        return {"id": user_id, "username": self._directory.usernames[user_id]}
+
+    def _friend(self, user_id: int) -> Payload:
+        return {
+            "id": user_id,
+            "username": self._directory.usernames[user_id],
+            "online": self.sessions.online(user_id),
+        }
+
+    def _room(self, room: Room) -> Payload:
+        members = sorted(room.members.items(), key=lambda item: item[1])
+        return {
+            "id": room.id,
+            "name": room.name,
+            "members": [self._friend(user_id) for user_id, _ in members],
+        }
+
+    def _message(self, message: StoredMessage) -> Payload:
+        payload: Payload = {
+            "id": message.id,
+            "client_msg_id": message.client_msg_id,
+            "sender_id": message.sender_id,
+            "sender_name": self._directory.usernames.get(message.sender_id),
+            "target_type": message.target_type,
+            "target_id": message.target_id,
+        }
+        if message.target_type == ROOM:
+            payload["room_name"] = self._directory.rooms[message.target_id].name
+        payload["kind"] = message.kind
+        payload["message"] = message.body
+        payload["time"] = message.time
+        return payload
+
+    # Presence.
+
+    def _announce_presence(self, user_id: int, online: bool) -> None:
+        directory = self._directory
+        self.sessions.push(
+            directory.friends(user_id),
+            {
+                "type": "friend_on_off_line",
+                "user_id": user_id,
+                "username": directory.usernames[user_id],
+                "online": online,
+            },
+        )
+        for room_id, others in directory.co_members(user_id):
+            self.sessions.push(
+                others,
+                {
+                    "type": "room_user_on_off_line",
+                    "room_id": room_id,
+                    "user_id": user_id,
+                    "online": online,
+                },
+            )
+
+    # Accounts.
+
+    async def register(self, session: Session, request: Payload) -> Reply:
+        """
+        Create an account.  Registering does not log in.
+        """
+        username = wire.string(request, "username")
+        password = wire.string(request, "password")
+        if not wire.valid_name(username):
+            raise ChatError(wire.INVALID_USERNAME)
+        if not wire.valid_password(password):
+            raise ChatError(wire.INVALID_PASSWORD)
+        if self._directory.user_id(username) is not None:
+            raise ChatError(wire.USERNAME_TAKEN)
+        password_hash = await self._passwords.hash(password)
+        user_id = await self._store.add_user(username, password_hash)
+        self._directory.add_user(user_id, username)
+        self.log.info("User {user_id} registered", user_id=user_id)
+        return {"type": "register_successful", "user": self._user(user_id)}
+
+    async def login(self, session: Session, request: Payload) -> Reply:
+        """
+        Log in, replacing the account's older session, and follow the reply
+        with C{login_info}.
+        """
+        if session.user_id is not None:
+            raise ChatError(wire.ALREADY_AUTHENTICATED)
+        username = wire.string(request, "username")
+        password = wire.string(request, "password")
+        self._throttle.check(username)
+        credentials = None
+        if wire.valid_name(username):
+            credentials = await self._store.credentials(username)
+        verdict = await self._passwords.verify(
+            credentials.password_hash if credentials else None, password
+        )
+        if credentials is None or not verdict.ok:
+            self._throttle.failed(username)
+            raise ChatError(wire.LOGIN_FAILED)
+        user_id = credentials.id
+        if verdict.new_hash is not None:
+            await self._store.set_password_hash(user_id, verdict.new_hash)
+        reply: Payload = {"type": "login_successful", "user": self._user(user_id)}
+        if not session.connected:
+            return reply
+        older = self.sessions.attach(session, user_id, credentials.username)
+        if older is None:
+            self._announce_presence(user_id, online=True)
+        else:
+            older.kick("logged_in_elsewhere")
+        self.log.info("User {user_id} logged in", user_id=user_id)
+        return [reply, await self._login_info(user_id)]
+
+    async def _login_info(self, user_id: int) -> Payload:
+        directory = self._directory
+        friend_ids = sorted(directory.friends(user_id))
+        rooms = {room_id: directory.rooms[room_id] for room_id in directory.rooms_of(user_id)}
+        requests = await self._store.friend_requests(user_id)
+        unread = await self._store.unread(
+            user_id,
+            friend_ids,
+            {room_id: room.members[user_id] for room_id, room in rooms.items()},
+        )
+        return {
+            "type": "login_info",
+            "user": self._user(user_id),
+            "friends": [self._friend(friend_id) for friend_id in friend_ids],
+            "rooms": [self._room(rooms[room_id]) for room_id in sorted(rooms)],
+            "friend_requests": [self._user(requester) for requester in requests],
+            "unread": [
+                {
+                    "target_type": entry.target_type,
+                    "target_id": entry.target_id,
+                    "count": entry.count,
+                    "last_message_id": entry.last_message_id,
+                }
+                for entry in unread
+            ],
+        }
+
+    def logout(self, session: Session, request: Payload) -> Reply:
+        """
+        Log out; the protocol closes the connection after the reply.
+        """
+        user_id = session.user_id
+        self.disconnected(session)
+        self.log.info("User {user_id} logged out", user_id=user_id)
+        return {"type": "logout_successful"}
+
+    def ping(self, session: Session, request: Payload) -> Reply:
+        """
+        Answer C{pong}: the client is alive.
+        """
+        return {"type": "pong"}
+
+    # Messages.
+
+    def _conversation(self, user_id: int, request: Payload) -> tuple[int, int]:
+        """
+        Read C{target_type} and C{target_id} and check that C{user_id} may
+        use that conversation.
+
+        @return: the target type and id.
+        """
+        target_type = wire.integer(request, "target_type")
+        target_id = wire.integer(request, "target_id")
+        if target_type == PRIVATE:
+            if target_id == user_id:
+                raise ChatError(wire.INVALID_TARGET, "That is you.")
+            if not self._directory.are_friends(user_id, target_id):
+                if target_id in self._directory.usernames:
+                    raise ChatError(wire.NOT_FRIENDS)
+                raise ChatError(wire.NO_SUCH_USER)
+        elif target_type == ROOM:
+            room = self._directory.rooms.get(target_id)
+            if room is None:
+                raise ChatError(wire.NO_SUCH_ROOM)
+            if user_id not in room.members:
+                raise ChatError(wire.NOT_IN_ROOM)
+        else:
+            raise ChatError(wire.INVALID_FIELD, "Field 'target_type' must be 0 or 1.")
+        return target_type, target_id
+
+    def send_message(self, session: Session, request: Payload) -> Deferred[Reply]:
+        """
+        Store a message; after the commit, answer the sender with it and
+        push it to the recipient or to the room's other members.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        target_type, target_id = self._conversation(user_id, request)
+        text = wire.string(request, "message")
+        client_msg_id = wire.optional_string(request, "client_msg_id")
+        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
+            raise ChatError(wire.INVALID_FIELD, "Field 'client_msg_id' must be 1-64 characters.")
+        if not wire.valid_message(text):
+            raise ChatError(wire.INVALID_MESSAGE)
+        d = self._store.add_message(user_id, target_type, target_id, text, client_msg_id)
+        return d.addCallback(self._message_stored)
+
+    def _message_stored(self, result: tuple[StoredMessage, bool]) -> Reply:
+        stored, new = result
+        message = self._message(stored)
+        if new:
+            self._push_message(stored, message)
+        return {"type": "on_new_message", "message": message}
+
+    def _push_message(self, stored: StoredMessage, message: Payload | None = None) -> None:
+        """
+        Push a committed message to everyone who gets it but its sender.
+        """
+        recipients: Iterable[int]
+        if stored.target_type == PRIVATE:
+            recipients = (stored.target_id,)
+        else:
+            sender = stored.sender_id
+            members = self._directory.rooms[stored.target_id].members
+            recipients = [m for m in members if m != sender]
+        payload = {
+            "type": "on_new_message",
+            "message": message or self._message(stored),
+        }
+        self.sessions.push(recipients, payload)
+
+    def history(self, session: Session, request: Payload) -> Deferred[Reply]:
+        """
+        A page of a conversation's messages, oldest first.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        target_type, target_id = self._conversation(user_id, request)
+        before = wire.optional_integer(request, "before")
+        after = wire.optional_integer(request, "after")
+        limit = wire.integer(request, "limit", HISTORY_LIMIT)
+        if before is not None and after is not None:
+            raise ChatError(wire.INVALID_FIELD, "Give 'before' or 'after', not both.")
+        if not 0 < limit <= MAX_HISTORY_LIMIT:
+            raise ChatError(wire.INVALID_FIELD, "Field 'limit' must be 1-100.")
+        if target_type == PRIVATE:
+            d = self._store.private_history(user_id, target_id, before, after, limit)
+        else:
+            since = self._directory.rooms[target_id].members[user_id]
+            d = self._store.room_history(target_id, since, before, after, limit)
+
+        def page(result: tuple[list[StoredMessage], bool]) -> Reply:
+            messages, has_more = result
+            return {
+                "type": "history",
+                "target_type": target_type,
+                "target_id": target_id,
+                "messages": [self._message(message) for message in messages],
+                "has_more": has_more,
+            }
+
+        return d.addCallback(page)
+
+    def mark_read(self, session: Session, request: Payload) -> Deferred[Reply]:
+        """
+        Move the read marker of a conversation forward.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        target_type, target_id = self._conversation(user_id, request)
+        message_id = wire.integer(request, "message_id")
+        d = self._store.mark_read(user_id, target_type, target_id, message_id)
+        return d.addCallback(lambda _: {"type": "ok"})
+
+    # Friends.
+
+    def _existing_user(self, request: Payload, field: str = "user_id") -> int:
+        user_id = wire.integer(request, field)
+        if user_id not in self._directory.usernames:
+            raise ChatError(wire.NO_SUCH_USER)
+        return user_id
+
+    async def add_friend(self, session: Session, request: Payload) -> Reply:
+        """
+        Ask someone to be our friend, or accept their request if they
+        already asked us.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        target_id = self._directory.user_id(wire.string(request, "username"))
+        if target_id is None:
+            raise ChatError(wire.NO_SUCH_USER)
+        if target_id == user_id:
+            raise ChatError(wire.INVALID_TARGET, "You cannot befriend yourself.")
+        if self._directory.are_friends(user_id, target_id):
+            raise ChatError(wire.ALREADY_FRIENDS)
+        outcome = await self._store.add_friend(user_id, target_id)
+        if outcome == "accepted":
+            return self._befriended(user_id, target_id)
+        if outcome == "sent":
+            self.sessions.push(
+                (target_id,),
+                {"type": "incoming_friend_request", "user": self._user(user_id)},
+            )
+        return {"type": "friend_request_sent", "user": self._user(target_id)}
+
+    def _befriended(self, user_id: int, requester_id: int) -> Reply:
+        """
+        C{user_id} accepted C{requester_id}'s request: tell the requester,
+        and answer C{user_id}.
+        """
+        self._directory.befriend(user_id, requester_id)
+        self.sessions.push(
+            (requester_id,),
+            {
+                "type": "add_friend_result",
+                "friend": self._friend(user_id),
+                "accepted": True,
+            },
+        )
+        return {
+            "type": "add_friend_result",
+            "friend": self._friend(requester_id),
+            "accepted": True,
+        }
+
+    async def resolve_friend_request(self, session: Session, request: Payload) -> Reply:
+        """
+        Accept (the default) or decline a pending friend request.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        requester_id = wire.integer(request, "user_id")
+        accept = wire.boolean(request, "accept", True)
+        if requester_id not in self._directory.usernames:
+            raise ChatError(wire.NO_PENDING_REQUEST)
+        await self._store.resolve_friend_request(user_id, requester_id, accept)
+        if accept:
+            return self._befriended(user_id, requester_id)
+        return {
+            "type": "add_friend_result",
+            "friend": self._friend(requester_id),
+            "accepted": False,
+        }
+
+    async def remove_friend(self, session: Session, request: Payload) -> Reply:
+        """
+        End a friendship; both sides are told.
+        """
+        user_id = session.user_id
+        assert user_id is not None
+        friend_id = self._existing_user(request)
+        if not self._directory.are_friends(user_id, friend_id):
+            raise ChatError(wire.NOT_FRIENDS)
+        # Refuse messages between them from now on, even those queued
+        # behind the removal; put the friendship back if it fails.
+        self._directory.unfriend(user_id, friend_id)
+        try:
+            await self._store.remove_friend(user_id, friend_id)
+        except ChatError:
+            raise
+        except BaseException:
+            self._directory.befriend(user_id, friend_id)
+            raise
+        self.sessions.push((friend_id,), {"type": "friend_removed", "user_id": user_id})
+        return {"type": "friend_removed", "user_id": friend_id}
+
+    # Rooms.
+
+    def _room_of(self, request: Payload) -> Room:
+        room = self._directory.rooms.get(wire.integer(request, "room_id"))
+        if room is None:
+            raise ChatError(wire.NO_SUCH_ROOM)
+        return room
+
+    def _joined(self, room: Room, user_id: int, stored: StoredMessage) -> None:
+        """
+        C{user_id} joined C{room} with the system message C{stored}: tell
+        the other members, and push the message to all but its sender.
+        """
+        others = [m for m in room.members if m != user_id]
+        self.sessions.push(
+            others,
+            {
+                "type": "someone_inroom",
+                "room_id": room.id,
+                "user": self._friend(user_id),
+            },
+        )
+        self._push_message(stored)
+
+    async def create_room(self, session: Session, request: Payload) -> Reply:
+        """
+        Create a room; its creator is its first member.
+        """
+        user_id, username = session.user_id, session.username
+        assert user_id is not None and username is not None
+        name = wire.string(request, "name")
+        if not wire.valid_name(name):
+            raise ChatError(wire.INVALID_ROOM_NAME)
+        if self._directory.room_id(name) is not None:
+            raise ChatError(wire.ROOM_EXISTS)
+        stored = await self._store.create_room(name, user_id, f"{username} created the room")
+        room = self._directory.add_room(stored.target_id, name)
+        self._directory.join(room.id, user_id, stored.id)
+        self.log.info("User {user_id} created room {room_id}", user_id=user_id, room_id=room.id)
+        return {"type": "create_successful", "room": self._room(room)}
+
+    async def join_room(self, session: Session, request: Payload) -> Reply:
+        """
+        Join a room by name.
+        """
+        user_id, username = session.user_id, session.username
+        assert user_id is not None and username is not None
+        room_id = self._directory.room_id(wire.string(request, "name"))
+        if room_id is None:
+            raise ChatError(wire.NO_SUCH_ROOM)
+        room = self._directory.rooms[room_id]
+        if user_id in room.members:
+            raise ChatError(wire.ALREADY_IN_ROOM)
+        stored = await self._store.join_room(
+            room_id, user_id, user_id, f"{username} joined the room"
+        )
+        self._directory.join(room.id, user_id, stored.id)
+        self._joined(room, user_id, stored)
+        return {"type": "join_successful", "room": self._room(room)}
+
+    async def quit_room(self, session: Session, request: Payload) -> Reply:
+        """
+        Leave a room; it keeps existing, with its history.
+        """
+        user_id, username = session.user_id, session.username
+        assert user_id is not None and username is not None
+        room = self._room_of(request)
+        if user_id not in room.members:
+            raise ChatError(wire.NOT_IN_ROOM)
+        # No more messages to or from this member from now on; undone if
+        # the transaction fails.
+        joined = self._directory.leave(room.id, user_id)
+        try:
+            stored = await self._store.quit_room(room.id, user_id, f"{username} left the room")
+        except ChatError:
+            raise
+        except BaseException:
+            if joined is not None:
+                self._directory.join(room.id, user_id, joined)
+            raise
+        self.sessions.push(
+            room.members,
+            {"type": "someone_outroom", "room_id": room.id, "user_id": user_id},
+        )
+        self._push_message(stored)
+        return {"type": "me_outroom", "room_id": room.id}
+
+    async def add_friend_to_room(self, session: Session, request: Payload) -> Reply:
+        """
+        Add a friend to one of our rooms; they join at once.
+        """
+        user_id, username = session.user_id, session.username
+        assert user_id is not None and username is not None
+        room = self._room_of(request)
+        friend_id = self._existing_user(request)
+        if user_id not in room.members:
+            raise ChatError(wire.NOT_IN_ROOM)
+        if not self._directory.are_friends(user_id, friend_id):
+            raise ChatError(wire.NOT_FRIENDS)
+        if friend_id in room.members:
+            raise ChatError(wire.ALREADY_IN_ROOM)
+        friend_name = self._directory.usernames[friend_id]
+        stored = await self._store.join_room(
+            room.id, user_id, friend_id, f"{username} added {friend_name} to the room"
+        )
+        self._directory.join(room.id, friend_id, stored.id)
+        self.sessions.push((friend_id,), {"type": "join_successful", "room": self._room(room)})
+        self._joined(room, friend_id, stored)
+        return {"type": "ok"}
+
+    def list_rooms(self, session: Session, request: Payload) -> Reply:
+        """
+        Rooms whose name holds C{query} (literally, in any case), at most
+        100, by name.
+        """
+        query = (wire.optional_string(request, "query") or "").lower()
+        matches = sorted(
+            (room for room in self._directory.rooms.values() if query in room.name.lower()),
+            key=lambda room: (room.name.lower(), room.id),
+        )
+        return {
+            "type": "room_list",
+            "rooms": [
+                {"id": room.id, "name": room.name, "member_count": len(room.members)}
+                for room in matches[:MAX_ROOM_LIST]
+            ],
+        }

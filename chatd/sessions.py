@@ -1,0 +1,102 @@
+"""
+Who is online: user id -> the one session logged in as that user.
+
+L{chatd.server.ChatServer} reaches other connections only through
+L{Sessions}: it never touches a transport.  A push is encoded and framed
+once, and the same bytes are handed to every recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from chatd import wire
+
+
+class Session(Protocol):
+    """
+    What the server needs of a connection.  L{chatd.protocol.ChatProtocol}
+    is the real one; tests use a fake.
+
+    @ivar user_id: the logged-in user, or L{None} before login.
+    @ivar username: that user's name, or L{None} before login.
+    @ivar connected: L{False} once the connection is gone.
+    """
+
+    user_id: int | None
+    username: str | None
+    connected: bool
+
+    def send(self, frame: bytes) -> None:
+        """
+        Write one framed push (see L{wire.frame}).
+        """
+
+    def kick(self, reason: str) -> None:
+        """
+        Push C{server_kick} with C{reason} and close the connection.
+        """
+
+
+class Sessions:
+    """
+    The logged-in sessions, one per user.
+    """
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_user)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_user.values()))
+
+    def online(self, user_id: int) -> bool:
+        """
+        @return: whether C{user_id} has a session.
+        """
+        return user_id in self._by_user
+
+    def attach(self, session: Session, user_id: int, username: str) -> Session | None:
+        """
+        Log C{session} in as C{user_id}, replacing any older session of the
+        same user.
+
+        @return: the replaced session (which the caller kicks), or L{None}
+            when this is the user's first session, i.e. they came online.
+        """
+        session.user_id = user_id
+        session.username = username
+        older = self._by_user.get(user_id)
+        self._by_user[user_id] = session
+        return older
+
+    def detach(self, session: Session) -> bool:
+        """
+        Log C{session} out.
+
+        @return: whether it was its user's current session, i.e. the user
+            went offline (a session replaced by a newer one was not).
+        """
+        user_id = session.user_id
+        session.user_id = None
+        session.username = None
+        if user_id is None or self._by_user.get(user_id) is not session:
+            return False
+        del self._by_user[user_id]
+        return True
+
+    def push(self, user_ids: Iterable[int], payload: wire.Payload) -> None:
+        """
+        Send C{payload} to each of C{user_ids} that is online, encoding it
+        once.
+        """
+        frame: bytes | None = None
+        for user_id in user_ids:
+            session = self._by_user.get(user_id)
+            if session is not None:
+                if frame is None:
+                    frame = wire.frame(payload)
+                session.send(frame)

@@ -1,0 +1,677 @@
+"""
+Every SQL statement of chatd.
+
+The database is SQLite reached through L{twisted.enterprise.adbapi}: no SQL
+runs on the reactor thread.  There are two pools on the same file:
+
+  - the writer, one connection, used only through the L{MessageWriter}:
+    every change is a C{*_txn} job committed in a group;
+  - the readers, for history, logins and unread counts; WAL lets them read
+    while the writer writes.
+
+Every connection runs with C{journal_mode=WAL}, C{foreign_keys=ON},
+C{synchronous=FULL} and a C{busy_timeout}; connections are in autocommit
+mode and transactions are begun explicitly, so the writer decides where
+one ends.
+
+The schema is the numbered files of C{sql/}, shipped inside the package and
+applied in order at start; C{schema_version} records the last one applied.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Final
+
+from twisted.enterprise.adbapi import ConnectionPool, Transaction
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorCore
+
+from chatd import wire
+from chatd.wire import ChatError
+from chatd.writer import DatabaseHealth, MessageWriter
+
+PRIVATE: Final = 0
+ROOM: Final = 1
+
+_SCHEMA_FILE = re.compile(r"(\d+)_[\w-]+\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """
+    One row of C{messages}.  L{chatd.server} adds the names for the wire.
+    """
+
+    id: int
+    client_msg_id: str | None
+    sender_id: int
+    target_type: int
+    target_id: int
+    kind: str
+    body: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """
+    What a login checks: the account and its stored password hash.
+    """
+
+    id: int
+    username: str
+    password_hash: str
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """
+    Everything a message send checks, loaded once at start and then kept
+    current in memory by L{chatd.server.ChatServer}.
+
+    @ivar users: user id -> username.
+    @ivar friendships: accepted pairs, each once.
+    @ivar rooms: room id -> name.
+    @ivar members: C{(room_id, user_id, joined_message_id)} rows.
+    """
+
+    users: dict[int, str] = field(default_factory=dict)
+    friendships: list[tuple[int, int]] = field(default_factory=list)
+    rooms: dict[int, str] = field(default_factory=dict)
+    members: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """
+    A conversation with messages the user has not read.
+    """
+
+    target_type: int
+    target_id: int
+    count: int
+    last_message_id: int
+
+
+def schema_files() -> list[tuple[int, str]]:
+    """
+    @return: the numbered schema files shipped in C{chatd/sql}, as
+        C{(number, sql)} in order.
+    """
+    found = []
+    for entry in resources.files("chatd").joinpath("sql").iterdir():
+        match = _SCHEMA_FILE.fullmatch(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def _connection_opened(busy_timeout_ms: int) -> Any:
+    def configure(connection: sqlite3.Connection) -> None:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+
+    return configure
+
+
+def make_pool(
+    path: str, reactor: IReactorCore, connections: int, busy_timeout_ms: int = 5000
+) -> ConnectionPool:
+    """
+    @return: a pool of at most C{connections} connections to the SQLite file
+        at C{path}, each configured as the module docstring says.
+    """
+    return ConnectionPool(
+        "sqlite3",
+        path,
+        check_same_thread=False,
+        isolation_level=None,
+        cp_min=1,
+        cp_max=connections,
+        cp_openfun=_connection_opened(busy_timeout_ms),
+        cp_reactor=reactor,
+        cp_noisy=False,
+    )
+
+
+class Store:
+    """
+    The chatd database.
+
+    Read methods return Deferreds from the reader pool.  Write methods
+    submit a job to the L{MessageWriter} and return its Deferred, which
+    fires after the commit.
+    """
+
+    def __init__(
+        self,
+        writer_pool: ConnectionPool,
+        reader_pool: ConnectionPool,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        """
+        @param writer_pool: a pool of exactly one connection: every write
+            goes through it.
+        @param reader_pool: the pool for reads.
+        @param now: the wall clock, for the commit time of each transaction.
+        """
+        self._writer_pool = writer_pool
+        self._reader_pool = reader_pool
+        self._health = DatabaseHealth()
+        self.writer = MessageWriter(writer_pool, self._health, now)
+
+    @classmethod
+    async def open(cls, path: str, reactor: IReactorCore) -> Store:
+        """
+        Open (creating it if need be) the database at C{path} and bring its
+        schema up to date.
+        """
+        store = cls(make_pool(path, reactor, 1), make_pool(path, reactor, 2))
+        try:
+            await store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def migrate(self) -> Deferred[None]:
+        """
+        Apply the schema files not yet applied, each in its own transaction.
+        """
+        return self._writer_pool.runInteraction(_migrate_txn, schema_files())
+
+    def close(self) -> None:
+        """
+        Close both pools (waiting for their threads to finish).
+        """
+        self._reader_pool.close()
+        self._writer_pool.close()
+
+    def _read(self, interaction: Any, *args: Any) -> Deferred[Any]:
+        d = self._reader_pool.runInteraction(interaction, *args)
+        d.addCallbacks(self._read_ok, self._health.failed)
+        return d
+
+    def _read_ok(self, result: Any) -> Any:
+        self._health.succeeded()
+        return result
+
+    # Reads.
+
+    def load_directory(self) -> Deferred[Snapshot]:
+        """
+        @return: the users, friendships, rooms and memberships, for the
+            in-memory caches.
+        """
+        return self._read(_load_directory_txn)
+
+    def credentials(self, username: str) -> Deferred[Credentials | None]:
+        """
+        @return: the account named C{username} (case-insensitively), or
+            L{None}.
+        """
+        return self._read(_credentials_txn, username)
+
+    def friend_requests(self, user_id: int) -> Deferred[list[int]]:
+        """
+        @return: the ids of the users whose friend request to C{user_id}
+            is pending, oldest first.
+        """
+        return self._read(_friend_requests_txn, user_id)
+
+    def unread(
+        self, user_id: int, friend_ids: Iterable[int], rooms: dict[int, int]
+    ) -> Deferred[list[Unread]]:
+        """
+        @param rooms: the user's rooms, room id -> the id of the message of
+            their latest join.
+        @return: the conversations with messages from others after the
+            user's read marker (and, in a room, from the latest join on).
+        """
+        return self._read(_unread_txn, user_id, list(friend_ids), dict(rooms))
+
+    def private_history(
+        self, a: int, b: int, before: int | None, after: int | None, limit: int
+    ) -> Deferred[tuple[list[StoredMessage], bool]]:
+        """
+        @return: a page of the private conversation of C{a} and C{b},
+            oldest first, and whether more exist in the direction asked.
+        """
+        low, high = min(a, b), max(a, b)
+        where = (
+            "target_type = 0 AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
+        )
+        return self._read(_history_txn, where, (low, high), before, after, limit)
+
+    def room_history(
+        self,
+        room_id: int,
+        since: int,
+        before: int | None,
+        after: int | None,
+        limit: int,
+    ) -> Deferred[tuple[list[StoredMessage], bool]]:
+        """
+        @param since: the first message id the user may see (their latest
+            join).
+        @return: a page of the room's messages with ids from C{since} on,
+            oldest first, and whether more exist in the direction asked.
+        """
+        where = "target_type = 1 AND target_id = ? AND id >= ?"
+        return self._read(_history_txn, where, (room_id, since), before, after, limit)
+
+    # Writes: each is one job for the writer.
+
+    def add_user(self, username: str, password_hash: str) -> Deferred[int]:
+        """
+        @return: the new user's id.
+        @raise ChatError: C{username_taken}.
+        """
+        return self.writer.submit(_add_user_txn, username, password_hash)
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> Deferred[None]:
+        """
+        Replace a user's password hash (after a rehash with new parameters).
+        """
+        return self.writer.submit(_set_password_hash_txn, user_id, password_hash)
+
+    def add_message(
+        self,
+        sender_id: int,
+        target_type: int,
+        target_id: int,
+        body: str,
+        client_msg_id: str | None = None,
+    ) -> Deferred[tuple[StoredMessage, bool]]:
+        """
+        Store a text message.
+
+        @return: the stored message, and C{True} if it is new; C{False} if
+            the sender had already sent one with this C{client_msg_id}, which
+            is the message returned.
+        """
+        return self.writer.submit(
+            _add_message_txn,
+            sender_id,
+            target_type,
+            target_id,
+            "text",
+            body,
+            client_msg_id,
+        )
+
+    def add_friend(self, user_id: int, target_id: int) -> Deferred[str]:
+        """
+        Ask C{target_id} to be C{user_id}'s friend, or accept their request
+        if they already asked.
+
+        @return: C{"sent"} for a new request, C{"repeat"} when it was already
+            pending, C{"accepted"} when it accepted the target's request.
+        @raise ChatError: C{already_friends}.
+        """
+        return self.writer.submit(_add_friend_txn, user_id, target_id)
+
+    def resolve_friend_request(
+        self, user_id: int, requester_id: int, accept: bool
+    ) -> Deferred[None]:
+        """
+        Accept or decline the pending request of C{requester_id} to
+        C{user_id}.
+
+        @raise ChatError: C{no_pending_request}.
+        """
+        return self.writer.submit(_resolve_friend_request_txn, user_id, requester_id, accept)
+
+    def remove_friend(self, user_id: int, friend_id: int) -> Deferred[None]:
+        """
+        End the friendship of C{user_id} and C{friend_id}.
+
+        @raise ChatError: C{not_friends}.
+        """
+        return self.writer.submit(_remove_friend_txn, user_id, friend_id)
+
+    def create_room(self, name: str, creator_id: int, text: str) -> Deferred[StoredMessage]:
+        """
+        Create a room with C{creator_id} as its first member and C{text} as
+        its first (system) message.
+
+        @return: that message; its C{target_id} is the new room's id.
+        @raise ChatError: C{room_exists}.
+        """
+        return self.writer.submit(_create_room_txn, name, creator_id, text)
+
+    def join_room(
+        self, room_id: int, actor_id: int, user_id: int, text: str
+    ) -> Deferred[StoredMessage]:
+        """
+        Make C{user_id} a member of C{room_id}, and store the system
+        message C{text} sent by C{actor_id} (the user, or the friend who
+        added them).
+
+        @return: that message, from which on the user sees the room.
+        @raise ChatError: C{not_in_room} when C{actor_id} is someone else
+            and not a member; C{already_in_room}.
+        """
+        return self.writer.submit(_join_room_txn, room_id, actor_id, user_id, text)
+
+    def quit_room(self, room_id: int, user_id: int, text: str) -> Deferred[StoredMessage]:
+        """
+        Remove C{user_id} from C{room_id} and store the system message
+        C{text}.
+
+        @return: that message.
+        @raise ChatError: C{not_in_room}.
+        """
+        return self.writer.submit(_quit_room_txn, room_id, user_id, text)
+
+    def mark_read(
+        self, user_id: int, target_type: int, target_id: int, message_id: int
+    ) -> Deferred[None]:
+        """
+        Move the user's read marker of a conversation forward to
+        C{message_id} (never backwards).
+        """
+        return self.writer.submit(_mark_read_txn, user_id, target_type, target_id, message_id)
+
+
+# Transactions.  Each runs in a pool thread; the *_txn functions given to
+# the writer take the commit's timestamp as their second argument.
+
+
+def _migrate_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:
+    txn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    )
+    version = 0
+    if txn.fetchone()[0]:
+        txn.execute("SELECT max(version) FROM schema_version")
+        version = txn.fetchone()[0] or 0
+    for number, sql in files:
+        if number <= version:
+            continue
+        try:
+            txn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\n;"
+                f"DELETE FROM schema_version; INSERT INTO schema_version VALUES ({number});"
+                "COMMIT;"
+            )
+        except BaseException:
+            txn.execute("ROLLBACK")
+            raise
+
+
+def _load_directory_txn(txn: Transaction) -> Snapshot:
+    directory = Snapshot()
+    txn.execute("BEGIN")
+    txn.execute("SELECT id, username FROM users")
+    directory.users = dict(txn.fetchall())
+    txn.execute(
+        "SELECT user_id, friend_id FROM friendships"
+        " WHERE state = 'accepted' AND user_id < friend_id"
+    )
+    directory.friendships = txn.fetchall()
+    txn.execute("SELECT id, name FROM rooms")
+    directory.rooms = dict(txn.fetchall())
+    txn.execute("SELECT room_id, user_id, joined_message_id FROM room_members")
+    directory.members = txn.fetchall()
+    return directory
+
+
+def _credentials_txn(txn: Transaction, username: str) -> Credentials | None:
+    txn.execute(
+        "SELECT id, username, password_hash FROM users WHERE username = ? COLLATE NOCASE",
+        (username,),
+    )
+    row = txn.fetchone()
+    return Credentials(*row) if row else None
+
+
+def _friend_requests_txn(txn: Transaction, user_id: int) -> list[int]:
+    txn.execute(
+        "SELECT user_id FROM friendships WHERE friend_id = ? AND state = 'pending'"
+        " ORDER BY created_at, user_id",
+        (user_id,),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
+def _unread_txn(
+    txn: Transaction, user_id: int, friend_ids: list[int], rooms: dict[int, int]
+) -> list[Unread]:
+    txn.execute("BEGIN")
+    txn.execute(
+        "SELECT target_type, target_id, message_id FROM read_markers WHERE user_id = ?",
+        (user_id,),
+    )
+    markers = {(tt, tid): mid for tt, tid, mid in txn.fetchall()}
+    found = []
+    for friend_id in friend_ids:
+        low, high = min(user_id, friend_id), max(user_id, friend_id)
+        txn.execute(
+            "SELECT count(*), max(id) FROM messages"
+            " WHERE target_type = 0 AND min(sender_id, target_id) = ?"
+            " AND max(sender_id, target_id) = ? AND id > ? AND sender_id = ?",
+            (low, high, markers.get((PRIVATE, friend_id), 0), friend_id),
+        )
+        count, _ = txn.fetchone()
+        if count:
+            txn.execute(
+                "SELECT max(id) FROM messages WHERE target_type = 0"
+                " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?",
+                (low, high),
+            )
+            found.append(Unread(PRIVATE, friend_id, count, txn.fetchone()[0]))
+    for room_id, joined in rooms.items():
+        since = max(markers.get((ROOM, room_id), 0) + 1, joined)
+        txn.execute(
+            "SELECT count(*) FROM messages WHERE target_type = 1 AND target_id = ?"
+            " AND id >= ? AND sender_id <> ?",
+            (room_id, since, user_id),
+        )
+        count = txn.fetchone()[0]
+        if count:
+            txn.execute(
+                "SELECT max(id) FROM messages WHERE target_type = 1 AND target_id = ?",
+                (room_id,),
+            )
+            found.append(Unread(ROOM, room_id, count, txn.fetchone()[0]))
+    return found
+
+
+_MESSAGE_COLUMNS = "id, client_msg_id, sender_id, target_type, target_id, kind, body, created_at"
+
+
+def _history_txn(
+    txn: Transaction,
+    where: str,
+    params: tuple[int, ...],
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> tuple[list[StoredMessage], bool]:
+    # One row more than asked tells whether more exist in that direction.
+    if after is not None:
+        txn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} AND id > ? ORDER BY id LIMIT ?",
+            (*params, after, limit + 1),
+        )
+        rows = txn.fetchall()
+    else:
+        bound = before if before is not None else wire.MAX_INT
+        txn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} AND id < ?"
+            " ORDER BY id DESC LIMIT ?",
+            (*params, bound, limit + 1),
+        )
+        rows = txn.fetchall()
+        rows.reverse()
+    has_more = len(rows) > limit
+    if has_more:
+        rows = rows[:limit] if after is not None else rows[1:]
+    return [StoredMessage(*row) for row in rows], has_more
+
+
+def _add_user_txn(txn: Transaction, stamp: str, username: str, password_hash: str) -> int:
+    txn.execute(
+        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (username, password_hash, stamp),
+    )
+    if txn.rowcount != 1:
+        raise ChatError(wire.USERNAME_TAKEN)
+    return txn.lastrowid
+
+
+def _set_password_hash_txn(txn: Transaction, stamp: str, user_id: int, password_hash: str) -> None:
+    txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+
+
+def _add_message_txn(
+    txn: Transaction,
+    stamp: str,
+    sender_id: int,
+    target_type: int,
+    target_id: int,
+    kind: str,
+    body: str,
+    client_msg_id: str | None,
+) -> tuple[StoredMessage, bool]:
+    txn.execute(
+        "INSERT INTO messages"
+        " (sender_id, target_type, target_id, kind, body, client_msg_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (sender_id, target_type, target_id, kind, body, client_msg_id, stamp),
+    )
+    if txn.rowcount == 1:
+        message = StoredMessage(
+            txn.lastrowid,
+            client_msg_id,
+            sender_id,
+            target_type,
+            target_id,
+            kind,
+            body,
+            stamp,
+        )
+        return message, True
+    txn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?",
+        (sender_id, client_msg_id),
+    )
+    return StoredMessage(*txn.fetchone()), False
+
+
+def _add_friend_txn(txn: Transaction, stamp: str, user_id: int, target_id: int) -> str:
+    txn.execute(
+        "SELECT user_id, state FROM friendships"
+        " WHERE (user_id = ? AND friend_id = ?) OR (user_id = ? AND friend_id = ?)",
+        (user_id, target_id, target_id, user_id),
+    )
+    rows = dict(txn.fetchall())
+    if "accepted" in rows.values():
+        raise ChatError(wire.ALREADY_FRIENDS)
+    if user_id in rows:
+        return "repeat"
+    if target_id in rows:
+        _resolve_friend_request_txn(txn, stamp, user_id, target_id, True)
+        return "accepted"
+    txn.execute(
+        "INSERT INTO friendships (user_id, friend_id, state, created_at)"
+        " VALUES (?, ?, 'pending', ?)",
+        (user_id, target_id, stamp),
+    )
+    return "sent"
+
+
+def _resolve_friend_request_txn(
+    txn: Transaction, stamp: str, user_id: int, requester_id: int, accept: bool
+) -> None:
+    txn.execute(
+        "DELETE FROM friendships WHERE user_id = ? AND friend_id = ? AND state = 'pending'",
+        (requester_id, user_id),
+    )
+    if txn.rowcount != 1:
+        raise ChatError(wire.NO_PENDING_REQUEST)
+    if accept:
+        txn.executemany(
+            "INSERT INTO friendships (user_id, friend_id, state, created_at)"
+            " VALUES (?, ?, 'accepted', ?)",
+            [(user_id, requester_id, stamp), (requester_id, user_id, stamp)],
+        )
+
+
+def _remove_friend_txn(txn: Transaction, stamp: str, user_id: int, friend_id: int) -> None:
+    txn.execute(
+        "DELETE FROM friendships WHERE state = 'accepted'"
+        " AND ((user_id = ? AND friend_id = ?) OR (user_id = ? AND friend_id = ?))",
+        (user_id, friend_id, friend_id, user_id),
+    )
+    if txn.rowcount == 0:
+        raise ChatError(wire.NOT_FRIENDS)
+
+
+def _create_room_txn(
+    txn: Transaction, stamp: str, name: str, creator_id: int, text: str
+) -> StoredMessage:
+    txn.execute(
+        "INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (name, stamp),
+    )
+    if txn.rowcount != 1:
+        raise ChatError(wire.ROOM_EXISTS)
+    return _join_room_txn(txn, stamp, txn.lastrowid, creator_id, creator_id, text)
+
+
+def _join_room_txn(
+    txn: Transaction, stamp: str, room_id: int, actor_id: int, user_id: int, text: str
+) -> StoredMessage:
+    txn.execute(
+        "SELECT user_id FROM room_members WHERE room_id = ? AND user_id IN (?, ?)",
+        (room_id, actor_id, user_id),
+    )
+    members = {row[0] for row in txn.fetchall()}
+    if user_id in members:
+        raise ChatError(wire.ALREADY_IN_ROOM)
+    if actor_id != user_id and actor_id not in members:
+        raise ChatError(wire.NOT_IN_ROOM)
+    message, _ = _add_message_txn(txn, stamp, actor_id, ROOM, room_id, "system", text, None)
+    txn.execute(
+        "INSERT INTO room_members (room_id, user_id, joined_message_id) VALUES (?, ?, ?)",
+        (room_id, user_id, message.id),
+    )
+    return message
+
+
+def _quit_room_txn(
+    txn: Transaction, stamp: str, room_id: int, user_id: int, text: str
+) -> StoredMessage:
+    txn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    if txn.rowcount != 1:
+        raise ChatError(wire.NOT_IN_ROOM)
+    message, _ = _add_message_txn(txn, stamp, user_id, ROOM, room_id, "system", text, None)
+    return message
+
+
+def _mark_read_txn(
+    txn: Transaction,
+    stamp: str,
+    user_id: int,
+    target_type: int,
+    target_id: int,
+    message_id: int,
+) -> None:
+    txn.execute(
+        "INSERT INTO read_markers (user_id, target_type, target_id, message_id)"
+        " VALUES (?, ?, ?, min(?, (SELECT coalesce(max(id), 0) FROM messages)))"
+        " ON CONFLICT DO UPDATE"
+        " SET message_id = max(message_id, excluded.message_id)",
+        (user_id, target_type, target_id, message_id),
+    )

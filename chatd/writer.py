@@ -1,0 +1,206 @@
+"""
+Group commit: every write of chatd goes through one L{MessageWriter}.
+
+SQLite has one writer and every commit costs an fsync (C{synchronous=FULL}).
+The writer keeps at most one transaction in flight: jobs that arrive
+while it runs wait in a queue and all go together into the next
+transaction.  At low load a job commits alone, with no added wait; under
+load one fsync serves every job that queued meanwhile.
+
+Each job runs inside its own savepoint, so a job that raises (a
+L{ChatError}, or a bug) is undone alone and fails alone while the rest of
+its group commits.  A database failure (locked, read-only, disk full) fails
+the whole group: nothing of it was stored, and every job's Deferred fails
+with L{DatabaseUnavailable}.
+
+Jobs run in submission order and their Deferreds fire in that order after
+the commit, so message ids grow strictly in commit order, and pushes made
+from those callbacks leave in that order too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from twisted.enterprise.adbapi import ConnectionPool, Transaction
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: A write job: called in the writer thread with the open transaction and
+#: the commit's timestamp, then its own arguments.
+Job = Callable[Concatenate[Transaction, str, P], T]
+
+
+class DatabaseUnavailable(Exception):
+    """
+    The database refused a transaction (locked, read-only, full, I/O
+    error): nothing of it was stored.  The cause is logged once by
+    L{DatabaseHealth}; requests that hit it are answered C{internal_error}.
+    """
+
+
+class DatabaseHealth:
+    """
+    Logs database trouble once when it starts and once when it ends, rather
+    than once per request it hits.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def failed(self, failure: Failure) -> Failure:
+        """
+        Record a failed database operation.
+
+        @return: a failure of L{DatabaseUnavailable} when C{failure} is a
+            database error; C{failure} itself otherwise (a bug, logged by
+            whoever handles it).
+        """
+        if not failure.check(sqlite3.OperationalError, sqlite3.DatabaseError):
+            return failure
+        if not self.failing:
+            self.failing = True
+            self.log.failure("The database failed; requests fail until it recovers", failure)
+        return Failure(DatabaseUnavailable(str(failure.value)))
+
+    def succeeded(self) -> None:
+        """
+        Record a successful database operation.
+        """
+        if self.failing:
+            self.failing = False
+            self.log.info("The database works again")
+
+
+def utc_stamp(seconds: float) -> str:
+    """
+    @return: C{seconds} since the epoch as ISO 8601 UTC with milliseconds,
+        like C{2020-01-02T12:46:20.123Z}.
+    """
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class MessageWriter:
+    """
+    Runs write jobs on the single writing connection, grouped into as few
+    transactions as the load allows.
+
+    @ivar batches: how many transactions committed (for tests and metrics).
+    @ivar largest_batch: the most jobs one transaction committed.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        health: DatabaseHealth,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        """
+        @param pool: a pool with exactly one connection (C{cp_max=1}).
+        @param now: the wall clock, read in the writer thread for each
+            transaction's timestamp.
+        """
+        self._pool = pool
+        self._health = health
+        self._now = now
+        self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
+        self._in_flight: Deferred[None] | None = None
+        self.batches = 0
+        self.largest_batch = 0
+
+    def submit(self, job: Job[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """
+        Queue C{job(txn, stamp, *args)} for the next transaction.
+
+        @return: fires with the job's result after its transaction commits,
+            or fails with what the job raised, or with
+            L{DatabaseUnavailable} when the transaction failed.
+        """
+        assert not kwargs, "write jobs take positional arguments"
+        d: Deferred[T] = Deferred()
+        self._queue.append((job, args, d))
+        if self._in_flight is None:
+            self._flush()
+        return d
+
+    def idle(self) -> Deferred[None]:
+        """
+        @return: fires when every job submitted so far has committed (or
+            failed): used by a clean shutdown.
+        """
+        if self._in_flight is None:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self.submit(_nothing).addBoth(lambda _: d.callback(None))
+        return d
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        self.batches += 1
+        self.largest_batch = max(self.largest_batch, len(batch))
+        jobs = [(job, args) for job, args, _ in batch]
+        waiters = [d for _, _, d in batch]
+        self._in_flight = self._pool.runInteraction(self._run, jobs, self._now)
+        self._in_flight.addBoth(self._committed, waiters)
+
+    @staticmethod
+    def _run(
+        txn: Transaction,
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+        now: Callable[[], float],
+    ) -> list[tuple[bool, Any]]:
+        """
+        Run a group of jobs in one transaction (in the writer thread).
+
+        @return: for each job, C{(True, result)} or C{(False, failure)}.
+        """
+        txn.execute("BEGIN IMMEDIATE")
+        stamp = utc_stamp(now())
+        outcomes: list[tuple[bool, Any]] = []
+        for job, args in jobs:
+            txn.execute("SAVEPOINT job")
+            try:
+                result = job(txn, stamp, *args)
+            except sqlite3.OperationalError:
+                # The database itself failed: the whole group fails.
+                raise
+            except Exception:
+                outcomes.append((False, Failure()))
+                txn.execute("ROLLBACK TO job")
+            else:
+                outcomes.append((True, result))
+            txn.execute("RELEASE job")
+        return outcomes
+
+    def _committed(self, outcome: Any, waiters: list[Deferred[Any]]) -> None:
+        self._in_flight = None
+        # Start the next group before running this one's callbacks, so the
+        # next fsync overlaps with the pushes of this group.
+        if self._queue:
+            self._flush()
+        if isinstance(outcome, Failure):
+            failure = self._health.failed(outcome)
+            for d in waiters:
+                d.errback(failure)
+            return
+        self._health.succeeded()
+        for d, (ok, value) in zip(waiters, outcome, strict=True):
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
+
+
+def _nothing(txn: Transaction, stamp: str) -> None:
+    return None

@@ -1,0 +1,1 @@
+"""The chatd tests (trial)."""

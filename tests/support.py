@@ -1,0 +1,232 @@
+"""
+What the chatd tests share: a synchronous database, fake sessions, and a
+server wired together from real parts on a temporary SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd import wire
+from chatd.directory import Directory
+from chatd.passwords import Passwords, cheap_hasher
+from chatd.protocol import ChatProtocol, Limits
+from chatd.server import ChatServer
+from chatd.sessions import Sessions
+from chatd.store import Store, make_pool
+
+
+class InlineThreadPool:
+    """
+    A thread pool that runs work at once, on the calling thread.
+    """
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def callInThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+    def callInThreadWithCallback(
+        self,
+        on_result: Callable[[bool, Any], None],
+        f: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
+class ImmediateReactor(MemoryReactorClock):
+    """
+    A memory reactor with a clock whose C{callFromThread} runs at once: with
+    L{InlineThreadPool}, database and hashing work completes synchronously.
+    """
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
+
+
+#: The wall clock of test databases: 2026-11-24T06:00:30.123Z.
+FIXED_NOW = 1795500030.123
+
+
+def open_store(
+    testcase: SynchronousTestCase,
+    reactor: ImmediateReactor,
+    path: str | None = None,
+    busy_timeout_ms: int = 5000,
+) -> Store:
+    """
+    @return: a L{Store} on a real SQLite file (by default a new one in the
+        test's temporary directory) whose SQL runs synchronously; closed when
+        the test ends.
+    """
+    if path is None:
+        path = testcase.mktemp() + ".sqlite3"
+    pools = []
+    for connections in (1, 2):
+        pool = make_pool(path, reactor, connections, busy_timeout_ms)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        pools.append(pool)
+    store = Store(pools[0], pools[1], now=lambda: FIXED_NOW)
+    testcase.successResultOf(store.migrate())
+    testcase.addCleanup(store.close)
+    return store
+
+
+class FakeSession:
+    """
+    A session that records what the server pushes to it.
+    """
+
+    def __init__(self) -> None:
+        self.user_id: int | None = None
+        self.username: str | None = None
+        self.connected = True
+        self.frames: list[bytes] = []
+        self.kicked: str | None = None
+
+    def send(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def kick(self, reason: str) -> None:
+        self.kicked = reason
+        self.connected = False
+
+    def pushes(self, kind: str | None = None) -> list[wire.Payload]:
+        """
+        @return: the pushes received so far (of type C{kind}, if given), and
+            forget them all.
+        """
+        received = [json.loads(frame[4:]) for frame in self.frames]
+        self.frames.clear()
+        return [p for p in received if kind is None or p["type"] == kind]
+
+
+class ServerHarness:
+    """
+    A L{ChatServer} made of real parts on a temporary database, run
+    synchronously: every Deferred it returns has fired by the time the call
+    returns.
+    """
+
+    def __init__(self, testcase: SynchronousTestCase, path: str | None = None) -> None:
+        self.testcase = testcase
+        self.reactor = ImmediateReactor()
+        self.store = open_store(testcase, self.reactor, path)
+        self.passwords = Passwords(self.reactor, cheap_hasher(), InlineThreadPool())  # type: ignore[arg-type]
+        self.passwords.start()
+        self.directory = Directory.from_snapshot(
+            testcase.successResultOf(self.store.load_directory())
+        )
+        self.sessions = Sessions()
+        self.server = ChatServer(
+            self.store, self.passwords, self.sessions, self.directory, self.reactor
+        )
+
+    def call(self, session: Any, kind: str, **fields: Any) -> Any:
+        """
+        Dispatch a request and return its reply (a payload, or a list of
+        them for login).
+
+        @raise wire.ChatError: when the request is refused.
+        """
+        result = self.server.dispatch(session, {"type": kind, **fields})
+        if isinstance(result, Deferred):
+            outcome: list[Any] = []
+            result.addBoth(outcome.append)
+            assert outcome, f"{kind} did not complete synchronously"
+            if isinstance(outcome[0], Failure):
+                outcome[0].raiseException()
+            return outcome[0]
+        return result
+
+    def error(self, session: Any, kind: str, **fields: Any) -> str:
+        """
+        @return: the error code a request is refused with.
+        """
+        try:
+            self.call(session, kind, **fields)
+        except wire.ChatError as e:
+            return e.code
+        raise AssertionError(f"{kind} {fields} was not refused")
+
+    def user(self, name: str, password: str = "secret1") -> FakeSession:
+        """
+        Register C{name} and return a session logged in as them, with its
+        login pushes forgotten.
+        """
+        session = FakeSession()
+        self.call(session, "register", username=name, password=password)
+        self.call(session, "login", username=name, password=password)
+        session.frames.clear()
+        return session
+
+    def friends(self, a: FakeSession, b: FakeSession) -> None:
+        """
+        Make C{a} and C{b} friends, forgetting the pushes it causes.
+        """
+        assert b.username is not None
+        self.call(a, "add_friend", username=b.username)
+        self.call(b, "resolve_friend_request", user_id=a.user_id)
+        a.frames.clear()
+        b.frames.clear()
+
+
+def connect(
+    server: ChatServer, clock: MemoryReactorClock, limits: Limits | None = None
+) -> tuple[ChatProtocol, StringTransport]:
+    """
+    @return: a L{ChatProtocol} for C{server} connected to a
+        L{StringTransport}.
+    """
+    protocol = ChatProtocol(server, limits or Limits(), clock)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def frame(payload: wire.Payload | bytes) -> bytes:
+    """
+    @return: a frame of C{payload} (encoded as JSON unless it is bytes).
+    """
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return struct.pack("!I", len(data)) + data
+
+
+def unframe(data: bytes) -> list[wire.Payload]:
+    """
+    @return: the payloads of the frames in C{data}.
+    """
+    payloads = []
+    while data:
+        (length,) = struct.unpack("!I", data[:4])
+        payloads.append(json.loads(data[4 : 4 + length]))
+        data = data[4 + length :]
+    return payloads
+
+
+def received(transport: StringTransport) -> list[wire.Payload]:
+    """
+    @return: the payloads written to C{transport} so far, which it forgets.
+    """
+    payloads = unframe(transport.value())
+    transport.clear()
+    return payloads
