@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -230,3 +231,160 @@ def received(transport: StringTransport) -> list[wire.Payload]:
     payloads = unframe(transport.value())
     transport.clear()
     return payloads
+
+
+# End to end: a real server on loopback TCP, driven by the real reactor.
+
+
+class RunningServer:
+    """
+    A chatd server listening on a loopback port of the real reactor.
+
+    @ivar port: the TCP port number it listens on.
+    """
+
+    def __init__(self, server: ChatServer, store: Store, listening: Any) -> None:
+        self.server = server
+        self.store = store
+        self.listening = listening
+        self.port: int = listening.getHost().port
+
+
+async def start_server(
+    testcase: Any, path: str | None = None, limits: Limits | None = None
+) -> RunningServer:
+    """
+    Start a chatd server on a loopback port of the global reactor, on a
+    new database in the test's temporary directory (or C{path}), with cheap
+    password hashing.  It stops when the test ends; the test closes its own
+    client connections.
+    """
+    from twisted.internet import reactor
+
+    from chatd.protocol import ChatFactory
+
+    store = await Store.open(path or testcase.mktemp() + ".sqlite3", reactor)
+    directory = Directory.from_snapshot(await store.load_directory())
+    passwords = Passwords(reactor, cheap_hasher())
+    passwords.start()
+    server = ChatServer(store, passwords, Sessions(), directory, reactor)
+    factory = ChatFactory(limits or Limits(), reactor, server)
+    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+    async def stop() -> None:
+        await listening.stopListening()
+        await store.writer.idle()
+        passwords.stop()
+        store.close()
+
+    testcase.addCleanup(lambda: Deferred.fromCoroutine(stop()))
+    return RunningServer(server, store, listening)
+
+
+class WireClient(Int32StringReceiver):
+    """
+    A bare protocol client for end-to-end tests: requests get increasing
+    ids; replies and pushes are queued for the test to await.
+    """
+
+    def __init__(self) -> None:
+        self._next_id = 0
+        self._replies: dict[int, Deferred[wire.Payload]] = {}
+        self._pushes: list[wire.Payload] = []
+        self._push_waiters: list[tuple[str | None, Deferred[wire.Payload]]] = []
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        for d in self._replies.values():
+            d.errback(ConnectionError("connection lost"))
+        self._replies.clear()
+        self.lost.callback(None)
+
+    def stringReceived(self, data: bytes) -> None:
+        payload = json.loads(data)
+        rid = payload.get("id")
+        if rid is not None and rid in self._replies:
+            self._replies.pop(rid).callback(payload)
+            return
+        for i, (kind, d) in enumerate(self._push_waiters):
+            if kind is None or payload["type"] == kind:
+                del self._push_waiters[i]
+                d.callback(payload)
+                return
+        self._pushes.append(payload)
+
+    def request(self, kind: str, **fields: Any) -> Deferred[wire.Payload]:
+        """
+        Send a request; the Deferred fires with its reply (an C{error}
+        payload included).
+        """
+        self._next_id += 1
+        d: Deferred[wire.Payload] = Deferred()
+        self._replies[self._next_id] = d
+        self.sendString(json.dumps({"type": kind, "id": self._next_id, **fields}).encode())
+        return d
+
+    def push(self, kind: str | None = None) -> Deferred[wire.Payload]:
+        """
+        @return: fires with the first push (of type C{kind}, if given) not yet
+            taken, arrived or still to come.
+        """
+        for i, payload in enumerate(self._pushes):
+            if kind is None or payload["type"] == kind:
+                del self._pushes[i]
+                return _fired(payload)
+        d: Deferred[wire.Payload] = Deferred()
+        self._push_waiters.append((kind, d))
+        return d
+
+    def pending_pushes(self) -> list[wire.Payload]:
+        """
+        @return: the pushes received and not taken, which are forgotten.
+        """
+        pushes, self._pushes = self._pushes, []
+        return pushes
+
+    async def close(self) -> None:
+        """
+        Close the connection and wait until it is closed.
+        """
+        self.transport.loseConnection()
+        await self.lost
+
+
+def _fired(value: Any) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.callback(value)
+    return d
+
+
+async def wire_client(testcase: Any, port: int) -> WireClient:
+    """
+    @return: a L{WireClient} connected to C{port} on loopback, closed when
+        the test ends.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    client = WireClient()
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+
+    async def close() -> None:
+        if client.transport.connected:
+            await client.close()
+
+    testcase.addCleanup(lambda: Deferred.fromCoroutine(close()))
+    return client
+
+
+async def logged_in(testcase: Any, port: int, name: str, password: str = "secret1") -> WireClient:
+    """
+    @return: a L{WireClient} registered (if need be) and logged in as
+        C{name}, with its C{login_info} push taken.
+    """
+    client = await wire_client(testcase, port)
+    await client.request("register", username=name, password=password)
+    reply = await client.request("login", username=name, password=password)
+    assert reply["type"] == "login_successful", reply
+    await client.push("login_info")
+    return client
