@@ -116,6 +116,7 @@ class MessageWriter:
         self._now = now
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
         self._in_flight: Deferred[None] | None = None
+        self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0
         self.largest_batch = 0
 
@@ -142,13 +143,11 @@ class MessageWriter:
         if self._in_flight is None:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        self.submit(_nothing).addBoth(lambda _: d.callback(None))
+        self._idle_waiters.append(d)
         return d
 
     def _flush(self) -> None:
         batch, self._queue = self._queue, []
-        self.batches += 1
-        self.largest_batch = max(self.largest_batch, len(batch))
         jobs = [(job, args) for job, args, _ in batch]
         waiters = [d for _, _, d in batch]
         self._in_flight = self._pool.runInteraction(self._run, jobs, self._now)
@@ -193,14 +192,16 @@ class MessageWriter:
             failure = self._health.failed(outcome)
             for d in waiters:
                 d.errback(failure)
-            return
-        self._health.succeeded()
-        for d, (ok, value) in zip(waiters, outcome, strict=True):
-            if ok:
-                d.callback(value)
-            else:
-                d.errback(value)
-
-
-def _nothing(txn: Transaction, stamp: str) -> None:
-    return None
+        else:
+            self._health.succeeded()
+            self.batches += 1
+            self.largest_batch = max(self.largest_batch, len(waiters))
+            for d, (ok, value) in zip(waiters, outcome, strict=True):
+                if ok:
+                    d.callback(value)
+                else:
+                    d.errback(value)
+        if self._in_flight is None:
+            idle, self._idle_waiters = self._idle_waiters, []
+            for d in idle:
+                d.callback(None)

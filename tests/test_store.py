@@ -1,0 +1,635 @@
+"""
+Tests for L{chatd.store}: the schema, the connection settings, and every
+read and write of L{Store}, against a real SQLite file run synchronously.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from typing import Any
+
+from twisted.enterprise.adbapi import Transaction
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd import wire
+from chatd.store import PRIVATE, ROOM, Store, StoredMessage, Unread, make_pool, schema_files
+from chatd.wire import ChatError
+from tests.support import ImmediateReactor, InlineThreadPool, open_store
+
+TABLES = {
+    "schema_version",
+    "users",
+    "friendships",
+    "rooms",
+    "room_members",
+    "messages",
+    "read_markers",
+}
+
+
+def query(path: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """
+    @return: the rows of C{sql} read through a connection of its own to the
+        file at C{path}, which sees only committed data.
+    """
+    with closing(sqlite3.connect(path)) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def read_pragmas(txn: Transaction, *ignored: Any) -> dict[str, Any]:
+    """
+    @return: the connection settings chatd relies on, as PRAGMA reads them.
+    """
+    settings = {}
+    for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout"):
+        txn.execute(f"PRAGMA {name}")
+        settings[name] = txn.fetchone()[0]
+    return settings
+
+
+class StoreTestCase(SynchronousTestCase):
+    """
+    A store on a new file in the test's temporary directory.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = ImmediateReactor()
+        self.path = self.mktemp() + ".sqlite3"
+        self.store = open_store(self, self.reactor, self.path)
+
+    def add_user(self, name: str, store: Store | None = None) -> int:
+        return self.successResultOf((store or self.store).add_user(name, "hash-" + name))
+
+    def add_message(
+        self,
+        sender: int,
+        target_type: int,
+        target: int,
+        body: str = "hello",
+        client_msg_id: str | None = None,
+    ) -> StoredMessage:
+        message, new = self.successResultOf(
+            self.store.add_message(sender, target_type, target, body, client_msg_id)
+        )
+        self.assertTrue(new)
+        return message
+
+    def befriend(self, a: int, b: int) -> None:
+        self.assertEqual(self.successResultOf(self.store.add_friend(a, b)), "sent")
+        self.assertEqual(self.successResultOf(self.store.add_friend(b, a)), "accepted")
+
+    def private_ids(
+        self, a: int, b: int, before: int | None, after: int | None, limit: int
+    ) -> tuple[list[int], bool]:
+        messages, has_more = self.successResultOf(
+            self.store.private_history(a, b, before, after, limit)
+        )
+        return [m.id for m in messages], has_more
+
+
+class SchemaTests(StoreTestCase):
+    """
+    The numbered schema files and their application.
+    """
+
+    def test_new_file_gets_schema(self) -> None:
+        """
+        A new file gets every table and records the newest schema file in
+        C{schema_version}.
+        """
+        tables = {row[0] for row in query(self.path, "SELECT name FROM sqlite_master")}
+        self.assertLessEqual(TABLES, tables)
+        newest = schema_files()[-1][0]
+        self.assertEqual(query(self.path, "SELECT version FROM schema_version"), [(newest,)])
+
+    def test_reapply_changes_nothing(self) -> None:
+        """
+        Migrating again, and reopening the same file, changes neither the
+        schema, nor the version, nor the data.
+        """
+        self.add_user("alice")
+        dump = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+        before = query(self.path, dump)
+        self.successResultOf(self.store.migrate())
+        open_store(self, self.reactor, self.path)
+        self.assertEqual(query(self.path, dump), before)
+        self.assertEqual(
+            query(self.path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(query(self.path, "SELECT username FROM users"), [("alice",)])
+
+    def test_writer_connection_settings(self) -> None:
+        """
+        The writer's connection runs with WAL, foreign keys, synchronous
+        FULL and a busy timeout.
+        """
+        settings = self.successResultOf(self.store.writer.submit(read_pragmas))
+        self.assertEqual(settings["journal_mode"], "wal")
+        self.assertEqual(settings["foreign_keys"], 1)
+        self.assertEqual(settings["synchronous"], 2)
+        self.assertGreater(settings["busy_timeout"], 0)
+
+    def test_pool_connection_settings(self) -> None:
+        """
+        A pool from C{make_pool} (as used for the readers) configures every
+        connection the same way, with the busy timeout it was given.
+        """
+        pool = make_pool(self.path, self.reactor, 2, busy_timeout_ms=1234)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        self.addCleanup(pool.close)
+        settings = self.successResultOf(pool.runInteraction(read_pragmas))
+        self.assertEqual(
+            settings,
+            {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 2, "busy_timeout": 1234},
+        )
+
+    def test_foreign_keys_enforced(self) -> None:
+        """
+        A message from a user who does not exist is refused by the database.
+        """
+        d = self.store.add_message(999, PRIVATE, 1, "hello")
+        self.failureResultOf(d, sqlite3.IntegrityError)
+        self.assertEqual(query(self.path, "SELECT count(*) FROM messages"), [(0,)])
+
+
+class UserTests(StoreTestCase):
+    """
+    Accounts.
+    """
+
+    def test_add_user_and_credentials(self) -> None:
+        """
+        A new user gets an id, and C{credentials} finds them in any case.
+        """
+        user_id = self.add_user("Alice")
+        credentials = self.successResultOf(self.store.credentials("aLICE"))
+        assert credentials is not None
+        self.assertEqual(
+            (credentials.id, credentials.username, credentials.password_hash),
+            (user_id, "Alice", "hash-Alice"),
+        )
+        self.assertIsNone(self.successResultOf(self.store.credentials("bob")))
+
+    def test_username_unique_case_insensitively(self) -> None:
+        """
+        A name taken in another case is refused with C{username_taken}.
+        """
+        self.add_user("Alice")
+        failure = self.failureResultOf(self.store.add_user("aLiCe", "x"), ChatError)
+        self.assertEqual(failure.value.code, wire.USERNAME_TAKEN)
+        self.assertEqual(query(self.path, "SELECT count(*) FROM users"), [(1,)])
+
+    def test_set_password_hash(self) -> None:
+        """
+        C{set_password_hash} replaces the stored hash.
+        """
+        user_id = self.add_user("alice")
+        self.successResultOf(self.store.set_password_hash(user_id, "new-hash"))
+        credentials = self.successResultOf(self.store.credentials("alice"))
+        assert credentials is not None
+        self.assertEqual(credentials.password_hash, "new-hash")
+
+
+class MessageTests(StoreTestCase):
+    """
+    Storing messages.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+
+    def test_round_trip_exact(self) -> None:
+        """
+        A message body comes back from history exactly as stored: SQL-looking
+        text, emoji, newlines and surrounding whitespace included.
+        """
+        body = '  Robert\'); DROP TABLE messages;--\n\r\n\t%_\\ "x" 👩\u200d👩\u200d👧 e\u0301 \U0001f600  '
+        stored = self.add_message(self.alice, PRIVATE, self.bob, body, "c1")
+        self.assertEqual(
+            stored,
+            StoredMessage(
+                stored.id, "c1", self.alice, PRIVATE, self.bob, "text", body,
+                "2026-11-24T06:00:30.123Z",
+            ),
+        )  # fmt: skip
+        messages, _ = self.successResultOf(
+            self.store.private_history(self.bob, self.alice, None, None, 50)
+        )
+        self.assertEqual(messages, [stored])
+
+    def test_client_msg_id_dedup(self) -> None:
+        """
+        A second message with the same sender and C{client_msg_id} stores
+        nothing and returns the first message with C{new} false.
+        """
+        first = self.add_message(self.alice, PRIVATE, self.bob, "first", "c1")
+        again, new = self.successResultOf(
+            self.store.add_message(self.alice, PRIVATE, self.bob, "second", "c1")
+        )
+        self.assertFalse(new)
+        self.assertEqual(again, first)
+        self.assertEqual(query(self.path, "SELECT body FROM messages"), [("first",)])
+
+    def test_client_msg_id_per_sender(self) -> None:
+        """
+        The same C{client_msg_id} from another sender is a new message.
+        """
+        first = self.add_message(self.alice, PRIVATE, self.bob, "first", "c1")
+        other = self.add_message(self.bob, PRIVATE, self.alice, "other", "c1")
+        self.assertNotEqual(other.id, first.id)
+        self.assertEqual(other.body, "other")
+
+    def test_without_client_msg_id_never_dedup(self) -> None:
+        """
+        Messages without a C{client_msg_id} are all stored, even when equal.
+        """
+        first = self.add_message(self.alice, PRIVATE, self.bob, "same")
+        second = self.add_message(self.alice, PRIVATE, self.bob, "same")
+        self.assertNotEqual(first.id, second.id)
+        self.assertIsNone(second.client_msg_id)
+
+    def test_ids_grow(self) -> None:
+        """
+        Message ids grow strictly across conversations and rooms.
+        """
+        room = self.successResultOf(self.store.create_room("lobby", self.alice, "created"))
+        ids = [room.id]
+        for i in range(5):
+            ids.append(self.add_message(self.alice, PRIVATE, self.bob, f"p{i}").id)
+            ids.append(self.add_message(self.alice, ROOM, room.target_id, f"r{i}").id)
+        self.assertEqual(ids, sorted(set(ids)))
+
+
+class PrivateHistoryTests(StoreTestCase):
+    """
+    Paging through a private conversation.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+        self.carol = self.add_user("carol")
+        self.ids = []
+        for i in range(10):
+            sender, target = (self.alice, self.bob) if i % 2 else (self.bob, self.alice)
+            self.ids.append(self.add_message(sender, PRIVATE, target, f"m{i}").id)
+            # Another conversation interleaved: never part of the pages.
+            self.add_message(self.alice, PRIVATE, self.carol, f"noise{i}")
+
+    def test_newest_page(self) -> None:
+        """
+        Without C{before} or C{after}, the newest C{limit} messages come
+        oldest first, with C{has_more} when older ones exist.
+        """
+        self.assertEqual(
+            self.private_ids(self.alice, self.bob, None, None, 3), (self.ids[7:], True)
+        )
+
+    def test_either_side_same_conversation(self) -> None:
+        """
+        The conversation is the same whichever of its two users asks.
+        """
+        self.assertEqual(self.private_ids(self.bob, self.alice, None, None, 50), (self.ids, False))
+
+    def test_newest_page_boundaries(self) -> None:
+        """
+        C{has_more} is false with exactly C{limit} messages and true with
+        C{limit + 1}.
+        """
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, None, 10), (self.ids, False))
+        self.assertEqual(
+            self.private_ids(self.alice, self.bob, None, None, 9), (self.ids[1:], True)
+        )
+
+    def test_before(self) -> None:
+        """
+        C{before} gives the newest C{limit} messages older than it, oldest
+        first; C{has_more} is exact at the boundary.
+        """
+        ids = self.ids
+        self.assertEqual(self.private_ids(self.alice, self.bob, ids[5], None, 3), (ids[2:5], True))
+        self.assertEqual(self.private_ids(self.alice, self.bob, ids[4], None, 3), (ids[1:4], True))
+        self.assertEqual(self.private_ids(self.alice, self.bob, ids[3], None, 3), (ids[0:3], False))
+        self.assertEqual(self.private_ids(self.alice, self.bob, ids[2], None, 3), (ids[0:2], False))
+        self.assertEqual(self.private_ids(self.alice, self.bob, ids[0], None, 3), ([], False))
+
+    def test_after(self) -> None:
+        """
+        C{after} gives the oldest C{limit} messages newer than it;
+        C{has_more} is exact at the boundary.
+        """
+        ids = self.ids
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, ids[3], 5), (ids[4:9], True))
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, ids[4], 5), (ids[5:], False))
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, ids[6], 5), (ids[7:], False))
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, ids[9], 5), ([], False))
+        self.assertEqual(self.private_ids(self.alice, self.bob, None, 0, 10), (ids, False))
+
+
+class RoomTests(StoreTestCase):
+    """
+    Rooms, membership and room history.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+
+    def test_create_room(self) -> None:
+        """
+        Creating a room stores its first (system) message from the creator,
+        who is its first member from that message on.
+        """
+        created = self.successResultOf(self.store.create_room("Lobby", self.alice, "made it"))
+        self.assertEqual(
+            (created.kind, created.sender_id, created.target_type, created.body),
+            ("system", self.alice, ROOM, "made it"),
+        )
+        self.assertEqual(
+            query(self.path, "SELECT room_id, user_id, joined_message_id FROM room_members"),
+            [(created.target_id, self.alice, created.id)],
+        )
+
+    def test_room_name_unique_case_insensitively(self) -> None:
+        """
+        A room name taken in another case is refused with C{room_exists}.
+        """
+        self.successResultOf(self.store.create_room("Lobby", self.alice, "x"))
+        failure = self.failureResultOf(self.store.create_room("LOBBY", self.bob, "x"), ChatError)
+        self.assertEqual(failure.value.code, wire.ROOM_EXISTS)
+        self.assertEqual(query(self.path, "SELECT count(*) FROM messages"), [(1,)])
+
+    def test_join_and_quit_refusals(self) -> None:
+        """
+        Joining twice is C{already_in_room}; quitting a room not joined is
+        C{not_in_room}; adding someone to a room one is not in is
+        C{not_in_room}.
+        """
+        room = self.successResultOf(self.store.create_room("lobby", self.alice, "x")).target_id
+        carol = self.add_user("carol")
+        for d, code in [
+            (self.store.join_room(room, self.alice, self.alice, "j"), wire.ALREADY_IN_ROOM),
+            (self.store.quit_room(room, self.bob, "q"), wire.NOT_IN_ROOM),
+            (self.store.join_room(room, self.bob, carol, "added"), wire.NOT_IN_ROOM),
+        ]:
+            self.assertEqual(self.failureResultOf(d, ChatError).value.code, code)
+        self.assertEqual(query(self.path, "SELECT count(*) FROM messages"), [(1,)])
+
+    def test_room_history_since(self) -> None:
+        """
+        Room history returns only that room's messages from C{since} on.
+        """
+        created = self.successResultOf(self.store.create_room("lobby", self.alice, "x"))
+        room = created.target_id
+        other = self.successResultOf(self.store.create_room("other", self.bob, "y")).target_id
+        first = self.add_message(self.alice, ROOM, room, "before bob")
+        joined = self.successResultOf(self.store.join_room(room, self.bob, self.bob, "j"))
+        self.add_message(self.bob, ROOM, other, "elsewhere")
+        last = self.add_message(self.alice, ROOM, room, "after bob")
+        messages, has_more = self.successResultOf(
+            self.store.room_history(room, joined.id, None, None, 50)
+        )
+        self.assertEqual(([m.id for m in messages], has_more), ([joined.id, last.id], False))
+        messages, has_more = self.successResultOf(
+            self.store.room_history(room, created.id, None, None, 3)
+        )
+        self.assertEqual(
+            ([m.id for m in messages], has_more), ([first.id, joined.id, last.id], True)
+        )
+        messages, has_more = self.successResultOf(
+            self.store.room_history(room, joined.id, joined.id + 1, None, 50)
+        )
+        self.assertEqual(([m.id for m in messages], has_more), ([joined.id], False))
+
+
+class UnreadTests(StoreTestCase):
+    """
+    Unread counts and read markers.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+        self.carol = self.add_user("carol")
+
+    def marker(self, user: int, target_type: int, target: int) -> int:
+        rows = query(
+            self.path,
+            "SELECT message_id FROM read_markers"
+            " WHERE user_id = ? AND target_type = ? AND target_id = ?",
+            (user, target_type, target),
+        )
+        self.assertEqual(len(rows), 1)
+        return int(rows[0][0])
+
+    def test_private_unread(self) -> None:
+        """
+        Unread counts the other side's messages after the read marker, not
+        one's own; C{last_message_id} is the conversation's newest message;
+        a conversation with nothing unread is left out.
+        """
+        m1 = self.add_message(self.alice, PRIVATE, self.bob, "1")
+        m2 = self.add_message(self.alice, PRIVATE, self.bob, "2")
+        m3 = self.add_message(self.alice, PRIVATE, self.bob, "3")
+        mine = self.add_message(self.bob, PRIVATE, self.alice, "mine")
+        self.add_message(self.bob, PRIVATE, self.carol, "to carol")
+        unread = self.successResultOf(self.store.unread(self.bob, [self.alice, self.carol], {}))
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 3, mine.id)])
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m1.id))
+        unread = self.successResultOf(self.store.unread(self.bob, [self.alice], {}))
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 2, mine.id)])
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m3.id))
+        self.assertEqual(self.successResultOf(self.store.unread(self.bob, [self.alice], {})), [])
+        self.assertLess(m2.id, m3.id)
+
+    def test_room_unread(self) -> None:
+        """
+        In a room, unread counts others' messages from the user's join and
+        after their marker, not their own.
+        """
+        room = self.successResultOf(self.store.create_room("lobby", self.alice, "x")).target_id
+        self.add_message(self.alice, ROOM, room, "before bob")
+        joined = self.successResultOf(self.store.join_room(room, self.bob, self.bob, "j"))
+        a1 = self.add_message(self.alice, ROOM, room, "a1")
+        self.add_message(self.bob, ROOM, room, "mine")
+        a2 = self.add_message(self.alice, ROOM, room, "a2")
+        rooms = {room: joined.id}
+        unread = self.successResultOf(self.store.unread(self.bob, [], rooms))
+        self.assertEqual(unread, [Unread(ROOM, room, 2, a2.id)])
+        self.successResultOf(self.store.mark_read(self.bob, ROOM, room, a1.id))
+        unread = self.successResultOf(self.store.unread(self.bob, [], rooms))
+        self.assertEqual(unread, [Unread(ROOM, room, 1, a2.id)])
+
+    def test_marker_never_moves_backwards(self) -> None:
+        """
+        Marking an older message read leaves the marker where it was.
+        """
+        m1 = self.add_message(self.alice, PRIVATE, self.bob, "1")
+        m2 = self.add_message(self.alice, PRIVATE, self.bob, "2")
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m2.id))
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m1.id))
+        self.assertEqual(self.marker(self.bob, PRIVATE, self.alice), m2.id)
+
+    def test_marker_clamped(self) -> None:
+        """
+        A marker beyond the newest message is clamped to it, so later
+        messages still count as unread.
+        """
+        m1 = self.add_message(self.alice, PRIVATE, self.bob, "1")
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, wire.MAX_INT - 1))
+        self.assertEqual(self.marker(self.bob, PRIVATE, self.alice), m1.id)
+        m2 = self.add_message(self.alice, PRIVATE, self.bob, "2")
+        unread = self.successResultOf(self.store.unread(self.bob, [self.alice], {}))
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 1, m2.id)])
+
+    def test_markers_are_per_user_and_conversation(self) -> None:
+        """
+        One user's marker does not move another user's or another
+        conversation's.
+        """
+        self.add_message(self.alice, PRIVATE, self.bob, "1")
+        self.add_message(self.carol, PRIVATE, self.bob, "2")
+        m3 = self.add_message(self.bob, PRIVATE, self.alice, "3")
+        self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m3.id))
+        unread = self.successResultOf(self.store.unread(self.bob, [self.alice, self.carol], {}))
+        self.assertEqual([(u.target_id, u.count) for u in unread], [(self.carol, 1)])
+        unread = self.successResultOf(self.store.unread(self.alice, [self.bob], {}))
+        self.assertEqual([(u.target_id, u.count) for u in unread], [(self.bob, 1)])
+
+
+class FriendTests(StoreTestCase):
+    """
+    Friend requests and friendships.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.add_user("alice")
+        self.bob = self.add_user("bob")
+        self.carol = self.add_user("carol")
+
+    def test_requests(self) -> None:
+        """
+        A request is C{sent} once, C{repeat} after, and listed for its
+        target oldest first.
+        """
+        self.assertEqual(self.successResultOf(self.store.add_friend(self.bob, self.alice)), "sent")
+        self.assertEqual(
+            self.successResultOf(self.store.add_friend(self.bob, self.alice)), "repeat"
+        )
+        self.successResultOf(self.store.add_friend(self.carol, self.alice))
+        self.assertEqual(
+            self.successResultOf(self.store.friend_requests(self.alice)), [self.bob, self.carol]
+        )
+        self.assertEqual(self.successResultOf(self.store.friend_requests(self.bob)), [])
+
+    def test_resolve(self) -> None:
+        """
+        Accepting makes friends; declining removes the request; resolving
+        without a request is C{no_pending_request}; befriending friends is
+        C{already_friends}.
+        """
+        self.successResultOf(self.store.add_friend(self.bob, self.alice))
+        self.successResultOf(self.store.add_friend(self.carol, self.alice))
+        self.successResultOf(self.store.resolve_friend_request(self.alice, self.bob, True))
+        self.successResultOf(self.store.resolve_friend_request(self.alice, self.carol, False))
+        self.assertEqual(self.successResultOf(self.store.friend_requests(self.alice)), [])
+        failure = self.failureResultOf(
+            self.store.resolve_friend_request(self.alice, self.carol, True), ChatError
+        )
+        self.assertEqual(failure.value.code, wire.NO_PENDING_REQUEST)
+        failure = self.failureResultOf(self.store.add_friend(self.alice, self.bob), ChatError)
+        self.assertEqual(failure.value.code, wire.ALREADY_FRIENDS)
+        snapshot = self.successResultOf(self.store.load_directory())
+        self.assertEqual(snapshot.friendships, [(self.alice, self.bob)])
+
+    def test_remove(self) -> None:
+        """
+        Removing a friendship ends it; removing it again is C{not_friends}.
+        """
+        self.befriend(self.alice, self.bob)
+        self.successResultOf(self.store.remove_friend(self.bob, self.alice))
+        self.assertEqual(self.successResultOf(self.store.load_directory()).friendships, [])
+        failure = self.failureResultOf(self.store.remove_friend(self.alice, self.bob), ChatError)
+        self.assertEqual(failure.value.code, wire.NOT_FRIENDS)
+        self.befriend(self.bob, self.alice)
+
+
+class DirectoryLoadTests(StoreTestCase):
+    """
+    C{load_directory}, and data that outlives the process.
+    """
+
+    def populate(self, store: Store) -> dict[str, Any]:
+        alice = self.add_user("alice", store)
+        bob = self.add_user("bob", store)
+        carol = self.add_user("carol", store)
+        dave = self.add_user("dave", store)
+        self.successResultOf(store.add_friend(bob, alice))
+        self.successResultOf(store.add_friend(alice, bob))
+        self.successResultOf(store.add_friend(carol, alice))
+        self.successResultOf(store.resolve_friend_request(alice, carol, True))
+        self.successResultOf(store.add_friend(dave, alice))
+        lobby = self.successResultOf(store.create_room("Lobby", alice, "c"))
+        empty = self.successResultOf(store.create_room("empty", bob, "c"))
+        joined = self.successResultOf(store.join_room(lobby.target_id, bob, bob, "j"))
+        added = self.successResultOf(store.join_room(lobby.target_id, alice, carol, "a"))
+        self.successResultOf(store.quit_room(empty.target_id, bob, "q"))
+        message, _ = self.successResultOf(store.add_message(alice, PRIVATE, bob, "kept", "k1"))
+        return {
+            "users": {alice: "alice", bob: "bob", carol: "carol", dave: "dave"},
+            "friendships": sorted([(min(alice, bob), max(alice, bob)), (alice, carol)]),
+            "rooms": {lobby.target_id: "Lobby", empty.target_id: "empty"},
+            "members": sorted(
+                [
+                    (lobby.target_id, alice, lobby.id),
+                    (lobby.target_id, bob, joined.id),
+                    (lobby.target_id, carol, added.id),
+                ]
+            ),
+            "message": message,
+        }
+
+    def assert_snapshot(self, store: Store, expected: dict[str, Any]) -> None:
+        snapshot = self.successResultOf(store.load_directory())
+        self.assertEqual(snapshot.users, expected["users"])
+        self.assertEqual(sorted(snapshot.friendships), expected["friendships"])
+        self.assertEqual(len(snapshot.friendships), len(set(snapshot.friendships)))
+        self.assertEqual(snapshot.rooms, expected["rooms"])
+        self.assertEqual(sorted(snapshot.members), expected["members"])
+
+    def test_load_directory(self) -> None:
+        """
+        C{load_directory} reads back users, accepted friendships (each pair
+        once, pending ones left out), rooms (empty ones too) and members.
+        """
+        self.assert_snapshot(self.store, self.populate(self.store))
+
+    def test_survives_reopening(self) -> None:
+        """
+        Everything committed is there after closing the file and opening it
+        again, and new ids keep growing.
+        """
+        expected = self.populate(self.store)
+        self.store.close()
+        reopened = open_store(self, self.reactor, self.path)
+        self.assert_snapshot(reopened, expected)
+        message = expected["message"]
+        users = sorted(expected["users"])
+        messages, _ = self.successResultOf(
+            reopened.private_history(message.sender_id, message.target_id, None, None, 50)
+        )
+        self.assertEqual(messages, [message])
+        again, new = self.successResultOf(
+            reopened.add_message(message.sender_id, PRIVATE, message.target_id, "x", "k1")
+        )
+        self.assertEqual((again, new), (message, False))
+        later = self.successResultOf(reopened.add_message(users[0], PRIVATE, users[1], "later"))
+        self.assertGreater(later[0].id, message.id)
+        self.assertEqual(later[0].time, "2026-11-24T06:00:30.123Z")
