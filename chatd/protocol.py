@@ -143,6 +143,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.connected = True
+        self._server.connected(self)
         self.transport.registerProducer(self._backlog, True)
         self.setTimeout(LOGIN_DEADLINE)
         self.log.info("Connection opened from {peer}", peer=self.transport.getPeer())

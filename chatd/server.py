@@ -137,11 +137,21 @@ class ChatServer:
             return Deferred.fromCoroutine(result)
         return result
 
+    def connected(self, session: Session) -> None:
+        """
+        A connection opened.
+        """
+        self.sessions.opened(session)
+
     def disconnected(self, session: Session) -> None:
         """
         A connection closed: its user goes offline unless a newer session
         of theirs replaced it.
         """
+        self.sessions.closed(session)
+        self._logged_out(session)
+
+    def _logged_out(self, session: Session) -> None:
         user_id = session.user_id
         if user_id is not None and self.sessions.detach(session):
             self.log.info("User {user_id} is offline", user_id=user_id)
@@ -292,7 +302,7 @@ class ChatServer:
         Log out; the protocol closes the connection after the reply.
         """
         user_id = session.user_id
-        self.disconnected(session)
+        self._logged_out(session)
         self.log.info("User {user_id} logged out", user_id=user_id)
         return {"type": "logout_successful"}
 

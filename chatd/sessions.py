@@ -41,10 +41,11 @@ class Session(Protocol):
 
 class Sessions:
     """
-    The logged-in sessions, one per user.
+    Every open connection, and the logged-in sessions, one per user.
     """
 
     def __init__(self) -> None:
+        self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
 
     def __len__(self) -> int:
@@ -52,6 +53,24 @@ class Sessions:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_user.values()))
+
+    def opened(self, session: Session) -> None:
+        """
+        A connection opened.
+        """
+        self._open.add(session)
+
+    def closed(self, session: Session) -> None:
+        """
+        A connection closed.
+        """
+        self._open.discard(session)
+
+    def everyone(self) -> list[Session]:
+        """
+        @return: every open connection, logged in or not.
+        """
+        return list(self._open)
 
     def online(self, user_id: int) -> bool:
         """

@@ -185,7 +185,7 @@ class ChatService(Service):
         if self._store is not None:
             await self._store.writer.idle()
         if self._server is not None:
-            for session in self._server.sessions:
+            for session in self._server.sessions.everyone():
                 session.kick("shutdown")
         if self._passwords is not None:
             self._passwords.stop()
