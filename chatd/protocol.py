@@ -118,6 +118,9 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         self.user_id: int | None = None
         self.username: str | None = None
         self.connected = False
+        # _deaf: no more frames are read (after an oversize one).
+        # _closing: the connection is being closed; nothing more is written.
+        self._deaf = False
         self._closing = False
         # Flood control: a token bucket refilled at limits.rate per second.
         self._tokens = float(limits.burst)
@@ -170,22 +173,26 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
     # Incoming frames.
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._closing:
+        if not (self._closing or self._deaf):
             super().dataReceived(data)
 
     def lengthLimitExceeded(self, length: int) -> None:
-        # The payload cannot be skipped reliably: answer, then close.
+        # The stream cannot be resynchronised: read nothing more, answer the
+        # requests already received, then this one, then close.
         self.transport.pauseProducing()
-        self._closing = True
+        self._deaf = True
         slot = self._new_slot()
         self._fill(slot, [wire.error(wire.FRAME_TOO_LARGE)], wire.FRAME_TOO_LARGE)
         slot.closes = True
         self._flush()
 
     def stringReceived(self, payload: bytes) -> None:
-        if self._closing:
+        if self._closing or self._deaf:
             return
-        self.resetTimeout()
+        if self.user_id is not None:
+            # Only a logged-in connection's requests keep it alive: the
+            # login deadline holds whatever comes before.
+            self.resetTimeout()
         slot = self._new_slot()
         request: Payload | None = None
         try:

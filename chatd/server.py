@@ -127,11 +127,11 @@ class ChatServer:
         @raise ChatError: what the client got wrong.
         """
         kind = request["type"]
+        if session.user_id is None and kind not in BEFORE_LOGIN:
+            raise ChatError(wire.NOT_AUTHENTICATED)
         handler = self._handlers.get(kind)
         if handler is None:
             raise ChatError(wire.UNKNOWN_TYPE, f"Unknown request type {kind!r}.")
-        if session.user_id is None and kind not in BEFORE_LOGIN:
-            raise ChatError(wire.NOT_AUTHENTICATED)
         result = handler(session, request)
         if iscoroutine(result):
             return Deferred.fromCoroutine(result)

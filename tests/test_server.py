@@ -281,9 +281,10 @@ class GateTests(ServerTestCase):
 
     def test_unknown_type(self) -> None:
         """
-        An unknown request type is C{unknown_type}, before and after login.
+        An unknown request type is C{unknown_type} after login; before it,
+        like anything but register, login and ping, C{not_authenticated}.
         """
-        self.assertEqual(self.h.error(FakeSession(), "fly"), wire.UNKNOWN_TYPE)
+        self.assertEqual(self.h.error(FakeSession(), "fly"), wire.NOT_AUTHENTICATED)
         self.assertEqual(self.h.error(self.h.user("alice"), "fly"), wire.UNKNOWN_TYPE)
 
     def test_extra_fields_ignored(self) -> None:
