@@ -366,6 +366,14 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         else:
             self._write(frame)
 
+    def stop_reading(self) -> None:
+        """
+        Read no more requests; those already read still run and are
+        answered.
+        """
+        self._deaf = True
+        self.transport.pauseProducing()
+
     def kick(self, reason: str) -> None:
         """
         Push C{server_kick} with C{reason}, then close.

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from twisted.internet.defer import Deferred, succeed
+
 from chatd import wire
 
 
@@ -38,6 +40,11 @@ class Session(Protocol):
         Push C{server_kick} with C{reason} and close the connection.
         """
 
+    def stop_reading(self) -> None:
+        """
+        Read no more requests (those already read still get their replies).
+        """
+
 
 class Sessions:
     """
@@ -47,6 +54,7 @@ class Sessions:
     def __init__(self) -> None:
         self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
+        self._all_closed: list[Deferred[None]] = []
 
     def __len__(self) -> int:
         return len(self._by_user)
@@ -65,6 +73,20 @@ class Sessions:
         A connection closed.
         """
         self._open.discard(session)
+        if not self._open:
+            waiters, self._all_closed = self._all_closed, []
+            for d in waiters:
+                d.callback(None)
+
+    def all_closed(self) -> Deferred[None]:
+        """
+        @return: fires once no connection is open.
+        """
+        if not self._open:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._all_closed.append(d)
+        return d
 
     def everyone(self) -> list[Session]:
         """

@@ -7,10 +7,11 @@ The only module that touches the global reactor.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -98,6 +99,10 @@ class Options(usage.Options):
             self["port"] = f"tcp:{port}"
 
 
+#: Seconds a clean shutdown waits for kicked clients to close.
+SHUTDOWN_GRACE = 3.0
+
+
 class ChatService(Service):
     """
     Listens, serves, and on stop shuts down cleanly.
@@ -150,6 +155,17 @@ class ChatService(Service):
         super().startService()
         self._started = ensureDeferred(self._start())
         self._started.addErrback(self._failed_to_start)
+        self._reactor.callWhenRunning(self._handle_signals)
+
+    def _handle_signals(self) -> None:
+        # twistd re-raises SIGTERM/SIGINT after shutting down, so the
+        # process would die of the signal; a clean shutdown exits 0.
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._stop_on_signal)
+
+    def _stop_on_signal(self, number: int, frame: Any) -> None:
+        self.log.info("Received {signal}, shutting down", signal=signal.Signals(number).name)
+        self._reactor.callFromThread(self._reactor.stop)
 
     async def _start(self) -> None:
         reactor = self._reactor
@@ -177,20 +193,37 @@ class ChatService(Service):
         self._reactor.stop()
 
     async def _stop(self) -> None:
+        """
+        Stop accepting, stop reading requests, let every write commit (and
+        its pushes go out), kick everyone with C{shutdown}, close the
+        database.
+        """
         if self._port is not None:
             await self._port.stopListening()
         if self._started is not None:
             # A start still in progress finishes first.
             await self._started
-        if self._store is not None:
-            await self._store.writer.idle()
-        if self._server is not None:
-            for session in self._server.sessions.everyone():
+        server, store = self._server, self._store
+        if server is not None:
+            for session in server.sessions.everyone():
+                session.stop_reading()
+        if store is not None:
+            await store.writer.idle()
+        if server is not None:
+            for session in server.sessions.everyone():
                 session.kick("shutdown")
+            # The reactor drops what is still buffered when it stops: give
+            # the kicks time to reach clients that are reading.
+            closed = server.sessions.all_closed()
+            closed.addTimeout(SHUTDOWN_GRACE, self._reactor)
+            try:
+                await closed
+            except defer.TimeoutError:
+                self.log.warn("Some clients did not read their shutdown notice")
         if self._passwords is not None:
             self._passwords.stop()
-        if self._store is not None:
-            self._store.close()
+        if store is not None:
+            store.close()
         self.log.info("chatd stopped")
 
     def stopService(self) -> Deferred[None]:

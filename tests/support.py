@@ -111,6 +111,9 @@ class FakeSession:
         self.kicked = reason
         self.connected = False
 
+    def stop_reading(self) -> None:
+        pass
+
     def pushes(self, kind: str | None = None) -> list[wire.Payload]:
         """
         @return: the pushes received so far (of type C{kind}, if given), and
