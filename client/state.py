@@ -1,0 +1,876 @@
+"""
+The client's memory: who we are, our friends and rooms, what each
+conversation holds, and what changed.
+
+L{ClientState} applies the server's replies and pushes (PROTOCOL.md
+sections 5 and 6) and tells its listeners what changed with small
+L{Change} values.  It does no I/O and imports no Qt: the Qt layer adapts it
+(a bridge turns changes into signals), and L{client.protocol.ChatClient}
+feeds it.
+
+A conversation is keyed by C{(target_type, target_id)}: C{(0, friend_id)}
+for a private conversation, C{(1, room_id)} for a room.  Its timeline is
+its messages, sorted by id and never duplicated, followed by the messages
+we sent that the server has not acknowledged yet (pending).  The messages
+held are always the newest part of the conversation with no gap: pushes
+arrive in order while online, and after a reconnect the client fills the
+gap with C{history after} before anything older is paged in with
+C{history before}.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Final
+
+Payload = dict[str, Any]
+
+#: C{target_type} of a private conversation.
+PRIVATE: Final = 0
+#: C{target_type} of a room.
+ROOM: Final = 1
+
+#: A conversation: C{(target_type, target_id)}.
+Key = tuple[int, int]
+
+#: What people are told when the server closes the connection, by reason.
+KICK_REASONS: Final = {
+    "logged_in_elsewhere": "You logged in from somewhere else, so this session ended.",
+    "idle_timeout": "The server closed the idle connection; reconnecting.",
+    "shutdown": "The server is shutting down; reconnecting when it is back.",
+    "too_many_errors": "The server closed the connection after errors; reconnecting.",
+}
+
+#: Connection statuses, as L{ConnectionChanged} reports them.
+OFFLINE: Final = "offline"
+CONNECTING: Final = "connecting"
+ONLINE: Final = "online"
+
+
+# The objects of PROTOCOL.md section 3, as the client keeps them.
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """
+    A user as the server names it.
+    """
+
+    id: int
+    username: str
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> User:
+        """
+        @return: the user a C{User} object of the wire describes.
+        """
+        return cls(int(payload["id"]), str(payload["username"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """
+    A friend, or a member of a room, with their presence.
+    """
+
+    id: int
+    username: str
+    online: bool
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> Member:
+        """
+        @return: the person a C{Friend} or C{Member} object of the wire
+            describes.
+        """
+        return cls(int(payload["id"]), str(payload["username"]), bool(payload["online"]))
+
+
+@dataclass(slots=True)
+class Room:
+    """
+    A room we are in, with its members in the server's order.
+    """
+
+    id: int
+    name: str
+    members: dict[int, Member] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> Room:
+        """
+        @return: the room a C{Room} object of the wire describes.
+        """
+        members = (Member.from_payload(m) for m in payload.get("members", ()))
+        return cls(int(payload["id"]), str(payload["name"]), {m.id: m for m in members})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """
+    A message the server stored.
+
+    @ivar time: the server's commit time in UTC, as the wire has it.
+    """
+
+    id: int
+    client_msg_id: str | None
+    sender_id: int | None
+    sender_name: str | None
+    target_type: int
+    target_id: int
+    kind: str
+    text: str
+    time: str
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> Message:
+        """
+        @return: the message a C{Message} object of the wire describes.
+        """
+        sender_id = payload.get("sender_id")
+        return cls(
+            id=int(payload["id"]),
+            client_msg_id=payload.get("client_msg_id"),
+            sender_id=None if sender_id is None else int(sender_id),
+            sender_name=payload.get("sender_name"),
+            target_type=int(payload["target_type"]),
+            target_id=int(payload["target_id"]),
+            kind=str(payload.get("kind", "text")),
+            text=str(payload["message"]),
+            time=str(payload["time"]),
+        )
+
+    @property
+    def system(self) -> bool:
+        """
+        Whether the server wrote this message about the room itself.
+        """
+        return self.kind == "system"
+
+    def key_for(self, me: int) -> Key:
+        """
+        @param me: our own user id.
+        @return: the conversation this message belongs to, seen by C{me}.
+        """
+        if self.target_type == ROOM:
+            return (ROOM, self.target_id)
+        other = self.target_id if self.sender_id == me else self.sender_id
+        return (PRIVATE, other if other is not None else self.target_id)
+
+    def local_time(self) -> datetime:
+        """
+        @return: when the server committed this message, in local time.
+        """
+        return parse_time(self.time).astimezone()
+
+
+def parse_time(text: str) -> datetime:
+    """
+    @param text: a time of the wire, ISO 8601 in UTC (C{...Z}).
+    @return: that moment as an aware L{datetime}.
+    """
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """
+    A message we sent that the server has not acknowledged yet.
+
+    @ivar client_msg_id: the id that makes resending it safe.
+    @ivar error: why the server refused it, or L{None} while it waits.
+    """
+
+    client_msg_id: str
+    key: Key
+    text: str
+    error: str | None = None
+
+
+#: What a conversation's timeline holds: stored messages, then pending ones.
+Entry = Message | PendingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """
+    One row of the friend list or the room list.
+
+    @ivar online: for a friend, whether they are online; for a room, whether
+        any other member is.
+    @ivar detail: a short line under the name (presence, member count).
+    """
+
+    key: Key
+    name: str
+    online: bool
+    unread: int
+    detail: str
+
+    @property
+    def id(self) -> int:
+        """
+        The friend's user id or the room's id.
+        """
+        return self.key[1]
+
+
+class Conversation:
+    """
+    What we hold of one conversation.
+
+    @ivar messages: stored messages, sorted by id, without duplicates.
+    @ivar pending: our unacknowledged messages, oldest first.
+    @ivar opened: whether its newest page was loaded (it was viewed).
+    @ivar has_older: whether older messages may exist on the server.
+    @ivar loading_older: whether a C{history before} page is on its way.
+    @ivar unread: messages from others we have not seen.
+    @ivar read_up_to: the newest message id we told the server we read.
+    """
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.messages: list[Message] = []
+        self._ids: list[int] = []
+        self.pending: list[PendingMessage] = []
+        self.opened = False
+        self.has_older = True
+        self.loading_older = False
+        self.unread = 0
+        self.read_up_to = 0
+
+    def timeline(self) -> list[Entry]:
+        """
+        @return: the rows a view of this conversation shows, in order.
+        """
+        return [*self.messages, *self.pending]
+
+    @property
+    def first_id(self) -> int | None:
+        """
+        The oldest message id held, or L{None}.
+        """
+        return self._ids[0] if self._ids else None
+
+    @property
+    def last_id(self) -> int | None:
+        """
+        The newest message id held, or L{None}.
+        """
+        return self._ids[-1] if self._ids else None
+
+    def holds(self, message_id: int) -> bool:
+        """
+        @return: whether the message with this id is held.
+        """
+        i = bisect_left(self._ids, message_id)
+        return i < len(self._ids) and self._ids[i] == message_id
+
+    def insert(self, messages: Iterable[Message]) -> list[tuple[int, list[Message]]]:
+        """
+        Insert messages at their places, skipping those already held.
+
+        @return: the runs inserted, each as (first row, messages), in the
+            order they were inserted, with rows as they were at that moment.
+        """
+        runs: list[tuple[int, list[Message]]] = []
+        for message in sorted(messages, key=lambda m: m.id):
+            i = bisect_left(self._ids, message.id)
+            if i < len(self._ids) and self._ids[i] == message.id:
+                continue
+            self._ids.insert(i, message.id)
+            self.messages.insert(i, message)
+            if runs and runs[-1][0] + len(runs[-1][1]) == i:
+                runs[-1][1].append(message)
+            else:
+                runs.append((i, [message]))
+        return runs
+
+
+# What changed, as listeners are told.
+
+
+class Change:
+    """
+    Something in L{ClientState} changed; subclasses say what.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reset(Change):
+    """
+    The user, the friend and room lists and the friend requests were all
+    replaced (a login, a C{login_info} after a reconnect, a logout).
+    Conversations still held keep their timelines.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAdded(Change):
+    """
+    A friend or a room joined the end of its list.
+    """
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRemoved(Change):
+    """
+    A friend or a room left its list, and its conversation is forgotten.
+    """
+
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChanged(Change):
+    """
+    A friend's or room's row changed (presence, unread count, members).
+    """
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class MembersChanged(Change):
+    """
+    A room's member list changed (someone joined, left, came or went).
+    """
+
+    room_id: int
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesInserted(Change):
+    """
+    Stored messages entered a conversation's timeline at C{row}.
+
+    @ivar live: whether they arrived as a push (a new message from someone
+        else), rather than as history or as the reply to our own send.
+    """
+
+    key: Key
+    row: int
+    messages: tuple[Message, ...]
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAdded(Change):
+    """
+    A message we sent entered the end of its conversation's timeline.
+    """
+
+    key: Key
+    row: int
+    pending: PendingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRemoved(Change):
+    """
+    A pending message left the timeline (acknowledged: its stored copy is
+    inserted separately).
+    """
+
+    key: Key
+    row: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChanged(Change):
+    """
+    A pending message at C{row} changed (the server refused it).
+    """
+
+    key: Key
+    row: int
+    pending: PendingMessage
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStateChanged(Change):
+    """
+    Whether older messages exist, or are loading, changed.
+    """
+
+    key: Key
+    has_older: bool
+    loading_older: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FriendRequestsChanged(Change):
+    """
+    The pending incoming friend requests changed.
+    """
+
+    requests: tuple[User, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged(Change):
+    """
+    The connection went L{OFFLINE}, L{CONNECTING} or L{ONLINE}.
+    """
+
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Change):
+    """
+    Something worth a line in the message bar happened.
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOut(Change):
+    """
+    The session ended: we logged out, or the server ended it for good.
+
+    @ivar reason: a sentence for people, or L{None} after our own logout.
+    """
+
+    reason: str | None
+
+
+Listener = Callable[[Change], None]
+
+
+class ClientState:
+    """
+    The client's memory of one session.
+
+    @ivar user: who we are logged in as, or L{None}.
+    @ivar friends: our friends by id, in the order they were listed.
+    @ivar rooms: our rooms by id, in the order they were listed.
+    @ivar requests: pending incoming friend requests, by requester id.
+    @ivar conversations: what we hold of each conversation.
+    @ivar viewed: the conversation on screen, or L{None}.
+    @ivar connection: L{OFFLINE}, L{CONNECTING} or L{ONLINE}.
+    """
+
+    def __init__(self) -> None:
+        self.user: User | None = None
+        self.friends: dict[int, Member] = {}
+        self.rooms: dict[int, Room] = {}
+        self.requests: dict[int, User] = {}
+        self.conversations: dict[Key, Conversation] = {}
+        self.viewed: Key | None = None
+        self.connection = OFFLINE
+        self._outbox: dict[str, PendingMessage] = {}
+        self._listeners: list[Listener] = []
+        self._handlers: dict[str, Callable[[Payload, bool], None]] = {
+            "login_info": self._login_info,
+            "on_new_message": self._on_new_message,
+            "friend_on_off_line": self._friend_on_off_line,
+            "room_user_on_off_line": self._room_user_on_off_line,
+            "incoming_friend_request": self._incoming_friend_request,
+            "add_friend_result": self._add_friend_result,
+            "friend_removed": self._friend_removed,
+            "join_successful": self._room_joined,
+            "create_successful": self._room_joined,
+            "someone_inroom": self._someone_inroom,
+            "someone_outroom": self._someone_outroom,
+            "me_outroom": self._me_outroom,
+            "history": self._history_push,
+            "server_kick": self._server_kick,
+        }
+
+    # Listeners.
+
+    def add_listener(self, listener: Listener) -> None:
+        """
+        Call C{listener} with every L{Change} from now on.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """
+        Stop calling C{listener}.
+        """
+        self._listeners.remove(listener)
+
+    def _tell(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            listener(change)
+
+    # Reading.
+
+    @property
+    def me(self) -> int:
+        """
+        Our user id (C{-1} when logged out, which matches nobody).
+        """
+        return self.user.id if self.user is not None else -1
+
+    def conversation(self, key: Key) -> Conversation:
+        """
+        @return: the conversation C{key}, created empty if need be.
+        """
+        conversation = self.conversations.get(key)
+        if conversation is None:
+            conversation = self.conversations[key] = Conversation(key)
+        return conversation
+
+    def knows(self, key: Key) -> bool:
+        """
+        @return: whether C{key} is one of our friends or rooms.
+        """
+        kind, target = key
+        return target in (self.friends if kind == PRIVATE else self.rooms)
+
+    def name_of(self, key: Key) -> str:
+        """
+        @return: the friend's username or the room's name, or C{"?"}.
+        """
+        kind, target = key
+        if kind == PRIVATE:
+            friend = self.friends.get(target)
+            return friend.username if friend else "?"
+        room = self.rooms.get(target)
+        return room.name if room else "?"
+
+    def contact(self, key: Key) -> Contact:
+        """
+        @return: the list row of a friend or room we have.
+        """
+        kind, target = key
+        conversation = self.conversations.get(key)
+        unread = conversation.unread if conversation is not None else 0
+        if kind == PRIVATE:
+            friend = self.friends[target]
+            detail = "online" if friend.online else "offline"
+            return Contact(key, friend.username, friend.online, unread, detail)
+        room = self.rooms[target]
+        others_online = any(m.online and m.id != self.me for m in room.members.values())
+        count = len(room.members)
+        online = sum(1 for m in room.members.values() if m.online)
+        detail = f"{count} member{'s' if count != 1 else ''}, {online} online"
+        return Contact(key, room.name, others_online, unread, detail)
+
+    def contacts(self, kind: int) -> list[Contact]:
+        """
+        @return: the rows of the friend list (L{PRIVATE}) or the room list
+            (L{ROOM}), in order.
+        """
+        ids = self.friends if kind == PRIVATE else self.rooms
+        return [self.contact((kind, target)) for target in ids]
+
+    def outbox(self) -> list[PendingMessage]:
+        """
+        @return: the messages still to be acknowledged (not refused), in
+            the order they were written.
+        """
+        return [p for p in self._outbox.values() if p.error is None]
+
+    def catch_up_points(self) -> list[tuple[Key, int | None]]:
+        """
+        @return: every conversation we hold something of, with the newest
+            message id held (L{None} for an opened, empty one): after a
+            reconnect each is caught up from there.
+        """
+        return [
+            (key, c.last_id)
+            for key, c in self.conversations.items()
+            if (c.messages or c.opened) and self.knows(key)
+        ]
+
+    # Replies and pushes.
+
+    def apply_reply(self, payload: Payload) -> None:
+        """
+        Apply the reply to one of our requests.
+        """
+        self._apply(payload, pushed=False)
+
+    def apply_push(self, payload: Payload) -> None:
+        """
+        Apply a push from the server.
+        """
+        self._apply(payload, pushed=True)
+
+    def _apply(self, payload: Payload, pushed: bool) -> None:
+        handler = self._handlers.get(payload.get("type", ""))
+        if handler is not None:
+            handler(payload, pushed)
+
+    def _login_info(self, payload: Payload, pushed: bool) -> None:
+        self.user = User.from_payload(payload["user"])
+        self.friends = {m.id: m for m in map(Member.from_payload, payload.get("friends", ()))}
+        self.rooms = {r.id: r for r in map(Room.from_payload, payload.get("rooms", ()))}
+        self.requests = {
+            u.id: u for u in map(User.from_payload, payload.get("friend_requests", ()))
+        }
+        for key in [k for k in self.conversations if not self.knows(k)]:
+            self._forget(key)
+        for conversation in self.conversations.values():
+            conversation.unread = 0
+        for entry in payload.get("unread", ()):
+            key = (int(entry["target_type"]), int(entry["target_id"]))
+            if self.knows(key) and key != self.viewed:
+                self.conversation(key).unread = int(entry["count"])
+        self._tell(Reset())
+        self._tell(FriendRequestsChanged(tuple(self.requests.values())))
+
+    def _forget(self, key: Key) -> None:
+        self.conversations.pop(key, None)
+        for client_msg_id in [i for i, p in self._outbox.items() if p.key == key]:
+            del self._outbox[client_msg_id]
+        if self.viewed == key:
+            self.viewed = None
+
+    def _on_new_message(self, payload: Payload, pushed: bool) -> None:
+        message = Message.from_payload(payload["message"])
+        key = message.key_for(self.me)
+        from_others = message.sender_id != self.me
+        conversation = self.conversation(key)
+        if conversation.holds(message.id):
+            self._settle(conversation, [message])
+            return
+        self._insert(conversation, [message], live=pushed and from_others)
+        if pushed and from_others and key != self.viewed and self.knows(key):
+            conversation.unread += 1
+            self._tell(ContactChanged(self.contact(key)))
+
+    def _insert(self, conversation: Conversation, messages: list[Message], live: bool) -> None:
+        """
+        Insert stored messages, then drop the pending copies they settle.
+        """
+        for row, run in conversation.insert(messages):
+            self._tell(MessagesInserted(conversation.key, row, tuple(run), live))
+        self._settle(conversation, messages)
+
+    def _settle(self, conversation: Conversation, messages: Iterable[Message]) -> None:
+        mine = {m.client_msg_id for m in messages if m.sender_id == self.me and m.client_msg_id}
+        if not mine:
+            return
+        for index in range(len(conversation.pending) - 1, -1, -1):
+            pending = conversation.pending[index]
+            if pending.client_msg_id in mine:
+                del conversation.pending[index]
+                self._outbox.pop(pending.client_msg_id, None)
+                self._tell(PendingRemoved(conversation.key, len(conversation.messages) + index))
+
+    def _friend_on_off_line(self, payload: Payload, pushed: bool) -> None:
+        user_id = int(payload["user_id"])
+        online = bool(payload["online"])
+        friend = self.friends.get(user_id)
+        if friend is None or friend.online == online:
+            return
+        self.friends[user_id] = replace(friend, online=online)
+        self._tell(ContactChanged(self.contact((PRIVATE, user_id))))
+        self._tell(Notice(f"{friend.username} is {'online' if online else 'offline'}."))
+        self._set_presence_in_rooms(user_id, online)
+
+    def _room_user_on_off_line(self, payload: Payload, pushed: bool) -> None:
+        room = self.rooms.get(int(payload["room_id"]))
+        user_id = int(payload["user_id"])
+        if room is None or user_id not in room.members:
+            return
+        self._set_member(room, replace(room.members[user_id], online=bool(payload["online"])))
+
+    def _set_presence_in_rooms(self, user_id: int, online: bool) -> None:
+        # A friend's presence holds in every room we share with them too,
+        # whether or not the room's own push has arrived yet.
+        for room in self.rooms.values():
+            member = room.members.get(user_id)
+            if member is not None and member.online != online:
+                self._set_member(room, replace(member, online=online))
+
+    def _set_member(self, room: Room, member: Member) -> None:
+        if room.members.get(member.id) == member:
+            return
+        room.members[member.id] = member
+        self._tell(MembersChanged(room.id, tuple(room.members.values())))
+        self._tell(ContactChanged(self.contact((ROOM, room.id))))
+
+    def _incoming_friend_request(self, payload: Payload, pushed: bool) -> None:
+        user = User.from_payload(payload["user"])
+        if user.id in self.requests or user.id in self.friends:
+            return
+        self.requests[user.id] = user
+        self._tell(FriendRequestsChanged(tuple(self.requests.values())))
+        self._tell(Notice(f"{user.username}({user.id}) wants to be your friend."))
+
+    def _add_friend_result(self, payload: Payload, pushed: bool) -> None:
+        friend = Member.from_payload(payload["friend"])
+        if self.requests.pop(friend.id, None) is not None:
+            self._tell(FriendRequestsChanged(tuple(self.requests.values())))
+        if not payload.get("accepted", True) or friend.id in self.friends:
+            return
+        self.friends[friend.id] = friend
+        self._tell(ContactAdded(self.contact((PRIVATE, friend.id))))
+        if pushed:
+            self._tell(Notice(f"{friend.username} accepted your friend request."))
+
+    def _friend_removed(self, payload: Payload, pushed: bool) -> None:
+        user_id = int(payload["user_id"])
+        friend = self.friends.pop(user_id, None)
+        if friend is None:
+            return
+        self._forget((PRIVATE, user_id))
+        self._tell(ContactRemoved((PRIVATE, user_id)))
+        if pushed:
+            self._tell(Notice(f"{friend.username} removed you from their friends."))
+
+    def _room_joined(self, payload: Payload, pushed: bool) -> None:
+        room = Room.from_payload(payload["room"])
+        known = room.id in self.rooms
+        self.rooms[room.id] = room
+        key = (ROOM, room.id)
+        if known:
+            self._tell(MembersChanged(room.id, tuple(room.members.values())))
+            self._tell(ContactChanged(self.contact(key)))
+            return
+        self._tell(ContactAdded(self.contact(key)))
+        if pushed:
+            self._tell(Notice(f"You were added to room {room.name}({room.id})."))
+
+    def _someone_inroom(self, payload: Payload, pushed: bool) -> None:
+        room = self.rooms.get(int(payload["room_id"]))
+        if room is not None:
+            self._set_member(room, Member.from_payload(payload["user"]))
+
+    def _someone_outroom(self, payload: Payload, pushed: bool) -> None:
+        room = self.rooms.get(int(payload["room_id"]))
+        user_id = int(payload["user_id"])
+        if room is None or room.members.pop(user_id, None) is None:
+            return
+        self._tell(MembersChanged(room.id, tuple(room.members.values())))
+        self._tell(ContactChanged(self.contact((ROOM, room.id))))
+
+    def _me_outroom(self, payload: Payload, pushed: bool) -> None:
+        room_id = int(payload["room_id"])
+        if self.rooms.pop(room_id, None) is None:
+            return
+        self._forget((ROOM, room_id))
+        self._tell(ContactRemoved((ROOM, room_id)))
+
+    def _server_kick(self, payload: Payload, pushed: bool) -> None:
+        reason = str(payload.get("reason"))
+        self._tell(
+            Notice(KICK_REASONS.get(reason, f"The server closed the connection ({reason})."))
+        )
+
+    def _history_push(self, payload: Payload, pushed: bool) -> None:
+        # A history reply applied without saying which way it pages adds
+        # its messages and nothing else.
+        self.apply_history(payload, "after")
+
+    def apply_history(self, payload: Payload, direction: str) -> None:
+        """
+        Add a C{history} reply's messages to their conversation.
+
+        @param direction: C{"latest"} (no C{before}/C{after}: the newest
+            page), C{"before"} (an older page) or C{"after"} (catching up).
+        """
+        key = (int(payload["target_type"]), int(payload["target_id"]))
+        if not self.knows(key):
+            return
+        conversation = self.conversation(key)
+        messages = [Message.from_payload(m) for m in payload.get("messages", ())]
+        self._insert(conversation, messages, live=False)
+        if direction == "latest":
+            conversation.opened = True
+            conversation.has_older = bool(payload.get("has_more"))
+        elif direction == "before":
+            conversation.has_older = bool(payload.get("has_more"))
+        if direction != "after":
+            conversation.loading_older = False
+            self._tell(HistoryStateChanged(key, conversation.has_older, False))
+
+    # What the client itself does.
+
+    def set_loading_older(self, key: Key, loading: bool) -> None:
+        """
+        Note that an older page of C{key} is (or is no longer) on its way.
+        """
+        conversation = self.conversation(key)
+        if conversation.loading_older != loading:
+            conversation.loading_older = loading
+            self._tell(HistoryStateChanged(key, conversation.has_older, loading))
+
+    def add_pending(self, key: Key, text: str, client_msg_id: str) -> PendingMessage:
+        """
+        Show a message we are sending at the end of its conversation.
+        """
+        pending = PendingMessage(client_msg_id, key, text)
+        conversation = self.conversation(key)
+        conversation.pending.append(pending)
+        self._outbox[client_msg_id] = pending
+        row = len(conversation.messages) + len(conversation.pending) - 1
+        self._tell(PendingAdded(key, row, pending))
+        return pending
+
+    def fail_pending(self, client_msg_id: str, error: str) -> None:
+        """
+        Mark a pending message as refused by the server: it is not resent.
+        """
+        pending = self._outbox.get(client_msg_id)
+        if pending is None:
+            return
+        conversation = self.conversation(pending.key)
+        index = conversation.pending.index(pending)
+        failed = replace(pending, error=error)
+        conversation.pending[index] = failed
+        self._outbox[client_msg_id] = failed
+        self._tell(PendingChanged(pending.key, len(conversation.messages) + index, failed))
+
+    def set_viewed(self, key: Key | None) -> None:
+        """
+        Note which conversation is on screen; its unread count drops to 0.
+        """
+        self.viewed = key
+        if key is None or not self.knows(key):
+            return
+        conversation = self.conversation(key)
+        if conversation.unread:
+            conversation.unread = 0
+            self._tell(ContactChanged(self.contact(key)))
+
+    def set_connection(self, status: str) -> None:
+        """
+        Note the connection's status.
+        """
+        if status != self.connection:
+            self.connection = status
+            self._tell(ConnectionChanged(status))
+
+    def notice(self, text: str) -> None:
+        """
+        Tell the listeners something worth a line in the message bar.
+        """
+        self._tell(Notice(text))
+
+    def sign_out(self, reason: str | None) -> None:
+        """
+        Forget the session: the user, the lists, every conversation.
+        """
+        self.user = None
+        self.friends.clear()
+        self.rooms.clear()
+        self.requests.clear()
+        self.conversations.clear()
+        self._outbox.clear()
+        self.viewed = None
+        self._tell(Reset())
+        self._tell(FriendRequestsChanged(()))
+        self.set_connection(OFFLINE)
+        self._tell(SignedOut(reason))

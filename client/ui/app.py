@@ -1,0 +1,362 @@
+"""
+The desktop client put together: the windows, the tray notifications, and
+the wiring from what the user wants to the L{ChatClient}'s requests.
+
+Every slot here returns at once: it starts a request, and the reply, when
+it comes, updates the state (and through the bridge, the models) or shows a
+notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PyQt5.QtCore import QObject, pyqtSignal
+from PyQt5.QtWidgets import QSystemTrayIcon
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from client.protocol import ChatClient, ChatError, Disconnected
+from client.state import ROOM, Key, MessagesInserted, Payload, User
+from client.ui.bridge import StateBridge
+from client.ui.login import LOGIN, LoginWindow
+from client.ui.main_window import MainWindow
+from client.ui.models import label
+from client.ui.style import app_icon
+
+#: Friendlier words for some error codes, where the server's are terse.
+FRIENDLY_ERRORS = {
+    "login_failed": "Wrong username or password.",
+    "username_taken": "That username is taken; pick another one.",
+    "rate_limited": "Too many attempts. Wait a minute, then try again.",
+    "no_such_user": "There is no user with that name.",
+    "no_such_room": "There is no room with that name.",
+    "room_exists": "A room with that name exists already; join it instead.",
+    "already_friends": "You are friends already.",
+    "already_in_room": "You are in that room already.",
+}
+
+
+def describe(failure: Failure) -> str:
+    """
+    @return: a sentence for people about a failed request.
+    """
+    error = failure.value
+    if isinstance(error, ChatError):
+        return FRIENDLY_ERRORS.get(error.code, error.message)
+    return str(error)
+
+
+class TrayNotifier(QObject):
+    """
+    Desktop notifications through the system tray.
+
+    @ivar shown: every notification shown, as (title, text, conversation).
+    """
+
+    #: A notification was clicked: show its conversation.
+    activated = pyqtSignal(object)  # Key
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.shown: list[tuple[str, str, Key]] = []
+        self._tray = QSystemTrayIcon(app_icon(), self)
+        self._tray.setToolTip("chatd")
+        self._tray.messageClicked.connect(self._clicked)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self._tray.show()
+
+    def notify(self, title: str, text: str, key: Key) -> None:
+        """
+        Show a notification about conversation C{key}.
+        """
+        self.shown.append((title, text, key))
+        if self._tray.isVisible() and QSystemTrayIcon.supportsMessages():
+            self._tray.showMessage(title, text, app_icon(), 8000)
+
+    def _clicked(self) -> None:
+        if self.shown:
+            self.activated.emit(self.shown[-1][2])
+
+    def hide(self) -> None:
+        """
+        Take the icon out of the tray (the program ends).
+        """
+        self._tray.hide()
+
+
+class ChatApp(QObject):
+    """
+    The login window, the main window and the tray, wired to a
+    L{ChatClient}.
+    """
+
+    log = Logger()
+
+    #: The user closed a window: the program should end.
+    quit_requested = pyqtSignal()
+
+    def __init__(
+        self,
+        client: ChatClient,
+        clock: IReactorTime,
+        server: str = "",
+        notifier: TrayNotifier | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        """
+        @param clock: for the message bar.
+        @param server: where the server is, for people.
+        """
+        super().__init__(parent)
+        self.client = client
+        self.state = client.state
+        self.bridge = StateBridge(self.state, self)
+        self.notifier = notifier or TrayNotifier(self)
+        self.login_window = LoginWindow(server)
+        self.main_window = MainWindow(self.bridge, clock)
+
+        login = self.login_window
+        login.login_requested.connect(self.log_in)
+        login.register_requested.connect(self.register)
+        login.closed.connect(self._window_closed)
+
+        main = self.main_window
+        main.conversation_selected.connect(client.view)
+        main.older_requested.connect(client.load_older)
+        main.send_requested.connect(self.send)
+        main.add_friend_requested.connect(self.add_friend)
+        main.create_room_requested.connect(self.create_room)
+        main.join_room_requested.connect(self.join_room)
+        main.room_search_requested.connect(self.search_rooms)
+        main.invite_requested.connect(self.invite)
+        main.quit_room_requested.connect(self.quit_room)
+        main.friend_request_answered.connect(self.answer_friend_request)
+        main.logout_requested.connect(self.log_out)
+        main.closed.connect(self._window_closed)
+
+        self.bridge.messages_inserted.connect(self._messages_inserted)
+        self.bridge.signed_out.connect(self._signed_out)
+        self.notifier.activated.connect(self._show_conversation)
+        self._leaving = False
+
+    def start(self) -> None:
+        """
+        Show the login window.
+        """
+        self.login_window.show()
+        self.login_window.username.setFocus()
+
+    # Logging in and out.
+
+    def log_in(self, username: str, password: str) -> None:
+        """
+        Log in; the main window replaces the login window when it works.
+        """
+        self.login_window.set_busy(True, "Logging in…")
+        d = self.client.login(username, password)
+        d.addCallbacks(self._logged_in, self._login_failed)
+
+    def _logged_in(self, user: User) -> None:
+        login = self.login_window
+        login.set_busy(False)
+        login.clear_message()
+        login.password.clear()
+        login.password_again.clear()
+        self.main_window.show()
+        self.main_window.raise_()
+        login.hide()
+        self.main_window.show_notice(f"Welcome, {user.username}!")
+
+    def _login_failed(self, failure: Failure) -> None:
+        failure.trap(ChatError, Disconnected)
+        self.login_window.set_busy(False)
+        self.login_window.password.clear()
+        self.login_window.show_error(describe(failure))
+
+    def register(self, username: str, password: str) -> None:
+        """
+        Register, then log in with the same name and password.
+        """
+        self.login_window.set_busy(True, "Creating your account…")
+        d = self.client.register(username, password)
+        d.addCallbacks(lambda user: self.log_in(username, password), self._register_failed)
+
+    def _register_failed(self, failure: Failure) -> None:
+        failure.trap(ChatError, Disconnected)
+        self.login_window.set_busy(False)
+        self.login_window.show_error(describe(failure))
+
+    def log_out(self) -> None:
+        """
+        Log out; the login window comes back.
+        """
+        self.main_window.logout_button.setEnabled(False)
+        self.client.logout().addErrback(self._bug)
+
+    def _signed_out(self, reason: str | None) -> None:
+        main, login = self.main_window, self.login_window
+        main.logout_button.setEnabled(True)
+        main.select(None)
+        if self._leaving:
+            return
+        login.set_mode(LOGIN)
+        login.show()
+        main.hide()
+        if reason:
+            login.show_error(reason)
+        else:
+            login.show_info("You have logged out.")
+
+    def _window_closed(self) -> None:
+        if not self._leaving:
+            self._leaving = True
+            self.notifier.hide()
+            self.quit_requested.emit()
+
+    # Conversations.
+
+    def send(self, key: Key, text: str) -> None:
+        """
+        Send C{text}; it shows as pending until the server has it.
+        """
+        try:
+            self.client.send(key, text)
+        except ValueError as e:
+            self.main_window.show_notice(str(e))
+            return
+        if not self.client.online:
+            self.main_window.show_notice("You are offline: the message will go out on reconnect.")
+
+    def _messages_inserted(self, change: MessagesInserted) -> None:
+        if not change.live or self._in_view(change.key):
+            return
+        for message in change.messages:
+            if message.system:
+                continue
+            sender = message.sender_name or "?"
+            if change.key[0] == ROOM:
+                title = f"{sender} in {self.state.name_of(change.key)}"
+            else:
+                title = sender
+            text = message.text if len(message.text) <= 140 else message.text[:139] + "…"
+            self.notifier.notify(title, text, change.key)
+
+    def _in_view(self, key: Key) -> bool:
+        window = self.main_window
+        return (
+            key == self.state.viewed
+            and window.isVisible()
+            and not window.isMinimized()
+            and window.isActiveWindow()
+        )
+
+    def _show_conversation(self, key: Key) -> None:
+        self.main_window.showNormal()
+        self.main_window.activateWindow()
+        self.main_window.select(key)
+
+    # Friends and rooms.
+
+    def _report(self, failure: Failure) -> None:
+        failure.trap(ChatError, Disconnected)
+        self.main_window.show_notice(describe(failure))
+
+    def add_friend(self, username: str) -> None:
+        """
+        Ask C{username} to be a friend.
+        """
+
+        def done(reply: Payload) -> None:
+            self.main_window.close_panels()
+            if reply["type"] == "friend_request_sent":
+                user = reply["user"]
+                self.main_window.show_notice(
+                    f"Friend request sent to {label(user['username'], user['id'])}."
+                )
+            else:
+                friend = reply["friend"]
+                self.main_window.show_notice(
+                    f"You and {label(friend['username'], friend['id'])} are now friends."
+                )
+
+        self.client.add_friend(username).addCallbacks(done, self._report)
+
+    def answer_friend_request(self, user_id: int, accept: bool) -> None:
+        """
+        Accept or decline the friend request of C{user_id}.
+        """
+
+        def done(reply: Payload) -> None:
+            friend = reply["friend"]
+            name = label(friend["username"], friend["id"])
+            if reply.get("accepted"):
+                self.main_window.show_notice(f"You and {name} are now friends.")
+            else:
+                self.main_window.show_notice(f"You declined {name}'s request.")
+
+        d = self.client.resolve_friend_request(user_id, accept)
+        d.addCallbacks(done, self._report)
+
+    def create_room(self, name: str) -> None:
+        """
+        Create room C{name} and show it.
+        """
+
+        def done(reply: Payload) -> None:
+            room = reply["room"]
+            self.main_window.close_panels()
+            self.main_window.select((ROOM, int(room["id"])))
+            self.main_window.show_notice(
+                f"You created room {label(room['name'], room['id'])}. Invite your friends!"
+            )
+
+        self.client.create_room(name).addCallbacks(done, self._report)
+
+    def join_room(self, name: str) -> None:
+        """
+        Join room C{name} and show it.
+        """
+
+        def done(reply: Payload) -> None:
+            room = reply["room"]
+            self.main_window.close_panels()
+            self.main_window.select((ROOM, int(room["id"])))
+            self.main_window.show_notice(f"You joined room {label(room['name'], room['id'])}.")
+
+        self.client.join_room(name).addCallbacks(done, self._report)
+
+    def search_rooms(self, query: str) -> None:
+        """
+        Search the server's rooms for the join panel.
+        """
+        d = self.client.list_rooms(query)
+        d.addCallbacks(self.main_window.show_room_search, self._report)
+
+    def invite(self, room_id: int, user_id: int) -> None:
+        """
+        Add friend C{user_id} to room C{room_id}.
+        """
+        friend = self.state.friends.get(user_id)
+        name = label(friend.username, user_id) if friend else f"user {user_id}"
+
+        def done(reply: Payload) -> None:
+            room = self.state.name_of((ROOM, room_id))
+            self.main_window.show_notice(f"You added {name} to {room}.")
+
+        self.client.invite(room_id, user_id).addCallbacks(done, self._report)
+
+    def quit_room(self, room_id: int) -> None:
+        """
+        Leave room C{room_id}.
+        """
+        room = label(self.state.name_of((ROOM, room_id)), room_id)
+
+        def done(reply: Payload) -> None:
+            self.main_window.show_notice(f"You left room {room}.")
+
+        self.client.quit_room(room_id).addCallbacks(done, self._report)
+
+    def _bug(self, failure: Failure) -> Any:
+        self.log.failure("A client action failed", failure)

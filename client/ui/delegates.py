@@ -1,0 +1,478 @@
+"""
+How rows are drawn: contacts with an avatar, an online marker and an unread
+badge; messages as bubbles grouped by sender, with day separators and
+system messages set apart.  Delegates only paint what the models hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Final
+
+from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, Qt
+from PyQt5.QtGui import (
+    QAbstractTextDocumentLayout,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPalette,
+    QPen,
+    QTextDocument,
+    QTextOption,
+)
+from PyQt5.QtWidgets import QAbstractItemView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
+
+from client.state import PRIVATE
+from client.ui import style
+from client.ui.models import (
+    FAILED,
+    PENDING,
+    DateRole,
+    DetailRole,
+    ErrorRole,
+    IdRole,
+    IsMeRole,
+    KeyRole,
+    KindRole,
+    MomentRole,
+    NameRole,
+    OnlineRole,
+    OwnRole,
+    SenderIdRole,
+    SenderRole,
+    StatusRole,
+    TimeRole,
+    UnreadRole,
+)
+
+
+def _font(base: QFont, points: float | None = None, bold: bool = False) -> QFont:
+    font = QFont(base)
+    if points is not None:
+        font.setPointSizeF(points)
+    font.setBold(bold)
+    return font
+
+
+def draw_avatar(
+    painter: QPainter,
+    rect: QRectF,
+    name: str,
+    identifier: int,
+    round_: bool = True,
+    online: bool | None = None,
+    ring: QColor | None = None,
+) -> None:
+    """
+    Draw a coloured avatar with C{name}'s initial, and an online marker at
+    its lower right when C{online} is not L{None}.
+    """
+    painter.save()
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(style.colour_for(identifier))
+    if round_:
+        painter.drawEllipse(rect)
+    else:
+        painter.drawRoundedRect(rect, rect.width() * 0.28, rect.width() * 0.28)
+    painter.setPen(QColor("#FFFFFF"))
+    painter.setFont(_font(painter.font(), rect.height() * 0.38, bold=True))
+    initial = name[:1].upper() if name else "?"
+    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "#" if not round_ else initial)
+    if online is not None:
+        d = max(9.0, rect.width() * 0.32)
+        dot = QRectF(rect.right() - d + 1, rect.bottom() - d + 1, d, d)
+        painter.setPen(QPen(ring or QColor("#FFFFFF"), 2))
+        painter.setBrush(QColor(style.ONLINE if online else style.OFFLINE))
+        painter.drawEllipse(dot)
+    painter.restore()
+
+
+class ContactDelegate(QStyledItemDelegate):
+    """
+    A friend or a room: avatar, C{name(id)}, a detail line, an online
+    marker (friends) and an unread badge.
+    """
+
+    HEIGHT: Final = 54
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        return QSize(option.rect.width(), self.HEIGHT)
+
+    def paint(
+        self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:
+        assert painter is not None
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(option.rect).adjusted(8, 2, -8, -2)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        background = QColor(style.SIDEBAR)
+        if selected or hovered:
+            background = QColor(style.SELECTED if selected else style.HOVER)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(background)
+            painter.drawRoundedRect(rect, 8, 8)
+
+        key = index.data(KeyRole)
+        identifier = int(index.data(IdRole))
+        name = str(index.data(NameRole))
+        is_friend = key[0] == PRIVATE
+        avatar = QRectF(rect.left() + 8, rect.center().y() - 17, 34, 34)
+        draw_avatar(
+            painter,
+            avatar,
+            name,
+            identifier,
+            round_=is_friend,
+            online=bool(index.data(OnlineRole)) if is_friend else None,
+            ring=background,
+        )
+
+        unread = int(index.data(UnreadRole) or 0)
+        right = rect.right() - 10
+        if unread:
+            badge_font = _font(option.font, 8, bold=True)
+            text = "99+" if unread > 99 else str(unread)
+            width = max(20, QFontMetrics(badge_font).horizontalAdvance(text) + 12)
+            badge = QRectF(right - width, rect.center().y() - 10, width, 20)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(style.ACCENT))
+            painter.drawRoundedRect(badge, 10, 10)
+            painter.setPen(QColor("#FFFFFF"))
+            painter.setFont(badge_font)
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+            right = badge.left() - 8
+
+        left = avatar.right() + 10
+        name_font = _font(option.font, bold=unread > 0 or selected)
+        if not unread and not selected:
+            name_font.setWeight(QFont.DemiBold)
+        metrics = QFontMetrics(name_font)
+        top = rect.top() + 8
+        line = QRectF(left, top, right - left, metrics.height())
+        painter.setFont(name_font)
+        painter.setPen(QColor(style.TEXT))
+        shown = metrics.elidedText(name, Qt.TextElideMode.ElideRight, int(line.width() * 0.8))
+        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
+        painter.setFont(_font(option.font))
+        painter.setPen(QColor(style.MUTED))
+        id_left = left + metrics.horizontalAdvance(shown)
+        painter.drawText(
+            QRectF(id_left, top, right - id_left, metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            f"({identifier})",
+        )
+
+        detail_font = _font(option.font, 8.5)
+        painter.setFont(detail_font)
+        detail = str(index.data(DetailRole) or "")
+        if is_friend and index.data(OnlineRole):
+            painter.setPen(QColor(style.ACCENT_DARK))
+        detail_metrics = QFontMetrics(detail_font)
+        painter.drawText(
+            QRectF(left, line.bottom() + 2, right - left, detail_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            detail_metrics.elidedText(detail, Qt.TextElideMode.ElideRight, int(right - left)),
+        )
+        painter.restore()
+
+
+class MemberDelegate(QStyledItemDelegate):
+    """
+    A room member: small avatar with an online marker, C{name(id)}, and
+    "you" for ourselves.
+    """
+
+    HEIGHT: Final = 40
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        return QSize(option.rect.width(), self.HEIGHT)
+
+    def paint(
+        self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:
+        assert painter is not None
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(option.rect).adjusted(8, 2, -8, -2)
+        background = QColor(style.SIDEBAR)
+        if option.state & QStyle.StateFlag.State_MouseOver:
+            background = QColor(style.HOVER)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(background)
+            painter.drawRoundedRect(rect, 8, 8)
+        name = str(index.data(NameRole))
+        identifier = int(index.data(IdRole))
+        online = bool(index.data(OnlineRole))
+        avatar = QRectF(rect.left() + 6, rect.center().y() - 13, 26, 26)
+        draw_avatar(painter, avatar, name, identifier, online=online, ring=background)
+        left = avatar.right() + 10
+        font = _font(option.font, 9.5)
+        painter.setFont(font)
+        painter.setPen(QColor(style.TEXT if online else style.MUTED))
+        text = f"{name}({identifier})"
+        metrics = QFontMetrics(font)
+        painter.drawText(
+            QRectF(left, rect.top(), rect.right() - left, rect.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            text,
+        )
+        if index.data(IsMeRole):
+            you = QRectF(left + metrics.horizontalAdvance(text) + 6, rect.center().y() - 8, 30, 16)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(style.ACCENT_LIGHT))
+            painter.drawRoundedRect(you, 8, 8)
+            painter.setPen(QColor(style.ACCENT_DARK))
+            painter.setFont(_font(option.font, 7.5, bold=True))
+            painter.drawText(you, Qt.AlignmentFlag.AlignCenter, "you")
+        painter.restore()
+
+
+@dataclass(frozen=True)
+class _BubbleLayout:
+    """
+    Where the parts of one timeline row go, relative to the row's top left.
+    """
+
+    height: int
+    date_rect: QRectF | None
+    name_rect: QRectF | None
+    avatar_rect: QRectF | None
+    bubble: QRectF
+    document: QTextDocument
+    text_origin: QPointF
+    footer: QRectF
+
+
+def day_label(day: date, today: date | None = None) -> str:
+    """
+    @return: how a day separator names C{day}: "Today", "Yesterday", or
+        the date.
+    """
+    today = today or date.today()
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    return day.strftime("%A, %d %B %Y")
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """
+    A timeline row: a bubble (ours on the right, others' on the left with
+    avatar and name at the start of a run), a centred note for system
+    messages, and a day separator when the day changes.
+    """
+
+    MARGIN: Final = 16
+    AVATAR: Final = 32
+    PAD_X: Final = 12
+    PAD_Y: Final = 7
+    DATE_HEIGHT: Final = 38
+    GROUP_GAP: Final = 10
+    GAP: Final = 3
+    #: Seconds after which the same sender starts a new run.
+    RUN_BREAK: Final = 300
+
+    def __init__(self, view: QAbstractItemView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._documents: dict[tuple[str, int, str], QTextDocument] = {}
+
+    # Layout.
+
+    def _document(self, text: str, width: int, font: QFont) -> QTextDocument:
+        key = (text, width, font.toString())
+        document = self._documents.get(key)
+        if document is None:
+            if len(self._documents) > 2000:
+                self._documents.clear()
+            document = QTextDocument()
+            document.setDocumentMargin(0)
+            document.setDefaultFont(font)
+            option = QTextOption()
+            option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
+            document.setDefaultTextOption(option)
+            document.setPlainText(text)
+            document.setTextWidth(width)
+            ideal = int(document.idealWidth()) + 1
+            document.setTextWidth(min(width, ideal))
+            self._documents[key] = document
+        return document
+
+    def _starts_day(self, index: QModelIndex) -> bool:
+        if index.row() == 0:
+            return True
+        before = index.sibling(index.row() - 1, 0)
+        return bool(before.data(DateRole) != index.data(DateRole))
+
+    def _starts_run(self, index: QModelIndex) -> bool:
+        if index.row() == 0 or self._starts_day(index):
+            return True
+        before = index.sibling(index.row() - 1, 0)
+        if before.data(KindRole) == "system":
+            return True
+        if before.data(SenderIdRole) != index.data(SenderIdRole):
+            return True
+        earlier, later = before.data(MomentRole), index.data(MomentRole)
+        if earlier is None or later is None:
+            return False
+        return bool((later - earlier).total_seconds() > self.RUN_BREAK)
+
+    def _width(self, option: QStyleOptionViewItem) -> int:
+        viewport = self._view.viewport()
+        return max(200, viewport.width() if viewport is not None else option.rect.width())
+
+    def _layout(self, option: QStyleOptionViewItem, index: QModelIndex) -> _BubbleLayout:
+        width = self._width(option)
+        y = 0.0
+        date_rect = None
+        if self._starts_day(index):
+            date_rect = QRectF(0, 6, width, self.DATE_HEIGHT - 12)
+            y = self.DATE_HEIGHT
+        small = _font(option.font, 8)
+        footer_height = QFontMetrics(small).height()
+        if index.data(KindRole) == "system":
+            font = _font(option.font, 8.5)
+            font.setItalic(True)
+            document = self._document(str(index.data()), int(width * 0.7), font)
+            size = document.size()
+            bubble = QRectF(
+                (width - size.width()) / 2 - 12, y + 6, size.width() + 24, size.height() + 10
+            )
+            origin = QPointF(bubble.left() + 12, bubble.top() + 5)
+            return _BubbleLayout(
+                int(bubble.bottom() + 6), date_rect, None, None, bubble, document, origin, QRectF()
+            )
+        own = bool(index.data(OwnRole))
+        run = self._starts_run(index)
+        y += self.GROUP_GAP if run else self.GAP
+        name_rect = None
+        avatar_rect = None
+        left = self.MARGIN if own else self.MARGIN + self.AVATAR + 8
+        usable = width - left - self.MARGIN
+        max_text = int(min(620, usable * (0.72 if not own else 0.68))) - 2 * self.PAD_X
+        if run and not own:
+            name_height = QFontMetrics(_font(option.font, 9, bold=True)).height()
+            name_rect = QRectF(left + 2, y, usable, name_height)
+            avatar_rect = QRectF(self.MARGIN, y + 2, self.AVATAR, self.AVATAR)
+            y += name_height + 2
+        document = self._document(str(index.data()), max(60, max_text), option.font)
+        text_size = document.size()
+        footer_text = self._footer_text(index)
+        footer_width = QFontMetrics(small).horizontalAdvance(footer_text)
+        inner = max(text_size.width(), footer_width)
+        bubble_width = inner + 2 * self.PAD_X
+        bubble_height = text_size.height() + footer_height + 2 * self.PAD_Y + 1
+        bubble_left = width - self.MARGIN - bubble_width if own else left
+        bubble = QRectF(bubble_left, y, bubble_width, bubble_height)
+        origin = QPointF(bubble.left() + self.PAD_X, bubble.top() + self.PAD_Y)
+        footer = QRectF(
+            bubble.left() + self.PAD_X,
+            origin.y() + text_size.height() + 1,
+            inner,
+            footer_height,
+        )
+        height = bubble.bottom()
+        if avatar_rect is not None:
+            height = max(height, avatar_rect.bottom())
+        return _BubbleLayout(
+            int(height + 1), date_rect, name_rect, avatar_rect, bubble, document, origin, footer
+        )
+
+    def _footer_text(self, index: QModelIndex) -> str:
+        status = index.data(StatusRole)
+        if status == PENDING:
+            return "Sending…"
+        if status == FAILED:
+            return f"Not sent: {index.data(ErrorRole)}"
+        return str(index.data(TimeRole) or "")
+
+    # Painting.
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        return QSize(self._width(option), self._layout(option, index).height)
+
+    def paint(
+        self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:
+        assert painter is not None
+        layout = self._layout(option, index)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.translate(option.rect.topLeft())
+        if layout.date_rect is not None:
+            self._paint_day(painter, option, layout.date_rect, index.data(DateRole))
+        if index.data(KindRole) == "system":
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#ECEFF4"))
+            radius = min(11.0, layout.bubble.height() / 2)
+            painter.drawRoundedRect(layout.bubble, radius, radius)
+            self._paint_document(painter, layout.document, layout.text_origin, QColor(style.MUTED))
+            painter.restore()
+            return
+        own = bool(index.data(OwnRole))
+        status = index.data(StatusRole)
+        sender_id = int(index.data(SenderIdRole) or 0)
+        if layout.avatar_rect is not None:
+            draw_avatar(painter, layout.avatar_rect, str(index.data(SenderRole)), sender_id)
+        if layout.name_rect is not None:
+            painter.setFont(_font(option.font, 9, bold=True))
+            painter.setPen(style.colour_for(sender_id))
+            painter.drawText(
+                layout.name_rect,
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                index.data(SenderRole),
+            )
+        if status == PENDING:
+            painter.setOpacity(0.65)
+        painter.setBrush(QColor(style.BUBBLE_OWN if own else style.BUBBLE_OTHER))
+        if status == FAILED:
+            painter.setPen(QPen(QColor(style.DANGER), 1.2))
+        elif own:
+            painter.setPen(Qt.PenStyle.NoPen)
+        else:
+            painter.setPen(QPen(QColor(style.BORDER), 1))
+        painter.drawRoundedRect(layout.bubble.adjusted(0.5, 0.5, -0.5, -0.5), 12, 12)
+        self._paint_document(painter, layout.document, layout.text_origin, QColor(style.TEXT))
+        painter.setFont(_font(option.font, 8))
+        painter.setPen(QColor(style.DANGER if status == FAILED else style.MUTED))
+        painter.drawText(
+            layout.footer,
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            self._footer_text(index),
+        )
+        painter.restore()
+
+    def _paint_document(
+        self, painter: QPainter, document: QTextDocument, origin: QPointF, colour: QColor
+    ) -> None:
+        painter.save()
+        painter.translate(origin)
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette.setColor(QPalette.Text, colour)
+        layout = document.documentLayout()
+        assert layout is not None
+        layout.draw(painter, context)
+        painter.restore()
+
+    def _paint_day(
+        self, painter: QPainter, option: QStyleOptionViewItem, rect: QRectF, day: date
+    ) -> None:
+        text = day_label(day)
+        font = _font(option.font, 8.5, bold=True)
+        metrics = QFontMetrics(font)
+        pill_width = metrics.horizontalAdvance(text) + 24
+        pill = QRectF(rect.center().x() - pill_width / 2, rect.top(), pill_width, rect.height())
+        painter.setPen(QPen(QColor(style.BORDER), 1))
+        y = rect.center().y()
+        painter.drawLine(QPointF(self.MARGIN, y), QPointF(pill.left() - 8, y))
+        painter.drawLine(QPointF(pill.right() + 8, y), QPointF(rect.right() - self.MARGIN, y))
+        painter.setBrush(QColor("#FFFFFF"))
+        painter.drawRoundedRect(pill, rect.height() / 2, rect.height() / 2)
+        painter.setFont(font)
+        painter.setPen(QColor(style.MUTED))
+        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)

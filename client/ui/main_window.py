@@ -1,0 +1,519 @@
+"""
+The main window: friends and rooms on the left, the selected conversation
+in the middle, the selected room's members on the right, notices at the
+bottom.
+
+It renders models fed by the L{StateBridge} and emits what the user wants
+(select, send, add a friend, ...); L{client.ui.app.ChatApp} turns those
+wishes into requests.  Nothing here waits for the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from PyQt5.QtCore import QItemSelection, Qt, pyqtSignal
+from PyQt5.QtGui import QCloseEvent
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMainWindow,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from twisted.internet.interfaces import IReactorTime
+
+from chatd.wire import valid_message
+from client.state import OFFLINE, ONLINE, PRIVATE, ROOM, Contact, Key, MembersChanged, User
+from client.ui.bridge import StateBridge
+from client.ui.delegates import ContactDelegate, MessageDelegate
+from client.ui.models import ContactListModel, MemberListModel, TimelineModel, label
+from client.ui.style import ACCENT_DARK, app_icon, restyle
+from client.ui.widgets import (
+    ActionPanel,
+    ComposeEdit,
+    JoinRoomPanel,
+    MemberPanel,
+    NoticeBar,
+    RequestBanner,
+    TimelineView,
+    avatar_pixmap,
+    button,
+)
+
+#: What the status chip says for each connection status.
+STATUS_TEXT: Final = {ONLINE: "Online", OFFLINE: "Offline"}
+CONNECTING_TEXT: Final = "Reconnecting…"
+
+
+def _section(title: str, *buttons: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    row.setContentsMargins(16, 12, 10, 4)
+    heading = QLabel(title)
+    heading.setObjectName("SectionTitle")
+    row.addWidget(heading)
+    row.addStretch(1)
+    for widget in buttons:
+        row.addWidget(widget)
+    return row
+
+
+class MainWindow(QMainWindow):
+    """
+    The chat window of a logged-in user.
+
+    @ivar friends_model: the friend list.
+    @ivar rooms_model: the room list.
+    @ivar members_model: the selected room's members.
+    """
+
+    conversation_selected = pyqtSignal(object)  # Key | None
+    older_requested = pyqtSignal(object)  # Key
+    send_requested = pyqtSignal(object, str)  # Key, text
+    add_friend_requested = pyqtSignal(str)
+    create_room_requested = pyqtSignal(str)
+    join_room_requested = pyqtSignal(str)
+    room_search_requested = pyqtSignal(str)
+    invite_requested = pyqtSignal(int, int)  # room id, user id
+    quit_room_requested = pyqtSignal(int)
+    friend_request_answered = pyqtSignal(int, bool)  # user id, accept
+    logout_requested = pyqtSignal()
+    closed = pyqtSignal()
+
+    def __init__(
+        self, bridge: StateBridge, clock: IReactorTime, parent: QWidget | None = None
+    ) -> None:
+        """
+        @param clock: runs the message bar's 60 s timer.
+        """
+        super().__init__(parent)
+        self.bridge = bridge
+        self.state = bridge.state
+        self.setWindowTitle("chatd")
+        self.setWindowIcon(app_icon())
+        self.resize(1120, 720)
+        self.setMinimumSize(820, 520)
+        self._current: Key | None = None
+        self._timelines: dict[Key, TimelineModel] = {}
+        self._removing = False
+
+        self.friends_model = ContactListModel(bridge, PRIVATE, self)
+        self.rooms_model = ContactListModel(bridge, ROOM, self)
+        self.members_model = MemberListModel(bridge, self)
+
+        central = QWidget()
+        outer = QVBoxLayout(central)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(self._build_header())
+        body = QHBoxLayout()
+        body.setSpacing(0)
+        body.addWidget(self._build_sidebar())
+        body.addWidget(self._build_conversation(), 1)
+        self.member_panel = MemberPanel(self.members_model)
+        self.member_panel.hide()
+        body.addWidget(self.member_panel)
+        outer.addLayout(body, 1)
+        self.notice_bar = NoticeBar(clock)
+        outer.addWidget(self.notice_bar)
+        self.setCentralWidget(central)
+
+        self.member_panel.invite_requested.connect(self.invite_requested)
+        self.member_panel.quit_requested.connect(self.quit_room_requested)
+        self.request_banner.answered.connect(self.friend_request_answered)
+
+        bridge.reset.connect(self._reset)
+        bridge.contact_removed.connect(self._contact_removed)
+        bridge.contact_changed.connect(self._contact_changed)
+        bridge.contact_added.connect(self._contact_added)
+        bridge.members_changed.connect(self._members_changed)
+        bridge.requests_changed.connect(self.request_banner.set_requests)
+        bridge.connection_changed.connect(self._connection_changed)
+        bridge.notice.connect(self.notice_bar.show_notice)
+        self._reset()
+        self._connection_changed(self.state.connection)
+
+    # Building.
+
+    def _build_header(self) -> QWidget:
+        header = QFrame()
+        header.setObjectName("Header")
+        layout = QHBoxLayout(header)
+        layout.setContentsMargins(16, 10, 14, 10)
+        layout.setSpacing(10)
+        logo = QLabel()
+        logo.setPixmap(app_icon().pixmap(28, 28))
+        layout.addWidget(logo)
+        title = QLabel("chatd")
+        title.setObjectName("AppTitle")
+        layout.addWidget(title)
+        layout.addStretch(1)
+        self.user_avatar = QLabel()
+        layout.addWidget(self.user_avatar)
+        self.user_label = QLabel()
+        self.user_label.setStyleSheet("font-weight: 600;")
+        layout.addWidget(self.user_label)
+        self.status_chip = QLabel()
+        self.status_chip.setObjectName("StatusChip")
+        layout.addWidget(self.status_chip)
+        layout.addSpacing(6)
+        self.logout_button = button("Log out")
+        self.logout_button.clicked.connect(self.logout_requested)
+        layout.addWidget(self.logout_button)
+        return header
+
+    def _list_view(self, model: ContactListModel) -> QListView:
+        view = QListView()
+        # A row removed under the selection makes the view select its
+        # neighbour: that is not the user picking it.  Connected before the
+        # view connects its own, to be told first.
+        model.rowsAboutToBeRemoved.connect(lambda *_: self._set_removing(True))
+        view.setModel(model)
+        model.rowsRemoved.connect(lambda *_: self._set_removing(False))
+        view.setItemDelegate(ContactDelegate(view))
+        view.setMouseTracking(True)
+        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        selection = view.selectionModel()
+        assert selection is not None
+        selection.selectionChanged.connect(lambda selected, _: self._picked(model, selected))
+        return view
+
+    def _set_removing(self, removing: bool) -> None:
+        self._removing = removing
+
+    def _build_sidebar(self) -> QWidget:
+        sidebar = QFrame()
+        sidebar.setObjectName("Sidebar")
+        sidebar.setFixedWidth(280)
+        layout = QVBoxLayout(sidebar)
+        layout.setContentsMargins(0, 0, 0, 10)
+        layout.setSpacing(2)
+
+        self.add_friend_button = button("+ Add", "Flat", "Add a friend")
+        layout.addLayout(_section("FRIENDS", self.add_friend_button))
+        self.friend_list = self._list_view(self.friends_model)
+        layout.addWidget(self.friend_list, 1)
+
+        self.join_room_button = button("Join", "Flat", "Join a room")
+        self.create_room_button = button("+ New", "Flat", "Create a room")
+        layout.addLayout(_section("ROOMS", self.join_room_button, self.create_room_button))
+        self.room_list = self._list_view(self.rooms_model)
+        layout.addWidget(self.room_list, 1)
+
+        self.add_friend_panel = ActionPanel(
+            "Add a friend",
+            "Their username",
+            "Send request",
+            "They will be asked to accept.",
+        )
+        self.create_room_panel = ActionPanel(
+            "Create a room",
+            "Room name",
+            "Create",
+            "Letters, digits and _; you will be its first member.",
+        )
+        self.join_room_panel = JoinRoomPanel()
+        self._panels: list[ActionPanel] = [
+            self.add_friend_panel,
+            self.create_room_panel,
+            self.join_room_panel,
+        ]
+        for panel in self._panels:
+            panel.hide()
+            holder = QHBoxLayout()
+            holder.setContentsMargins(10, 6, 10, 0)
+            holder.addWidget(panel)
+            layout.addLayout(holder)
+        self.add_friend_button.clicked.connect(lambda: self.open_panel(self.add_friend_panel))
+        self.create_room_button.clicked.connect(lambda: self.open_panel(self.create_room_panel))
+        self.join_room_button.clicked.connect(lambda: self.open_panel(self.join_room_panel))
+        self.add_friend_panel.submitted.connect(self.add_friend_requested)
+        self.create_room_panel.submitted.connect(self.create_room_requested)
+        self.join_room_panel.submitted.connect(self.join_room_requested)
+        self.join_room_panel.search_requested.connect(self.room_search_requested)
+        return sidebar
+
+    def _build_conversation(self) -> QWidget:
+        column = QWidget()
+        layout = QVBoxLayout(column)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+
+        self.request_banner = RequestBanner()
+        banner_holder = QVBoxLayout()
+        banner_holder.setContentsMargins(14, 10, 14, 0)
+        banner_holder.addWidget(self.request_banner)
+        layout.addLayout(banner_holder)
+
+        self.pages = QStackedWidget()
+        layout.addWidget(self.pages, 1)
+
+        placeholder = QWidget()
+        placeholder_layout = QVBoxLayout(placeholder)
+        placeholder_layout.addStretch(1)
+        icon = QLabel()
+        icon.setPixmap(app_icon().pixmap(72, 72))
+        icon.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        placeholder_layout.addWidget(icon)
+        self.placeholder_label = QLabel("Pick a friend or a room to start chatting.")
+        self.placeholder_label.setObjectName("Placeholder")
+        self.placeholder_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        placeholder_layout.addWidget(self.placeholder_label)
+        placeholder_layout.addStretch(1)
+        self.pages.addWidget(placeholder)
+
+        chat = QWidget()
+        chat_layout = QVBoxLayout(chat)
+        chat_layout.setContentsMargins(0, 0, 0, 0)
+        chat_layout.setSpacing(0)
+        header = QFrame()
+        header.setObjectName("ConversationHeader")
+        header_layout = QHBoxLayout(header)
+        header_layout.setContentsMargins(18, 10, 18, 10)
+        header_layout.setSpacing(10)
+        self.conversation_avatar = QLabel()
+        header_layout.addWidget(self.conversation_avatar)
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        self.conversation_title = QLabel()
+        self.conversation_title.setObjectName("ConversationTitle")
+        self.conversation_detail = QLabel()
+        self.conversation_detail.setObjectName("ConversationDetail")
+        titles.addWidget(self.conversation_title)
+        titles.addWidget(self.conversation_detail)
+        header_layout.addLayout(titles, 1)
+        chat_layout.addWidget(header)
+
+        self.history_view = TimelineView()
+        self.history_view.setItemDelegate(MessageDelegate(self.history_view))
+        self.history_view.older_wanted.connect(self._older_wanted)
+        chat_layout.addWidget(self.history_view, 1)
+
+        composer = QFrame()
+        composer.setObjectName("Composer")
+        composer_layout = QHBoxLayout(composer)
+        composer_layout.setContentsMargins(14, 10, 14, 10)
+        composer_layout.setSpacing(8)
+        self.compose = ComposeEdit()
+        self.compose.submitted.connect(self.send)
+        composer_layout.addWidget(self.compose, 1)
+        buttons = QVBoxLayout()
+        buttons.setSpacing(6)
+        self.send_button = button("Send", "Primary", "Send (Enter)")
+        self.send_button.clicked.connect(self.send)
+        self.clear_button = button("Clear", None, "Clear the input box")
+        self.clear_button.clicked.connect(self.compose.clear)
+        buttons.addWidget(self.send_button)
+        buttons.addWidget(self.clear_button)
+        composer_layout.addLayout(buttons)
+        chat_layout.addWidget(composer)
+        hint = QLabel("Enter sends · Shift+Enter starts a new line")
+        hint.setObjectName("Hint")
+        hint.setContentsMargins(18, 0, 0, 6)
+        hint.setStyleSheet("background: #FFFFFF;")
+        chat_layout.addWidget(hint)
+        self.pages.addWidget(chat)
+        return column
+
+    # What the user does.
+
+    @property
+    def current(self) -> Key | None:
+        """
+        The conversation shown, or L{None}.
+        """
+        return self._current
+
+    def timeline(self, key: Key) -> TimelineModel:
+        """
+        @return: the model of conversation C{key}'s timeline (made once,
+            kept while the conversation exists).
+        """
+        model = self._timelines.get(key)
+        if model is None:
+            model = self._timelines[key] = TimelineModel(self.bridge, key, self)
+        return model
+
+    def select(self, key: Key | None) -> None:
+        """
+        Show conversation C{key} (or none), selecting it in its list.
+        """
+        if key is not None and not self.state.knows(key):
+            key = None
+        self._sync_selection(key)
+        if key == self._current:
+            return
+        self._current = key
+        self.close_panels()
+        if key is None:
+            self.pages.setCurrentIndex(0)
+            self.history_view.show_timeline(None)
+            self.member_panel.hide()
+            self.members_model.set_room(None)
+            self.conversation_selected.emit(None)
+            return
+        self.pages.setCurrentIndex(1)
+        self.history_view.show_timeline(self.timeline(key))
+        self._show_header()
+        if key[0] == ROOM:
+            self.members_model.set_room(key[1])
+            self._update_invitable()
+            self.member_panel.show()
+        else:
+            self.members_model.set_room(None)
+            self.member_panel.hide()
+        self.compose.setFocus()
+        self.conversation_selected.emit(key)
+
+    def _sync_selection(self, key: Key | None) -> None:
+        for view, model in (
+            (self.friend_list, self.friends_model),
+            (self.room_list, self.rooms_model),
+        ):
+            row = model.row_of(key) if key is not None else None
+            selection = view.selectionModel()
+            assert selection is not None
+            selection.blockSignals(True)
+            if row is None:
+                selection.clearSelection()
+                selection.clearCurrentIndex()
+            else:
+                view.setCurrentIndex(model.index(row))
+            selection.blockSignals(False)
+            view.update()
+
+    def _picked(self, model: ContactListModel, selected: QItemSelection) -> None:
+        indexes = selected.indexes()
+        if indexes and not self._removing:
+            self.select(model.contact(indexes[0].row()).key)
+
+    def send(self) -> None:
+        """
+        Send what the input box holds to the conversation shown.
+        """
+        key = self._current
+        text = self.compose.toPlainText()
+        if key is None or not text.strip():
+            return
+        if not valid_message(text):
+            self.show_notice("A message is at most 4000 characters, with no NUL character.")
+            return
+        self.compose.clear()
+        self.send_requested.emit(key, text)
+        self.history_view.scroll_to_newest()
+
+    def _older_wanted(self) -> None:
+        if self._current is not None:
+            self.older_requested.emit(self._current)
+
+    def open_panel(self, panel: ActionPanel) -> None:
+        """
+        Open one of the add-friend, create-room and join-room panels,
+        closing the others.
+        """
+        for other in self._panels:
+            if other is not panel:
+                other.hide()
+        panel.open()
+
+    def close_panels(self) -> None:
+        """
+        Close every action panel.
+        """
+        for panel in self._panels:
+            panel.hide()
+
+    def show_notice(self, text: str) -> None:
+        """
+        Show C{text} in the message bar for 60 s.
+        """
+        self.notice_bar.show_notice(text)
+
+    def show_room_search(self, rooms: list[dict[str, Any]]) -> None:
+        """
+        Show the rooms a C{list_rooms} search found.
+        """
+        self.join_room_panel.set_results(rooms)
+
+    # What the state says.
+
+    def _reset(self) -> None:
+        user = self.state.user
+        if user is not None:
+            self._show_user(user)
+        for key in [k for k in self._timelines if k not in self.state.conversations]:
+            self._drop_timeline(key)
+        current = self._current
+        if current is not None and not self.state.knows(current):
+            self.select(None)
+        else:
+            self._sync_selection(current)
+            if current is not None:
+                self._show_header()
+        if user is None:
+            self.close_panels()
+            self.compose.clear()
+
+    def _show_user(self, user: User) -> None:
+        self.user_label.setText(label(user.username, user.id))
+        self.user_avatar.setPixmap(avatar_pixmap(user.username, user.id, 28))
+        self.setWindowTitle(f"chatd: {user.username}")
+
+    def _drop_timeline(self, key: Key) -> None:
+        model = self._timelines.pop(key, None)
+        if model is not None:
+            if self.history_view.timeline() is model:
+                self.history_view.show_timeline(None)
+            model.detach()
+            model.deleteLater()
+
+    def _contact_added(self, contact: Contact) -> None:
+        if contact.key[0] == PRIVATE and self._current and self._current[0] == ROOM:
+            self._update_invitable()
+
+    def _contact_removed(self, key: Key) -> None:
+        if key == self._current:
+            self.select(None)
+        self._drop_timeline(key)
+        if key[0] == PRIVATE and self._current and self._current[0] == ROOM:
+            self._update_invitable()
+
+    def _contact_changed(self, contact: Contact) -> None:
+        if contact.key == self._current:
+            self._show_header()
+
+    def _members_changed(self, change: MembersChanged) -> None:
+        if self._current == (ROOM, change.room_id):
+            self._update_invitable()
+
+    def _show_header(self) -> None:
+        key = self._current
+        if key is None or not self.state.knows(key):
+            return
+        contact = self.state.contact(key)
+        self.conversation_title.setText(label(contact.name, contact.id))
+        self.conversation_detail.setText(contact.detail)
+        online_friend = key[0] == PRIVATE and contact.online
+        self.conversation_detail.setStyleSheet(f"color: {ACCENT_DARK};" if online_friend else "")
+        pixmap = avatar_pixmap(contact.name, contact.id, 36, round_=key[0] == PRIVATE)
+        self.conversation_avatar.setPixmap(pixmap)
+        self.compose.setPlaceholderText(f"Message {contact.name}…")
+
+    def _update_invitable(self) -> None:
+        members = self.members_model.member_ids()
+        friends = [f for f in self.state.friends.values() if f.id not in members]
+        self.member_panel.set_invitable(friends)
+
+    def _connection_changed(self, status: str) -> None:
+        self.status_chip.setText(STATUS_TEXT.get(status, CONNECTING_TEXT))
+        self.status_chip.setProperty("status", status)
+        restyle(self.status_chip)
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        self.closed.emit()
+        super().closeEvent(event)

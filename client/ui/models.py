@@ -1,0 +1,408 @@
+"""
+Qt models of the client: each owns its rows and keeps them in step with the
+L{StateBridge}'s signals, inserting and removing rows the Qt way so views
+keep their selection and scroll position.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Final
+
+from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
+
+from client.state import (
+    PRIVATE,
+    Contact,
+    Entry,
+    HistoryStateChanged,
+    Key,
+    Member,
+    MembersChanged,
+    Message,
+    MessagesInserted,
+    PendingAdded,
+    PendingChanged,
+    PendingMessage,
+    PendingRemoved,
+)
+from client.ui.bridge import StateBridge
+
+# Item data roles shared by the models and their delegates.
+KeyRole: Final = Qt.ItemDataRole.UserRole + 1
+IdRole: Final = Qt.ItemDataRole.UserRole + 2
+NameRole: Final = Qt.ItemDataRole.UserRole + 3
+OnlineRole: Final = Qt.ItemDataRole.UserRole + 4
+UnreadRole: Final = Qt.ItemDataRole.UserRole + 5
+DetailRole: Final = Qt.ItemDataRole.UserRole + 6
+SenderRole: Final = Qt.ItemDataRole.UserRole + 7
+SenderIdRole: Final = Qt.ItemDataRole.UserRole + 8
+TimeRole: Final = Qt.ItemDataRole.UserRole + 9
+DateRole: Final = Qt.ItemDataRole.UserRole + 10
+KindRole: Final = Qt.ItemDataRole.UserRole + 11
+StatusRole: Final = Qt.ItemDataRole.UserRole + 12
+OwnRole: Final = Qt.ItemDataRole.UserRole + 13
+ErrorRole: Final = Qt.ItemDataRole.UserRole + 14
+IsMeRole: Final = Qt.ItemDataRole.UserRole + 15
+MomentRole: Final = Qt.ItemDataRole.UserRole + 16
+
+#: The invisible root of a list model.
+_ROOT: Final = QModelIndex()
+
+#: L{StatusRole} values of a timeline row.
+SENT: Final = "sent"
+PENDING: Final = "pending"
+FAILED: Final = "failed"
+
+
+def label(name: str, identifier: int) -> str:
+    """
+    @return: how the client names a user or a room: C{name(id)}.
+    """
+    return f"{name}({identifier})"
+
+
+class ContactListModel(QAbstractListModel):
+    """
+    The friend list or the room list: one L{Contact} per row.
+    """
+
+    def __init__(self, bridge: StateBridge, kind: int, parent: QObject | None = None) -> None:
+        """
+        @param kind: L{PRIVATE} for friends, L{ROOM} for rooms.
+        """
+        super().__init__(parent)
+        self._bridge = bridge
+        self.kind = kind
+        self._rows: list[Contact] = bridge.state.contacts(kind) if bridge.state.user else []
+        bridge.reset.connect(self._reset)
+        bridge.contact_added.connect(self._added)
+        bridge.contact_removed.connect(self._removed)
+        bridge.contact_changed.connect(self._changed)
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        contact = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return label(contact.name, contact.id)
+        if role == KeyRole:
+            return contact.key
+        if role == IdRole:
+            return contact.id
+        if role == NameRole:
+            return contact.name
+        if role == OnlineRole:
+            return contact.online
+        if role == UnreadRole:
+            return contact.unread
+        if role == DetailRole:
+            return contact.detail
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{label(contact.name, contact.id)}: {contact.detail}"
+        return None
+
+    def contact(self, row: int) -> Contact:
+        """
+        @return: the contact at C{row}.
+        """
+        return self._rows[row]
+
+    def row_of(self, key: Key) -> int | None:
+        """
+        @return: the row of C{key}, or L{None}.
+        """
+        for row, contact in enumerate(self._rows):
+            if contact.key == key:
+                return row
+        return None
+
+    def _reset(self) -> None:
+        self.beginResetModel()
+        state = self._bridge.state
+        self._rows = state.contacts(self.kind) if state.user else []
+        self.endResetModel()
+
+    def _added(self, contact: Contact) -> None:
+        if contact.key[0] != self.kind or self.row_of(contact.key) is not None:
+            return
+        row = len(self._rows)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._rows.append(contact)
+        self.endInsertRows()
+
+    def _removed(self, key: Key) -> None:
+        row = self.row_of(key)
+        if row is None:
+            return
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._rows[row]
+        self.endRemoveRows()
+
+    def _changed(self, contact: Contact) -> None:
+        row = self.row_of(contact.key)
+        if row is None:
+            return
+        self._rows[row] = contact
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+
+class TimelineModel(QAbstractListModel):
+    """
+    One conversation's timeline: stored messages by id, then our pending
+    ones.
+
+    @ivar key: the conversation.
+    @ivar has_older: whether older messages may exist on the server.
+    @ivar loading_older: whether an older page is on its way.
+    """
+
+    def __init__(self, bridge: StateBridge, key: Key, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.key = key
+        self._bridge = bridge
+        conversation = bridge.state.conversation(key)
+        self._rows: list[Entry] = conversation.timeline()
+        self.has_older = conversation.has_older
+        self.loading_older = conversation.loading_older
+        self._times: dict[int, datetime] = {}
+        bridge.messages_inserted.connect(self._inserted)
+        bridge.pending_added.connect(self._pending_added)
+        bridge.pending_removed.connect(self._pending_removed)
+        bridge.pending_changed.connect(self._pending_changed)
+        bridge.history_state_changed.connect(self._history_state)
+
+    def detach(self) -> None:
+        """
+        Stop following the bridge (the conversation is gone).
+        """
+        bridge = self._bridge
+        bridge.messages_inserted.disconnect(self._inserted)
+        bridge.pending_added.disconnect(self._pending_added)
+        bridge.pending_removed.disconnect(self._pending_removed)
+        bridge.pending_changed.disconnect(self._pending_changed)
+        bridge.history_state_changed.disconnect(self._history_state)
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def entry(self, row: int) -> Entry:
+        """
+        @return: the message or pending message at C{row}.
+        """
+        return self._rows[row]
+
+    def _time(self, message: Message) -> datetime:
+        moment = self._times.get(message.id)
+        if moment is None:
+            moment = self._times[message.id] = message.local_time()
+        return moment
+
+    def _date(self, row: int) -> date:
+        # A pending message belongs to the day of the row before it (or today).
+        for i in range(row, -1, -1):
+            entry = self._rows[i]
+            if isinstance(entry, Message):
+                return self._time(entry).date()
+        return datetime.now().astimezone().date()
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        entry = self._rows[index.row()]
+        if isinstance(entry, PendingMessage):
+            return self._pending_data(entry, index.row(), role)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return entry.text
+        if role == SenderRole:
+            return entry.sender_name or ""
+        if role == SenderIdRole:
+            return entry.sender_id
+        if role == TimeRole:
+            return self._time(entry).strftime("%H:%M")
+        if role == DateRole:
+            return self._date(index.row())
+        if role == MomentRole:
+            return self._time(entry)
+        if role == KindRole:
+            return entry.kind
+        if role == StatusRole:
+            return SENT
+        if role == OwnRole:
+            return entry.sender_id == self._bridge.state.me and not entry.system
+        if role == IdRole:
+            return entry.id
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._time(entry).strftime("%A %d %B %Y, %H:%M:%S")
+        return None
+
+    def _pending_data(self, entry: PendingMessage, row: int, role: int) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole:
+            return entry.text
+        if role == SenderRole:
+            user = self._bridge.state.user
+            return user.username if user else ""
+        if role == SenderIdRole:
+            return self._bridge.state.me
+        if role == TimeRole:
+            return ""
+        if role == DateRole:
+            return self._date(row)
+        if role == KindRole:
+            return "text"
+        if role == StatusRole:
+            return FAILED if entry.error else PENDING
+        if role == OwnRole:
+            return True
+        if role == ErrorRole:
+            return entry.error
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"Not sent: {entry.error}" if entry.error else "Waiting to be sent"
+        return None
+
+    def _inserted(self, change: MessagesInserted) -> None:
+        if change.key != self.key:
+            return
+        last = change.row + len(change.messages) - 1
+        self.beginInsertRows(QModelIndex(), change.row, last)
+        self._rows[change.row : change.row] = change.messages
+        self.endInsertRows()
+        # The row after the run may have lost its date separator.
+        if last + 1 < len(self._rows):
+            following = self.index(last + 1)
+            self.dataChanged.emit(following, following)
+
+    def _pending_added(self, change: PendingAdded) -> None:
+        if change.key != self.key:
+            return
+        self.beginInsertRows(QModelIndex(), change.row, change.row)
+        self._rows.insert(change.row, change.pending)
+        self.endInsertRows()
+
+    def _pending_removed(self, change: PendingRemoved) -> None:
+        if change.key != self.key:
+            return
+        self.beginRemoveRows(QModelIndex(), change.row, change.row)
+        del self._rows[change.row]
+        self.endRemoveRows()
+
+    def _pending_changed(self, change: PendingChanged) -> None:
+        if change.key != self.key:
+            return
+        self._rows[change.row] = change.pending
+        index = self.index(change.row)
+        self.dataChanged.emit(index, index)
+
+    def _history_state(self, change: HistoryStateChanged) -> None:
+        if change.key == self.key:
+            self.has_older = change.has_older
+            self.loading_older = change.loading_older
+
+
+class MemberListModel(QAbstractListModel):
+    """
+    The members of the selected room, with their presence.
+
+    @ivar room_id: the room shown, or L{None}.
+    """
+
+    def __init__(self, bridge: StateBridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._bridge = bridge
+        self.room_id: int | None = None
+        self._rows: list[Member] = []
+        bridge.members_changed.connect(self._members_changed)
+        bridge.reset.connect(lambda: self.set_room(self.room_id))
+
+    def set_room(self, room_id: int | None) -> None:
+        """
+        Show the members of C{room_id} (or nobody).
+        """
+        room = self._bridge.state.rooms.get(room_id) if room_id is not None else None
+        self.beginResetModel()
+        self.room_id = room_id if room is not None else None
+        self._rows = list(room.members.values()) if room is not None else []
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def member(self, row: int) -> Member:
+        """
+        @return: the member at C{row}.
+        """
+        return self._rows[row]
+
+    def member_ids(self) -> set[int]:
+        """
+        @return: the user ids of every member shown.
+        """
+        return {m.id for m in self._rows}
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        member = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return label(member.username, member.id)
+        if role == IdRole:
+            return member.id
+        if role == NameRole:
+            return member.username
+        if role == OnlineRole:
+            return member.online
+        if role == IsMeRole:
+            return member.id == self._bridge.state.me
+        if role == DetailRole:
+            if member.id == self._bridge.state.me:
+                return "you"
+            return "online" if member.online else "offline"
+        if role == KeyRole:
+            return (PRIVATE, member.id)
+        return None
+
+    def _members_changed(self, change: MembersChanged) -> None:
+        if change.room_id != self.room_id:
+            return
+        self.beginResetModel()
+        self._rows = list(change.members)
+        self.endResetModel()
+
+
+class RoomSearchModel(QAbstractListModel):
+    """
+    The rooms a C{list_rooms} search found.
+    """
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[dict[str, Any]] = []
+
+    def set_rooms(self, rooms: list[dict[str, Any]]) -> None:
+        """
+        Show C{rooms}, each C{{id, name, member_count}}.
+        """
+        self.beginResetModel()
+        self._rows = list(rooms)
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        room = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            count = int(room.get("member_count", 0))
+            members = f"{count} member{'s' if count != 1 else ''}"
+            return f"{label(room['name'], room['id'])}  ·  {members}"
+        if role == NameRole:
+            return room["name"]
+        if role == IdRole:
+            return room["id"]
+        return None

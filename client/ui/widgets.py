@@ -1,0 +1,554 @@
+"""
+The pieces the main window is made of: the message bar, the input box,
+the timeline view, the action panels, the friend request prompt and the
+room member panel.  Each renders a model or a value and emits what the
+user wants; none of them talks to the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from PyQt5.QtCore import QModelIndex, QPoint, QPointF, QRectF, Qt, pyqtSignal
+from PyQt5.QtGui import (
+    QColor,
+    QGuiApplication,
+    QKeyEvent,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QWheelEvent,
+)
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollBar,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from chatd.wire import valid_name
+from client.state import Member, User
+from client.ui.delegates import MemberDelegate, draw_avatar
+from client.ui.models import MemberListModel, NameRole, RoomSearchModel, TimelineModel, label
+from client.ui.style import MUTED, restyle
+
+#: Seconds a notice stays in the message bar.
+NOTICE_SECONDS: Final = 60.0
+
+
+def button(text: str, name: str | None = None, tip: str | None = None) -> QPushButton:
+    """
+    @return: a push button, styled by object C{name} (C{Primary}, C{Danger},
+        C{Flat}, ...), that takes no keyboard focus unless primary.
+    """
+    result = QPushButton(text)
+    if name:
+        result.setObjectName(name)
+    if tip:
+        result.setToolTip(tip)
+    result.setCursor(Qt.CursorShape.PointingHandCursor)
+    return result
+
+
+def avatar_pixmap(name: str, identifier: int, size: int = 30, round_: bool = True) -> QPixmap:
+    """
+    @return: an avatar of C{size} pixels for a label: round for a person,
+        a rounded square with C{#} for a room.
+    """
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    draw_avatar(painter, QRectF(0, 0, size, size), name, identifier, round_=round_)
+    painter.end()
+    return pixmap
+
+
+class NoticeBar(QLabel):
+    """
+    A line at the bottom of the window for notices; each clears itself
+    after L{NOTICE_SECONDS}.
+
+    The delay runs on an injected clock (the reactor, or a test's
+    L{twisted.internet.task.Clock}).
+    """
+
+    def __init__(self, clock: IReactorTime, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("NoticeBar")
+        self._clock = clock
+        self._clearing: IDelayedCall | None = None
+        self.setMinimumHeight(30)
+        self.setProperty("active", False)
+
+    def show_notice(self, text: str) -> None:
+        """
+        Show C{text} for the next 60 s (replacing any notice shown).
+        """
+        self._cancel()
+        self.setText(text)
+        self._restyle(True)
+        self._clearing = self._clock.callLater(NOTICE_SECONDS, self.clear)
+
+    def clear(self) -> None:
+        """
+        Empty the bar now.
+        """
+        self._cancel()
+        self.setText("")
+        self._restyle(False)
+
+    def _cancel(self) -> None:
+        if self._clearing is not None and self._clearing.active():
+            self._clearing.cancel()
+        self._clearing = None
+
+    def _restyle(self, active: bool) -> None:
+        self.setProperty("active", active)
+        restyle(self)
+
+
+class ComposeEdit(QPlainTextEdit):
+    """
+    The message input: Enter sends, Shift+Enter starts a new line.
+    """
+
+    submitted = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("Compose")
+        self.setPlaceholderText("Write a message…")
+        self.setTabChangesFocus(True)
+        self.setFixedHeight(64)
+
+    def keyPressEvent(self, event: QKeyEvent | None) -> None:
+        assert event is not None
+        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            event.accept()
+            self.submitted.emit()
+            return
+        if enter:
+            # Shift+Enter: a plain new line, not a paragraph separator.
+            self.insertPlainText("\n")
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class TimelineView(QListView):
+    """
+    The history of a conversation: opens at the newest message, keeps its
+    place when older pages arrive above, follows new messages when at the
+    bottom, and asks for older pages when scrolled to the top.
+    """
+
+    older_wanted = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("HistoryView")
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setUniformItemSizes(False)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self._bar().valueChanged.connect(self._scrolled)
+        self._stick_to_bottom = True
+        self._anchor: tuple[int, int] | None = None
+
+    def _bar(self) -> QScrollBar:
+        bar = self.verticalScrollBar()
+        assert bar is not None
+        return bar
+
+    def timeline(self) -> TimelineModel | None:
+        """
+        @return: the timeline shown, if any.
+        """
+        model = self.model()
+        return model if isinstance(model, TimelineModel) else None
+
+    def show_timeline(self, model: TimelineModel | None) -> None:
+        """
+        Show C{model}, scrolled to its newest message.
+        """
+        old = self.timeline()
+        if old is not None:
+            old.rowsAboutToBeInserted.disconnect(self._before_insert)
+            old.rowsInserted.disconnect(self._after_insert)
+        self.setModel(model)
+        if model is not None:
+            model.rowsAboutToBeInserted.connect(self._before_insert)
+            model.rowsInserted.connect(self._after_insert)
+        self.scroll_to_newest()
+
+    def scroll_to_newest(self) -> None:
+        """
+        Lay the rows out now and scroll to the last one.
+        """
+        self.executeDelayedItemsLayout()
+        self.scrollToBottom()
+
+    def at_bottom(self) -> bool:
+        """
+        @return: whether the newest message is in view.
+        """
+        bar = self._bar()
+        return bar.value() >= bar.maximum() - 8
+
+    def _before_insert(self, parent: QModelIndex, first: int, last: int) -> None:
+        self._stick_to_bottom = self.at_bottom()
+        self._anchor = None
+        model = self.model()
+        if first == 0 and model is not None and model.rowCount() > 0:
+            # An older page is coming above: remember which row is at the
+            # top of the view, and where, to keep it there.
+            top = self.indexAt(QPoint(1, 1))
+            if top.isValid():
+                self._anchor = (top.row() + last - first + 1, self.visualRect(top).top())
+
+    def _after_insert(self, parent: QModelIndex, first: int, last: int) -> None:
+        self.executeDelayedItemsLayout()
+        model = self.model()
+        if self._anchor is not None and not self._stick_to_bottom and model is not None:
+            row, offset = self._anchor
+            rect = self.visualRect(model.index(row, 0))
+            bar = self._bar()
+            bar.setValue(bar.value() + rect.top() - offset)
+        elif self._stick_to_bottom:
+            self.scrollToBottom()
+        self._anchor = None
+
+    def _scrolled(self, value: int) -> None:
+        if value <= self._bar().minimum():
+            self._want_older()
+
+    def _want_older(self) -> None:
+        model = self.timeline()
+        if model is not None and model.has_older and not model.loading_older:
+            self.older_wanted.emit()
+
+    def wheelEvent(self, event: QWheelEvent | None) -> None:
+        assert event is not None
+        bar = self._bar()
+        if event.angleDelta().y() > 0 and bar.value() <= bar.minimum():
+            self._want_older()
+        super().wheelEvent(event)
+
+    def resizeEvent(self, event: Any) -> None:
+        stick = self.at_bottom()
+        super().resizeEvent(event)
+        if stick:
+            self.scroll_to_newest()
+
+    def _menu(self, position: QPoint) -> None:
+        index = self.indexAt(position)
+        if not index.isValid():
+            return
+        # popup(), not exec_(): a slot must not run a nested event loop.
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        text = str(index.data())
+        menu.addAction("Copy text", lambda: self._copy(text))
+        menu.popup(self.mapToGlobal(position))
+
+    def _copy(self, text: str) -> None:
+        clipboard = QGuiApplication.clipboard()
+        if clipboard is not None:
+            clipboard.setText(text)
+
+
+class ChoiceBox(QComboBox):
+    """
+    A combo box whose arrow is a small chevron drawn in the palette's
+    muted colour (the style sheet hides the platform's arrow).
+    """
+
+    def paintEvent(self, event: Any) -> None:
+        super().paintEvent(event)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(QColor(MUTED), 1.6)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        painter.setPen(pen)
+        x = self.width() - 16.0
+        y = self.height() / 2
+        painter.drawPolyline(
+            QPolygonF([QPointF(x - 4, y - 2), QPointF(x, y + 2), QPointF(x + 4, y - 2)])
+        )
+        painter.end()
+
+
+class ActionPanel(QFrame):
+    """
+    A small card with one text field and a button: add a friend, create a
+    room.  The name is checked against PROTOCOL.md section 4 first.
+    """
+
+    submitted = pyqtSignal(str)
+    cancelled = pyqtSignal()
+
+    def __init__(
+        self, title: str, placeholder: str, action: str, hint: str, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("Panel")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 10, 12, 12)
+        layout.setSpacing(8)
+        heading = QLabel(title)
+        heading.setStyleSheet("font-weight: 700;")
+        layout.addWidget(heading)
+        self.field = QLineEdit()
+        self.field.setPlaceholderText(placeholder)
+        self.field.returnPressed.connect(self.submit)
+        layout.addWidget(self.field)
+        self.hint = QLabel(hint)
+        self.hint.setObjectName("Hint")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        self._default_hint = hint
+        self.extra = QVBoxLayout()
+        self.extra.setSpacing(6)
+        layout.addLayout(self.extra)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.cancel_button = button("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.action_button = button(action, "Primary")
+        self.action_button.clicked.connect(self.submit)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.action_button)
+        layout.addLayout(buttons)
+
+    def open(self) -> None:
+        """
+        Show the panel, empty, with the cursor in its field.
+        """
+        self.field.clear()
+        self.show_hint(self._default_hint)
+        self.show()
+        self.field.setFocus()
+
+    def cancel(self) -> None:
+        """
+        Hide the panel.
+        """
+        self.hide()
+        self.cancelled.emit()
+
+    def show_hint(self, text: str, error: bool = False) -> None:
+        """
+        Show C{text} under the field (in red when it is an C{error}).
+        """
+        self.hint.setText(text)
+        self.hint.setStyleSheet("color: #E5484D;" if error else "")
+
+    def submit(self) -> None:
+        """
+        Emit the name typed, if it is a valid name.
+        """
+        name = self.field.text().strip()
+        if not valid_name(name):
+            self.show_hint("Use 1-32 letters (a-z), digits or _.", error=True)
+            return
+        self.submitted.emit(name)
+
+
+class JoinRoomPanel(ActionPanel):
+    """
+    Join a room by name, with a search of the server's rooms
+    (C{list_rooms}) to pick from.
+    """
+
+    search_requested = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(
+            "Join a room",
+            "Search rooms or type a name",
+            "Join",
+            "Press Enter to search; pick a room, then Join.",
+            parent,
+        )
+        self.results_model = RoomSearchModel(self)
+        self.results = QListView()
+        self.results.setObjectName("SearchResults")
+        self.results.setModel(self.results_model)
+        self.results.setFixedHeight(120)
+        selection = self.results.selectionModel()
+        assert selection is not None
+        selection.currentChanged.connect(self._picked)
+        self.results.doubleClicked.connect(lambda _: self.submit())
+        self.extra.addWidget(self.results)
+        self.field.returnPressed.disconnect(self.submit)
+        self.field.returnPressed.connect(self._search_or_join)
+
+    def open(self) -> None:
+        super().open()
+        self.results_model.set_rooms([])
+        self.search_requested.emit("")
+
+    def set_results(self, rooms: list[dict[str, Any]]) -> None:
+        """
+        Show the rooms a search found.
+        """
+        self.results_model.set_rooms(rooms)
+        if not rooms:
+            self.show_hint("No room matches. Check the name, or create it.")
+        else:
+            self.show_hint(self._default_hint)
+
+    def _search_or_join(self) -> None:
+        # Enter on a name that a result matches exactly joins it; on
+        # anything else it searches.
+        text = self.field.text().strip()
+        for row in range(self.results_model.rowCount()):
+            name = self.results_model.data(self.results_model.index(row), NameRole)
+            if str(name).lower() == text.lower() and text:
+                self.submit()
+                return
+        self.search_requested.emit(text)
+
+    def _picked(self, current: QModelIndex, previous: QModelIndex) -> None:
+        if current.isValid():
+            self.field.setText(str(current.data(NameRole)))
+
+
+class RequestBanner(QFrame):
+    """
+    The prompt for incoming friend requests: the oldest one, with accept
+    and decline.
+    """
+
+    answered = pyqtSignal(int, bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("RequestBanner")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(14, 10, 10, 10)
+        layout.setSpacing(8)
+        self.text = QLabel()
+        self.text.setWordWrap(True)
+        layout.addWidget(self.text, 1)
+        self.decline_button = button("Decline")
+        self.accept_button = button("Accept", "Primary")
+        layout.addWidget(self.decline_button)
+        layout.addWidget(self.accept_button)
+        self.accept_button.clicked.connect(lambda: self._answer(True))
+        self.decline_button.clicked.connect(lambda: self._answer(False))
+        self.requests: tuple[User, ...] = ()
+        self.hide()
+
+    def set_requests(self, requests: tuple[User, ...]) -> None:
+        """
+        Show the first of C{requests}, or hide when there is none.
+        """
+        self.requests = tuple(requests)
+        if not self.requests:
+            self.hide()
+            return
+        first = self.requests[0]
+        more = len(self.requests) - 1
+        text = f"<b>{label(first.username, first.id)}</b> wants to be your friend."
+        if more:
+            text += f" <span style='color:#737D8C'>(and {more} more)</span>"
+        self.text.setText(text)
+        self.show()
+
+    def _answer(self, accept: bool) -> None:
+        if self.requests:
+            self.answered.emit(self.requests[0].id, accept)
+
+
+class MemberPanel(QFrame):
+    """
+    The selected room's members with their presence, inviting a friend,
+    and leaving the room.
+    """
+
+    invite_requested = pyqtSignal(int, int)
+    quit_requested = pyqtSignal(int)
+
+    def __init__(self, model: MemberListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("MemberPanel")
+        self.setFixedWidth(240)
+        self.model = model
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 14, 8, 12)
+        layout.setSpacing(6)
+        self.title = QLabel("MEMBERS")
+        self.title.setObjectName("SectionTitle")
+        self.title.setContentsMargins(8, 0, 0, 0)
+        layout.addWidget(self.title)
+        self.members_view = QListView()
+        self.members_view.setModel(model)
+        self.members_view.setItemDelegate(MemberDelegate(self.members_view))
+        self.members_view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.members_view.setMouseTracking(True)
+        self.members_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.members_view, 1)
+        invite_title = QLabel("INVITE A FRIEND")
+        invite_title.setObjectName("SectionTitle")
+        invite_title.setContentsMargins(8, 6, 0, 0)
+        layout.addWidget(invite_title)
+        self.invite_combo = ChoiceBox()
+        self.invite_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        layout.addWidget(self.invite_combo)
+        self.invite_button = button("Invite", "Primary")
+        self.invite_button.clicked.connect(self._invite)
+        layout.addWidget(self.invite_button)
+        layout.addSpacing(8)
+        self.quit_button = button("Leave room", "Danger")
+        self.quit_button.clicked.connect(self._quit)
+        layout.addWidget(self.quit_button)
+        model.modelReset.connect(self._count)
+
+    def set_invitable(self, friends: list[Member]) -> None:
+        """
+        Offer C{friends} (those not in the room) to invite.
+        """
+        chosen = self.invite_combo.currentData()
+        self.invite_combo.clear()
+        for friend in friends:
+            self.invite_combo.addItem(label(friend.username, friend.id), friend.id)
+        if chosen is not None:
+            row = self.invite_combo.findData(chosen)
+            if row >= 0:
+                self.invite_combo.setCurrentIndex(row)
+        empty = not friends
+        self.invite_combo.setEnabled(not empty)
+        self.invite_button.setEnabled(not empty)
+        if empty:
+            self.invite_combo.addItem("All your friends are here")
+
+    def _count(self) -> None:
+        self.title.setText(f"MEMBERS · {self.model.rowCount()}")
+
+    def _invite(self) -> None:
+        user_id = self.invite_combo.currentData()
+        if self.model.room_id is not None and user_id is not None:
+            self.invite_requested.emit(self.model.room_id, int(user_id))
+
+    def _quit(self) -> None:
+        if self.model.room_id is not None:
+            self.quit_requested.emit(self.model.room_id)
