@@ -147,6 +147,11 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
     def connectionMade(self) -> None:
         self.connected = True
         self._server.connected(self)
+        # Replies and pushes are small and must leave at once: Nagle's
+        # algorithm would hold a second write behind the peer's delayed ACK.
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            no_delay(True)
         self.transport.registerProducer(self._backlog, True)
         self.setTimeout(LOGIN_DEADLINE)
         self.log.info("Connection opened from {peer}", peer=self.transport.getPeer())

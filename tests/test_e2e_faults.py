@@ -105,6 +105,8 @@ class SlowReaderTests(TestCase):
         setup = await logged_in(self, running.port, "sleepy")
         await setup.request("join_room", name="flood")
         await setup.close()
+        gone = await sender.push("room_user_on_off_line")
+        self.assertFalse(gone["online"])
 
         # A raw socket with a tiny receive buffer that logs in and never
         # reads again.
@@ -114,7 +116,8 @@ class SlowReaderTests(TestCase):
         sleepy.connect(("127.0.0.1", running.port))
         login = json.dumps({"type": "login", "username": "sleepy", "password": "secret1"})
         sleepy.sendall(struct.pack("!I", len(login)) + login.encode())
-        await sender.push("room_user_on_off_line")
+        back = await sender.push("room_user_on_off_line")
+        self.assertTrue(back["online"])
         protocol = next(iter(s for s in running.server.sessions if s.username == "sleepy"))
 
         dropped: Deferred[None] = Deferred()
