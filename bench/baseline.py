@@ -1,0 +1,270 @@
+"""
+The benchmark's baseline: a bare Twisted broadcast server.
+
+It speaks just enough of PROTOCOL.md for the benchmark's load, with the
+same framing (L{Int32StringReceiver}) and the same JSON encoding as chatd,
+and nothing else: no database, no validation, no passwords, no flood
+control, no logging.  C{register}, C{login}, C{create_room}, C{join_room}
+and C{send_message} to a room; a message is echoed to its sender as the
+C{on_new_message} reply and pushed to every other member, the push encoded
+once and the same bytes written to every member.  What chatd does beyond
+this is what the benchmark's ratios measure.
+
+    python -m bench.baseline --port tcp:19001:interface=127.0.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+
+Payload = dict[str, Any]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PREFIX = struct.Struct("!I")
+
+
+def frame(payload: Payload) -> bytes:
+    """
+    @return: C{payload} as compact UTF-8 JSON behind its 4-byte length.
+    """
+    data = _encoder.encode(payload).encode("utf-8")
+    return _PREFIX.pack(len(data)) + data
+
+
+def utc_stamp(seconds: float) -> str:
+    """
+    @return: C{seconds} since the epoch as ISO 8601 UTC with milliseconds.
+    """
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
+        f".{int((seconds - whole) * 1000):03d}Z"
+    )
+
+
+class Room:
+    """
+    A room and its online members.
+    """
+
+    __slots__ = ("id", "members", "name")
+
+    def __init__(self, room_id: int, name: str) -> None:
+        self.id = room_id
+        self.name = name
+        self.members: dict[int, BaselineProtocol] = {}
+
+    def describe(self) -> Payload:
+        """
+        @return: the PROTOCOL.md C{Room} object.
+        """
+        return {
+            "id": self.id,
+            "name": self.name,
+            "members": [
+                {"id": user_id, "username": member.username, "online": True}
+                for user_id, member in self.members.items()
+            ],
+        }
+
+
+class Hub:
+    """
+    Everything the baseline remembers: accounts, rooms, the next message id.
+    """
+
+    def __init__(self) -> None:
+        self.user_ids: dict[str, int] = {}
+        self.rooms: dict[int, Room] = {}
+        self.room_ids: dict[str, int] = {}
+        self.next_message_id = 1
+
+
+class BaselineProtocol(Int32StringReceiver):
+    """
+    One client connection of the baseline.
+    """
+
+    MAX_LENGTH = 65536
+    transport: Any
+
+    def __init__(self, hub: Hub, nodelay: bool = False) -> None:
+        self.hub = hub
+        self.nodelay = nodelay
+        self.user_id: int | None = None
+        self.username: str | None = None
+        self.rooms: list[Room] = []
+        self._handlers: dict[str, Callable[[Payload], Payload | list[Payload]]] = {
+            "send_message": self.send_message,
+            "register": self.register,
+            "login": self.login,
+            "create_room": self.create_room,
+            "join_room": self.join_room,
+            "ping": self.ping,
+        }
+
+    def connectionMade(self) -> None:
+        if self.nodelay:
+            self.transport.setTcpNoDelay(True)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        for room in self.rooms:
+            if self.user_id is not None and room.members.get(self.user_id) is self:
+                del room.members[self.user_id]
+
+    def stringReceived(self, data: bytes) -> None:
+        request = json.loads(data)
+        handler = self._handlers.get(request.get("type"))
+        if handler is None:
+            reply: Payload | list[Payload] = {"type": "error", "code": "unknown_type"}
+        else:
+            reply = handler(request)
+        replies = reply if isinstance(reply, list) else [reply]
+        if "id" in request:
+            replies[0]["id"] = request["id"]
+        self.transport.write(b"".join(frame(r) for r in replies))
+
+    def send_message(self, request: Payload) -> Payload:
+        """
+        Push the message to the room's other members, then answer with it.
+        """
+        hub = self.hub
+        room = hub.rooms[request["target_id"]]
+        message_id = hub.next_message_id
+        hub.next_message_id += 1
+        message = {
+            "id": message_id,
+            "client_msg_id": request.get("client_msg_id"),
+            "sender_id": self.user_id,
+            "sender_name": self.username,
+            "target_type": 1,
+            "target_id": room.id,
+            "room_name": room.name,
+            "kind": "text",
+            "message": request["message"],
+            "time": utc_stamp(time.time()),
+        }
+        push = frame({"type": "on_new_message", "message": message})
+        for member in room.members.values():
+            if member is not self:
+                member.transport.write(push)
+        return {"type": "on_new_message", "message": message}
+
+    def register(self, request: Payload) -> Payload:
+        """
+        Create an account (any password).
+        """
+        username = request["username"]
+        key = username.lower()
+        if key in self.hub.user_ids:
+            return {"type": "error", "code": "username_taken", "message": "taken"}
+        user_id = self.hub.user_ids[key] = len(self.hub.user_ids) + 1
+        return {"type": "register_successful", "user": {"id": user_id, "username": username}}
+
+    def login(self, request: Payload) -> list[Payload]:
+        """
+        Log in as any registered account (no password check).
+        """
+        username = request["username"]
+        user_id = self.hub.user_ids.get(username.lower())
+        if user_id is None:
+            return [{"type": "error", "code": "login_failed", "message": "no"}]
+        self.user_id, self.username = user_id, username
+        user = {"id": user_id, "username": username}
+        return [
+            {"type": "login_successful", "user": user},
+            {
+                "type": "login_info",
+                "user": user,
+                "friends": [],
+                "rooms": [],
+                "friend_requests": [],
+                "unread": [],
+            },
+        ]
+
+    def create_room(self, request: Payload) -> Payload:
+        """
+        Create a room with this user as its first member.
+        """
+        hub = self.hub
+        name = request["name"]
+        if name.lower() in hub.room_ids:
+            return {"type": "error", "code": "room_exists", "message": "exists"}
+        room = Room(len(hub.rooms) + 1, name)
+        hub.rooms[room.id] = room
+        hub.room_ids[name.lower()] = room.id
+        return self._enter(room, "create_successful")
+
+    def join_room(self, request: Payload) -> Payload:
+        """
+        Join a room by name.
+        """
+        room_id = self.hub.room_ids.get(request["name"].lower())
+        if room_id is None:
+            return {"type": "error", "code": "no_such_room", "message": "no"}
+        return self._enter(self.hub.rooms[room_id], "join_successful")
+
+    def _enter(self, room: Room, reply_type: str) -> Payload:
+        assert self.user_id is not None
+        room.members[self.user_id] = self
+        self.rooms.append(room)
+        return {"type": reply_type, "room": room.describe()}
+
+    def ping(self, request: Payload) -> Payload:
+        """
+        Answer C{pong}.
+        """
+        return {"type": "pong"}
+
+
+class BaselineFactory(Factory):
+    """
+    Builds a L{BaselineProtocol} per connection, all sharing one L{Hub}.
+    """
+
+    noisy = False
+
+    def __init__(self, nodelay: bool = False) -> None:
+        self.hub = Hub()
+        self.nodelay = nodelay
+
+    def buildProtocol(self, addr: Any) -> BaselineProtocol:
+        return BaselineProtocol(self.hub, self.nodelay)
+
+
+def main() -> None:
+    """
+    Serve on the endpoint given by C{--port} until SIGTERM or SIGINT.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", required=True, help="a Twisted server endpoint")
+    parser.add_argument(
+        "--nodelay",
+        action="store_true",
+        help="set TCP_NODELAY on connections (chatd does not, nor does Twisted by default)",
+    )
+    args = parser.parse_args()
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
+
+    def failed(failure: Failure) -> None:
+        print(f"baseline: cannot listen on {args.port}: {failure.getErrorMessage()}")
+        reactor.stop()
+
+    serverFromString(reactor, args.port).listen(BaselineFactory(args.nodelay)).addErrback(failed)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
