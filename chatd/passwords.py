@@ -3,7 +3,9 @@ Password hashing: argon2id through argon2-cffi, off the reactor thread.
 
 Hashing is deliberately slow (tens of milliseconds and 64 MiB with the
 RFC 9106 low-memory profile that L{PasswordHasher} uses by default), so it
-runs in a thread pool of its own, sized to leave one core to the reactor.
+runs in a thread pool of its own, sized to leave one core to the reactor,
+at the lowest CPU priority: a storm of logins must not slow the messages of
+people already logged in.
 The parameters live in each stored hash: a login whose hash was made with
 other parameters is rehashed.
 """
@@ -11,6 +13,7 @@ other parameters is rehashed.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -78,6 +81,7 @@ class Passwords:
         self._pool.callInThread(self._make_dummy_hash)
 
     def _make_dummy_hash(self) -> str:
+        _lower_priority()
         if self._dummy_hash is None:
             self._dummy_hash = self._hasher.hash("chatd: no such user")
         return self._dummy_hash
@@ -92,7 +96,11 @@ class Passwords:
         """
         @return: fires with the argon2id hash of C{password}.
         """
-        return deferToThreadPool(self._reactor, self._pool, self._hasher.hash, password)
+        return deferToThreadPool(self._reactor, self._pool, self._hash, password)
+
+    def _hash(self, password: str) -> str:
+        _lower_priority()
+        return self._hasher.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> Deferred[Verdict]:
         """
@@ -104,6 +112,7 @@ class Passwords:
         return deferToThreadPool(self._reactor, self._pool, self._verify, stored_hash, password)
 
     def _verify(self, stored_hash: str | None, password: str) -> Verdict:
+        _lower_priority()
         try:
             self._hasher.verify(stored_hash or self._make_dummy_hash(), password)
         except (VerificationError, InvalidHashError):
@@ -113,3 +122,21 @@ class Passwords:
         if self._hasher.check_needs_rehash(stored_hash):
             return Verdict(True, self._hasher.hash(password))
         return Verdict(True)
+
+
+_niced = threading.local()
+
+
+def _lower_priority() -> None:
+    """
+    Give the calling thread (and the threads argon2 starts from it) the
+    lowest CPU priority, once.
+    """
+    if getattr(_niced, "done", False):
+        return
+    _niced.done = True
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        # Not Linux, or not allowed: hashing keeps the normal priority.
+        pass

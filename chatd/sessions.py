@@ -9,6 +9,7 @@ once, and the same bytes are handed to every recipient.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -55,6 +56,8 @@ class Sessions:
         self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
         self._all_closed: list[Deferred[None]] = []
+        # While a batch is open: session -> the frames held for it.
+        self._batched: dict[Session, list[bytes]] | None = None
 
     def __len__(self) -> int:
         return len(self._by_user)
@@ -135,9 +138,34 @@ class Sessions:
         once.
         """
         frame: bytes | None = None
+        batched = self._batched
         for user_id in user_ids:
             session = self._by_user.get(user_id)
             if session is not None:
                 if frame is None:
                     frame = wire.frame(payload)
-                session.send(frame)
+                if batched is None:
+                    session.send(frame)
+                elif session in batched:
+                    batched[session].append(frame)
+                else:
+                    batched[session] = [frame]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """
+        Hold the pushes made within, then give each session all of its own
+        in one write, in the order they were made.  The message writer runs
+        each committed group's callbacks within one batch: a room of 50
+        then costs 50 writes per group rather than 50 per message.
+        """
+        if self._batched is not None:
+            yield
+            return
+        self._batched = {}
+        try:
+            yield
+        finally:
+            batched, self._batched = self._batched, None
+            for session, frames in batched.items():
+                session.send(frames[0] if len(frames) == 1 else b"".join(frames))

@@ -34,7 +34,7 @@ from twisted.internet.interfaces import IReactorCore
 
 from chatd import wire
 from chatd.wire import ChatError
-from chatd.writer import DatabaseHealth, MessageWriter
+from chatd.writer import DatabaseHealth, MessageWriter, single_change
 
 PRIVATE: Final = 0
 ROOM: Final = 1
@@ -519,6 +519,7 @@ def _history_txn(
     return [StoredMessage(*row) for row in rows], has_more
 
 
+@single_change
 def _add_user_txn(txn: Transaction, stamp: str, username: str, password_hash: str) -> int:
     txn.execute(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)"
@@ -530,10 +531,12 @@ def _add_user_txn(txn: Transaction, stamp: str, username: str, password_hash: st
     return txn.lastrowid
 
 
+@single_change
 def _set_password_hash_txn(txn: Transaction, stamp: str, user_id: int, password_hash: str) -> None:
     txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
 
 
+@single_change
 def _add_message_txn(
     txn: Transaction,
     stamp: str,
@@ -660,6 +663,7 @@ def _quit_room_txn(
     return message
 
 
+@single_change
 def _mark_read_txn(
     txn: Transaction,
     stamp: str,

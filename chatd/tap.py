@@ -26,6 +26,9 @@ from chatd.server import ChatServer
 from chatd.sessions import Sessions
 from chatd.store import Store
 
+#: The listen backlog when --port is a port number.
+LISTEN_BACKLOG = 1024
+
 
 def _positive_int(value: str) -> int:
     number = int(value)
@@ -96,7 +99,9 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         port = self["port"]
         if port.isdigit():
-            self["port"] = f"tcp:{port}"
+            # A class logging in at once overflows Twisted's default listen
+            # backlog of 50, and the refused connects retry a second later.
+            self["port"] = f"tcp:{port}:backlog={LISTEN_BACKLOG}"
 
 
 #: Seconds a clean shutdown waits for kicked clients to close.

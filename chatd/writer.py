@@ -23,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -33,10 +34,20 @@ from twisted.python.failure import Failure
 
 P = ParamSpec("P")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: A write job: called in the writer thread with the open transaction and
 #: the commit's timestamp, then its own arguments.
 Job = Callable[Concatenate[Transaction, str, P], T]
+
+
+def single_change(job: F) -> F:
+    """
+    Mark a write job whose only change to the database is one statement, so
+    that the writer runs it without a savepoint of its own.
+    """
+    job.single_change = True  # type: ignore[attr-defined]
+    return job
 
 
 class DatabaseUnavailable(Exception):
@@ -116,6 +127,9 @@ class MessageWriter:
         self._now = now
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
         self._in_flight: Deferred[None] | None = None
+        #: What a group's callbacks run within: L{chatd.sessions.Sessions.batch}
+        #: gathers their pushes into one write per connection.
+        self.deliveries: Callable[[], AbstractContextManager[Any]] = nullcontext
         self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0
         self.largest_batch = 0
@@ -168,7 +182,11 @@ class MessageWriter:
         stamp = utc_stamp(now())
         outcomes: list[tuple[bool, Any]] = []
         for job, args in jobs:
-            txn.execute("SAVEPOINT job")
+            # A job whose only change is one statement needs no savepoint:
+            # SQLite undoes a failed statement by itself.
+            savepoint = not getattr(job, "single_change", False)
+            if savepoint:
+                txn.execute("SAVEPOINT job")
             try:
                 result = job(txn, stamp, *args)
             except sqlite3.OperationalError:
@@ -176,10 +194,12 @@ class MessageWriter:
                 raise
             except Exception:
                 outcomes.append((False, Failure()))
-                txn.execute("ROLLBACK TO job")
+                if savepoint:
+                    txn.execute("ROLLBACK TO job")
             else:
                 outcomes.append((True, result))
-            txn.execute("RELEASE job")
+            if savepoint:
+                txn.execute("RELEASE job")
         return outcomes
 
     def _committed(self, outcome: Any, waiters: list[Deferred[Any]]) -> None:
@@ -196,11 +216,12 @@ class MessageWriter:
             self._health.succeeded()
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(waiters))
-            for d, (ok, value) in zip(waiters, outcome, strict=True):
-                if ok:
-                    d.callback(value)
-                else:
-                    d.errback(value)
+            with self.deliveries():
+                for d, (ok, value) in zip(waiters, outcome, strict=True):
+                    if ok:
+                        d.callback(value)
+                    else:
+                        d.errback(value)
         if self._in_flight is None:
             idle, self._idle_waiters = self._idle_waiters, []
             for d in idle:

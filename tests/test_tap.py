@@ -32,7 +32,7 @@ class OptionsTests(SynchronousTestCase):
         """
         options = Options()
         options.parseOptions([])
-        self.assertEqual(options["port"], "tcp:8998")
+        self.assertEqual(options["port"], "tcp:8998:backlog=1024")
         self.assertEqual(options["db"], "chatd.sqlite3")
         service = makeService(options)
         self.assertEqual(service._limits, Limits(65536, 20.0, 50, 300.0, 1024 * 1024))
@@ -40,14 +40,14 @@ class OptionsTests(SynchronousTestCase):
     def test_endpoint(self) -> None:
         """
         --port takes a Twisted endpoint description as it is, and a number as
-        a TCP port.
+        a TCP port with a listen backlog for a crowd logging in at once.
         """
         options = Options()
         options.parseOptions(["--port", "ssl:8999:privateKey=key.pem:certKey=cert.pem"])
         self.assertEqual(options["port"], "ssl:8999:privateKey=key.pem:certKey=cert.pem")
         options = Options()
         options.parseOptions(["--port", "9000"])
-        self.assertEqual(options["port"], "tcp:9000")
+        self.assertEqual(options["port"], "tcp:9000:backlog=1024")
 
     def test_limits(self) -> None:
         """

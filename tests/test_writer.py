@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -20,7 +20,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd import wire
 from chatd.store import PRIVATE, make_pool
 from chatd.wire import ChatError
-from chatd.writer import DatabaseHealth, DatabaseUnavailable, MessageWriter, utc_stamp
+from chatd.writer import (
+    DatabaseHealth,
+    DatabaseUnavailable,
+    MessageWriter,
+    single_change,
+    utc_stamp,
+)
 from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, open_store
 
 Interaction = tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]
@@ -466,3 +472,73 @@ class RealStoreTests(SynchronousTestCase):
         self.assertEqual((store.writer.batches, store.writer.largest_batch), (2, 999))
         page, has_more = self.successResultOf(store.private_history(bob, alice, None, None, 100))
         self.assertEqual(([m.id for m in page], has_more), (ids[-100:], True))
+
+
+@single_change
+def insert_single(txn: Any, stamp: str, value: str) -> int:
+    return insert(txn, stamp, value)
+
+
+@single_change
+def insert_single_refused(txn: Any, stamp: str, value: str) -> int:
+    txn.execute("INSERT INTO items (value, stamp) VALUES (?, NULL)", (value,))
+    return 0
+
+
+class SingleChangeTests(WriterTestCase):
+    """
+    Jobs marked L{single_change} run without a savepoint of their own.
+    """
+
+    def test_no_savepoint(self) -> None:
+        """
+        A group of single-change jobs executes no SAVEPOINT or RELEASE, and
+        they commit.
+        """
+        statements: list[str] = []
+        self.pool.connection.set_trace_callback(statements.append)
+        for value in "abc":
+            self.writer.submit(insert_single, value)
+        self.pool.commit(0)
+        self.pool.commit(1)
+        self.assertEqual(self.committed(), ["a", "b", "c"])
+        self.assertEqual([s for s in statements if s.startswith(("SAVEPOINT", "RELEASE"))], [])
+
+    def test_failing_single_change_fails_alone(self) -> None:
+        """
+        A single-change job whose statement fails is undone by SQLite alone
+        and fails alone; the rest of its group commits.
+        """
+        first = self.writer.submit(insert_single, "a")
+        refused = self.writer.submit(insert_single_refused, "b")
+        kept = self.writer.submit(insert_single, "c")
+        self.pool.commit(0)
+        self.assertEqual(self.pool.jobs(1), 2)
+        self.pool.commit(1)
+        self.successResultOf(first)
+        self.failureResultOf(refused, sqlite3.IntegrityError)
+        self.successResultOf(kept)
+        self.assertEqual(self.committed(), ["a", "c"])
+        self.flushLoggedErrors(sqlite3.IntegrityError)
+
+    def test_deliveries_wrap_callbacks(self) -> None:
+        """
+        A committed group's callbacks all run within one C{deliveries}
+        context.
+        """
+        events: list[str] = []
+
+        @contextmanager
+        def deliveries() -> Iterator[None]:
+            events.append("open")
+            yield
+            events.append("close")
+
+        self.writer.deliveries = deliveries
+        self.writer.submit(insert, "a")
+        for value in "bc":
+            self.writer.submit(insert, value).addCallback(lambda _, v=value: events.append(v))
+        self.pool.commit(0)
+        events.clear()
+        self.pool.commit(1)
+        self.assertEqual(events, ["open", "b", "c", "close"])

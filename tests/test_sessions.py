@@ -1,0 +1,94 @@
+"""
+L{chatd.sessions.Sessions}: who is online, pushes, and batched pushes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd.passwords import _lower_priority
+from chatd.sessions import Sessions
+from tests.support import FakeSession, unframe
+
+
+def online(sessions: Sessions, user_id: int) -> FakeSession:
+    session = FakeSession()
+    sessions.opened(session)
+    sessions.attach(session, user_id, f"u{user_id}")
+    return session
+
+
+class PushTests(SynchronousTestCase):
+    """
+    Pushes reach online users, encoded once.
+    """
+
+    def test_push_encodes_once(self) -> None:
+        """
+        Every online recipient gets the very same bytes; offline ones are
+        skipped.
+        """
+        sessions = Sessions()
+        a, b = online(sessions, 1), online(sessions, 2)
+        sessions.push([1, 2, 3], {"type": "pong"})
+        self.assertIs(a.frames[0], b.frames[0])
+        self.assertEqual(json.loads(a.frames[0][4:]), {"type": "pong"})
+
+    def test_batch_one_write_per_session(self) -> None:
+        """
+        Within a batch each session gets its pushes in one write, in the
+        order they were made, when the batch ends.
+        """
+        sessions = Sessions()
+        a, b = online(sessions, 1), online(sessions, 2)
+        with sessions.batch():
+            sessions.push([1, 2], {"type": "x", "n": 1})
+            sessions.push([2], {"type": "x", "n": 2})
+            with sessions.batch():
+                sessions.push([1, 2], {"type": "x", "n": 3})
+            self.assertEqual((a.frames, b.frames), ([], []))
+        self.assertEqual(len(a.frames), 1)
+        self.assertEqual(len(b.frames), 1)
+        self.assertEqual([p["n"] for p in unframe(a.frames[0])], [1, 3])
+        self.assertEqual([p["n"] for p in unframe(b.frames[0])], [1, 2, 3])
+
+    def test_all_closed(self) -> None:
+        """
+        all_closed fires once the last open connection closes.
+        """
+        sessions = Sessions()
+        a, b = online(sessions, 1), FakeSession()
+        sessions.opened(b)
+        d = sessions.all_closed()
+        sessions.closed(a)
+        self.assertNoResult(d)
+        sessions.closed(b)
+        self.successResultOf(d)
+        self.successResultOf(sessions.all_closed())
+
+
+class PriorityTests(SynchronousTestCase):
+    """
+    Password hashing runs at the lowest CPU priority.
+    """
+
+    def test_lower_priority(self) -> None:
+        """
+        A hashing thread is niced to 19, and only that thread.
+        """
+        seen: list[int] = []
+        mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        def work() -> None:
+            _lower_priority()
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        self.assertEqual(seen, [19])
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), mine)
