@@ -338,8 +338,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
     def _write(self, data: bytes) -> None:
         backlog = self._backlog
         if backlog.paused:
-            backlog.queued += len(data)
-            if backlog.queued > self._limits.max_pending:
+            if backlog.queued + len(data) > self._limits.max_pending:
                 self.log.warn(
                     "Dropping user {user_id}: more than {limit} bytes wait unsent",
                     user_id=self.user_id,
@@ -348,6 +347,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
                 self._closing = True
                 self.transport.abortConnection()
                 return
+            backlog.queued += len(data)
         self.transport.write(data)
 
     def _release_held(self) -> None:

@@ -78,17 +78,20 @@ class PriorityTests(SynchronousTestCase):
 
     def test_lower_priority(self) -> None:
         """
-        A hashing thread is niced to 19, and only that thread.
+        A hashing thread is niced to 19 and scheduled SCHED_IDLE, and only
+        that thread.
         """
         seen: list[int] = []
         mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
         def work() -> None:
             _lower_priority()
-            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            thread = threading.get_native_id()
+            seen.append(os.getpriority(os.PRIO_PROCESS, thread))
+            seen.append(os.sched_getscheduler(thread))
 
         thread = threading.Thread(target=work)
         thread.start()
         thread.join()
-        self.assertEqual(seen, [19])
+        self.assertEqual(seen, [19, os.SCHED_IDLE])
         self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), mine)
