@@ -78,10 +78,9 @@ class _Backlog:
     counted; past C{max_pending} the connection is dropped.
     """
 
-    __slots__ = ("paused", "protocol", "queued")
+    __slots__ = ("paused", "queued")
 
-    def __init__(self, protocol: ChatProtocol) -> None:
-        self.protocol = protocol
+    def __init__(self) -> None:
         self.paused = False
         self.queued = 0
 
@@ -135,7 +134,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         # Pushes wait here while a login reply is not yet written, so that
         # login_successful and login_info come first.
         self._held: list[bytes] | None = None
-        self._backlog = _Backlog(self)
+        self._backlog = _Backlog()
 
     def callLater(self, period: float, func: Any) -> IDelayedCall:
         """

@@ -7,9 +7,10 @@ while it runs wait in a queue and all go together into the next
 transaction.  At low load a job commits alone, with no added wait; under
 load one fsync serves every job that queued meanwhile.
 
-Each job runs inside its own savepoint, so a job that raises (a
-L{ChatError}, or a bug) is undone alone and fails alone while the rest of
-its group commits.  A database failure (locked, read-only, disk full) fails
+Each job runs inside its own savepoint (or, if it makes one change only,
+in the statement SQLite undoes by itself: L{single_change}), so a job that
+raises (a L{ChatError}, or a bug) is undone alone and fails alone while the
+rest of its group commits.  A database failure (locked, read-only, disk full) fails
 the whole group: nothing of it was stored, and every job's Deferred fails
 with L{DatabaseUnavailable}.
 
