@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from PyQt5.QtCore import QAbstractListModel, QModelIndex, QPoint, Qt
+from PyQt5.QtGui import QContextMenuEvent
 from PyQt5.QtTest import QSignalSpy, QTest
-from PyQt5.QtWidgets import QApplication
+from PyQt5.QtWidgets import QApplication, QMenu, QMessageBox
 from twisted.trial.unittest import SynchronousTestCase
 
 from client.state import PRIVATE, ROOM
 from client.ui.app import ChatApp
 from client.ui.delegates import day_label
 from client.ui.login import LOGIN, REGISTER, LoginWindow
+from client.ui.main_window import MainWindow
 from client.ui.models import (
     FAILED,
     PENDING,
@@ -158,6 +160,16 @@ class AppTestCase(SynchronousTestCase):
         self.login = self.chat.login_window
         self.chat.start()
         self.addCleanup(self._close)
+        # Questions are answered without a dialog: yes, unless a test sets
+        # C{self.answer} to no.  Each is recorded as (title, text).
+        self.questions: list[tuple[str, str]] = []
+        self.answer = True
+        self.patch(self.main, "confirm", self._confirm)
+
+    def _confirm(self, title: str, text: str, action: str, on_yes: Any) -> None:
+        self.questions.append((title, text))
+        if self.answer:
+            on_yes()
 
     def _close(self) -> None:
         self.chat._leaving = True
@@ -773,3 +785,178 @@ class DayLabelTests(SynchronousTestCase):
         self.assertEqual(day_label(today, today), "Today")
         self.assertEqual(day_label(date(2026, 11, 23), today), "Yesterday")
         self.assertEqual(day_label(date(2026, 1, 2), today), "Friday, 02 January 2026")
+
+
+class RemoveAndLeaveTests(AppTestCase):
+    """
+    Removing a friend from the friend list's context menu or the
+    conversation header, and leaving a room, each only after the user
+    confirms.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.log_in()
+        self.main.show()
+        self.app.processEvents()
+        self.addCleanup(self._close_popups)
+
+    def _close_popups(self) -> None:
+        for widget in [*self.main.findChildren(QMenu), *self.main.findChildren(QMessageBox)]:
+            widget.close()
+
+    def friend_menu(self, row: int) -> QMenu | None:
+        """
+        Right-click row C{row} of the friend list (or below the last row).
+
+        @return: the context menu that opened, if any.
+        """
+        view = self.main.friend_list
+        index = self.main.friends_model.index(row)
+        if index.isValid():
+            position = view.visualRect(index).center()
+        else:
+            position = QPoint(10, view.viewport().height() - 5)
+        event = QContextMenuEvent(
+            QContextMenuEvent.Reason.Mouse, position, view.viewport().mapToGlobal(position)
+        )
+        QApplication.sendEvent(view.viewport(), event)
+        menus = [m for m in view.findChildren(QMenu) if m.isVisible()]
+        self.assertLessEqual(len(menus), 1)
+        return menus[0] if menus else None
+
+    def choose(self, menu: QMenu, text: str) -> None:
+        """
+        Click the entry C{text} of C{menu}.
+        """
+        (action,) = [a for a in menu.actions() if a.text() == text]
+        QTest.mouseClick(menu, Qt.MouseButton.LeftButton, pos=menu.actionGeometry(action).center())
+
+    def requests(self, kind: str) -> list[dict[str, Any]]:
+        """
+        @return: the requests of type C{kind} sent since last asked.
+        """
+        return [r for r in self.server.sent() if r["type"] == kind]
+
+    def test_context_menu_removes_after_confirmation(self) -> None:
+        """
+        "Remove friend…" in a friend's context menu asks first, then sends
+        C{remove_friend}; the reply takes the friend off the list with a
+        notice.
+        """
+        self.assertIsNone(self.friend_menu(5))
+        menu = self.friend_menu(0)
+        assert menu is not None
+        self.assertIn("Remove friend…", [a.text() for a in menu.actions()])
+        self.answer = False
+        self.choose(menu, "Remove friend…")
+        self.assertEqual(len(self.questions), 1)
+        self.assertIn("lzy(2)", self.questions[0][1])
+        self.assertEqual(self.requests("remove_friend"), [])
+        self.answer = True
+        menu = self.friend_menu(0)
+        assert menu is not None
+        self.choose(menu, "Remove friend…")
+        self.assertEqual(len(self.questions), 2)
+        (request,) = self.requests("remove_friend")
+        self.assertEqual(request["user_id"], 2)
+        self.assertEqual(rows(self.main.friends_model), ["lzy(2)", "wh(3)"])
+        self.server.reply(request, "friend_removed", user_id=2)
+        self.assertEqual(rows(self.main.friends_model), ["wh(3)"])
+        self.assertEqual(self.main.notice_bar.text(), "You removed lzy(2) from your friends.")
+
+    def test_header_button_removes_the_open_friend(self) -> None:
+        """
+        The private conversation's header offers "Remove friend…" (a room's
+        does not); once confirmed and done, the conversation closes.
+        """
+        self.open((ROOM, 1), [])
+        self.assertFalse(self.main.remove_friend_button.isVisible())
+        self.open((PRIVATE, 3), [message(5, WH, 0, 1, "hi")])
+        self.assertTrue(self.main.remove_friend_button.isVisible())
+        self.answer = False
+        click(self.main.remove_friend_button)
+        self.assertEqual(self.requests("remove_friend"), [])
+        self.assertEqual(self.main.current, (PRIVATE, 3))
+        self.answer = True
+        click(self.main.remove_friend_button)
+        self.assertIn("wh(3)", self.questions[-1][1])
+        (request,) = self.requests("remove_friend")
+        self.assertEqual(request["user_id"], 3)
+        self.server.reply(request, "friend_removed", user_id=3)
+        self.assertEqual(rows(self.main.friends_model), ["lzy(2)"])
+        self.assertIsNone(self.main.current)
+        self.assertEqual(self.main.pages.currentIndex(), 0)
+        self.assertIsNone(self.main.history_view.timeline())
+        self.assertEqual(self.main.notice_bar.text(), "You removed wh(3) from your friends.")
+
+    def test_removed_by_the_friend(self) -> None:
+        """
+        A C{friend_removed} push takes the friend off the list, closes
+        their open conversation and says so.
+        """
+        self.open((PRIVATE, 2), [])
+        self.server.push("friend_removed", user_id=2)
+        self.assertEqual(rows(self.main.friends_model), ["wh(3)"])
+        self.assertIsNone(self.main.current)
+        self.assertEqual(self.main.pages.currentIndex(), 0)
+        self.assertEqual(self.main.notice_bar.text(), "lzy removed you from their friends.")
+
+    def test_no_request_for_a_friend_gone_while_asking(self) -> None:
+        """
+        A confirmation given after the friend already removed us sends
+        nothing.
+        """
+        answers: list[Any] = []
+        self.patch(self.main, "confirm", lambda title, text, action, on_yes: answers.append(on_yes))
+        self.open((PRIVATE, 2), [])
+        click(self.main.remove_friend_button)
+        self.server.push("friend_removed", user_id=2)
+        (on_yes,) = answers
+        on_yes()
+        self.assertEqual(self.requests("remove_friend"), [])
+
+    def test_leave_room_asks_first(self) -> None:
+        """
+        "Leave room" asks which room is left; cancel sends nothing and
+        keeps the room, confirm sends C{quit_room}.
+        """
+        self.open((ROOM, 1), [])
+        self.answer = False
+        click(self.main.member_panel.quit_button)
+        self.assertEqual(len(self.questions), 1)
+        self.assertIn("room1(1)", self.questions[0][1])
+        self.assertEqual(self.requests("quit_room"), [])
+        self.assertEqual(self.main.current, (ROOM, 1))
+        self.answer = True
+        click(self.main.member_panel.quit_button)
+        (request,) = self.requests("quit_room")
+        self.assertEqual(request["room_id"], 1)
+
+    def test_real_question_does_not_block(self) -> None:
+        """
+        Without the test's answers, "Leave room" opens a window-modal
+        message box and returns at once; its Cancel sends nothing and its
+        Leave button sends C{quit_room}.
+        """
+        self.patch(self.main, "confirm", MainWindow.confirm.__get__(self.main))
+        self.open((ROOM, 1), [])
+
+        def question() -> QMessageBox:
+            (box,) = [b for b in self.main.findChildren(QMessageBox) if b.isVisible()]
+            self.assertEqual(box.windowModality(), Qt.WindowModality.WindowModal)
+            return box
+
+        click(self.main.member_panel.quit_button)
+        box = question()
+        self.assertIn("room1(1)", box.text())
+        click(box.button(QMessageBox.StandardButton.Cancel))
+        self.app.processEvents()
+        self.assertFalse(box.isVisible())
+        self.assertEqual(self.requests("quit_room"), [])
+        click(self.main.member_panel.quit_button)
+        box = question()
+        (leave,) = [b for b in box.buttons() if b.text() == "Leave"]
+        click(leave)
+        (request,) = self.requests("quit_room")
+        self.assertEqual(request["room_id"], 1)

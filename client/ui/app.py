@@ -132,6 +132,7 @@ class ChatApp(QObject):
         main.room_search_requested.connect(self.search_rooms)
         main.invite_requested.connect(self.invite)
         main.quit_room_requested.connect(self.quit_room)
+        main.remove_friend_requested.connect(self.remove_friend)
         main.friend_request_answered.connect(self.answer_friend_request)
         main.logout_requested.connect(self.log_out)
         main.closed.connect(self._window_closed)
@@ -298,6 +299,19 @@ class ChatApp(QObject):
 
         d = self.client.resolve_friend_request(user_id, accept)
         d.addCallbacks(done, self._report)
+
+    def remove_friend(self, user_id: int) -> None:
+        """
+        End the friendship with C{user_id}; the friend leaves the list and
+        their conversation closes when the server confirms.
+        """
+        friend = self.state.friends.get(user_id)
+        name = label(friend.username, user_id) if friend else f"user {user_id}"
+
+        def done(reply: Payload) -> None:
+            self.main_window.show_notice(f"You removed {name} from your friends.")
+
+        self.client.remove_friend(user_id).addCallbacks(done, self._report)
 
     def create_room(self, name: str) -> None:
         """

@@ -5,14 +5,17 @@ bottom.
 
 It renders models fed by the L{StateBridge} and emits what the user wants
 (select, send, add a friend, ...); L{client.ui.app.ChatApp} turns those
-wishes into requests.  Nothing here waits for the network.
+wishes into requests.  Nothing here waits for the network, nor for the
+user: what needs confirming (removing a friend, leaving a room) is asked
+with L{MainWindow.confirm}, which returns at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
-from PyQt5.QtCore import QItemSelection, Qt, pyqtSignal
+from PyQt5.QtCore import QItemSelection, QPoint, Qt, pyqtSignal
 from PyQt5.QtGui import QCloseEvent
 from PyQt5.QtWidgets import (
     QAbstractItemView,
@@ -21,6 +24,8 @@ from PyQt5.QtWidgets import (
     QLabel,
     QListView,
     QMainWindow,
+    QMenu,
+    QMessageBox,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -80,6 +85,7 @@ class MainWindow(QMainWindow):
     room_search_requested = pyqtSignal(str)
     invite_requested = pyqtSignal(int, int)  # room id, user id
     quit_room_requested = pyqtSignal(int)
+    remove_friend_requested = pyqtSignal(int)  # user id
     friend_request_answered = pyqtSignal(int, bool)  # user id, accept
     logout_requested = pyqtSignal()
     closed = pyqtSignal()
@@ -123,7 +129,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.member_panel.invite_requested.connect(self.invite_requested)
-        self.member_panel.quit_requested.connect(self.quit_room_requested)
+        self.member_panel.quit_requested.connect(self.ask_quit_room)
         self.request_banner.answered.connect(self.friend_request_answered)
 
         bridge.reset.connect(self._reset)
@@ -197,6 +203,8 @@ class MainWindow(QMainWindow):
         self.add_friend_button = button("+ Add", "Flat", "Add a friend")
         layout.addLayout(_section("FRIENDS", self.add_friend_button))
         self.friend_list = self._list_view(self.friends_model)
+        self.friend_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.friend_list.customContextMenuRequested.connect(self._friend_menu)
         layout.addWidget(self.friend_list, 1)
 
         self.join_room_button = button("Join", "Flat", "Join a room")
@@ -287,6 +295,10 @@ class MainWindow(QMainWindow):
         titles.addWidget(self.conversation_title)
         titles.addWidget(self.conversation_detail)
         header_layout.addLayout(titles, 1)
+        self.remove_friend_button = button("Remove friend…", "Danger", "End this friendship")
+        self.remove_friend_button.clicked.connect(self._remove_current_friend)
+        self.remove_friend_button.hide()
+        header_layout.addWidget(self.remove_friend_button)
         chat_layout.addWidget(header)
 
         self.history_view = TimelineView()
@@ -360,6 +372,7 @@ class MainWindow(QMainWindow):
         self.pages.setCurrentIndex(1)
         self.history_view.show_timeline(self.timeline(key))
         self._show_header()
+        self.remove_friend_button.setVisible(key[0] == PRIVATE)
         if key[0] == ROOM:
             self.members_model.set_room(key[1])
             self._update_invitable()
@@ -428,6 +441,101 @@ class MainWindow(QMainWindow):
         for panel in self._panels:
             panel.hide()
 
+    def _friend_menu(self, position: QPoint) -> None:
+        index = self.friend_list.indexAt(position)
+        viewport = self.friend_list.viewport()
+        if not index.isValid() or viewport is None:
+            return
+        user_id = self.friends_model.contact(index.row()).id
+        # popup(), not exec_(): a slot must not run a nested event loop.
+        menu = QMenu(self.friend_list)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.addAction("Open conversation", lambda: self.select((PRIVATE, user_id)))
+        menu.addSeparator()
+        menu.addAction("Remove friend…", lambda: self.ask_remove_friend(user_id))
+        menu.popup(viewport.mapToGlobal(position))
+
+    def _remove_current_friend(self) -> None:
+        if self._current is not None and self._current[0] == PRIVATE:
+            self.ask_remove_friend(self._current[1])
+
+    def ask_remove_friend(self, user_id: int) -> None:
+        """
+        Ask whether to end the friendship with C{user_id}, and if the user
+        agrees, emit L{remove_friend_requested}.
+        """
+        key = (PRIVATE, user_id)
+        if not self.state.knows(key):
+            return
+        name = label(self.state.name_of(key), user_id)
+
+        def remove() -> None:
+            # They may have removed us while the question was open.
+            if self.state.knows(key):
+                self.remove_friend_requested.emit(user_id)
+
+        self.confirm(
+            "Remove friend",
+            f"Remove {name} from your friends?\n\n"
+            "You will no longer be able to message each other, and your"
+            " conversation closes.",
+            "Remove",
+            remove,
+        )
+
+    def ask_quit_room(self, room_id: int) -> None:
+        """
+        Ask whether to leave room C{room_id}, and if the user agrees, emit
+        L{quit_room_requested}.
+        """
+        key = (ROOM, room_id)
+        if not self.state.knows(key):
+            return
+        name = label(self.state.name_of(key), room_id)
+
+        def leave() -> None:
+            if self.state.knows(key):
+                self.quit_room_requested.emit(room_id)
+
+        self.confirm(
+            "Leave room",
+            f"Leave room {name}?\n\n"
+            "You will stop receiving its messages; to come back, join it again.",
+            "Leave",
+            leave,
+        )
+
+    def confirm(self, title: str, text: str, action: str, on_yes: Callable[[], None]) -> None:
+        """
+        Ask the user to confirm something, and call C{on_yes} if they do.
+
+        The question is a window-modal message box opened with C{open()},
+        not C{exec_()}: this returns at once and no nested event loop runs
+        in the slot that asks, so replies and pushes keep arriving while
+        it is open (C{on_yes} should check that what it acts on is still
+        there).  Tests replace this method to answer without a dialog.
+
+        @param action: the text of the button that confirms; the other one,
+            the default, is Cancel.
+        """
+        box = QMessageBox(
+            QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.Cancel, self
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        yes = box.addButton(action, QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def answered(result: int) -> None:
+            if box.clickedButton() is yes:
+                on_yes()
+
+        box.finished.connect(answered)
+        box.open()
+
+    def _close_questions(self) -> None:
+        for box in self.findChildren(QMessageBox):
+            box.reject()
+
     def show_notice(self, text: str) -> None:
         """
         Show C{text} in the message bar for 60 s.
@@ -457,6 +565,7 @@ class MainWindow(QMainWindow):
                 self._show_header()
         if user is None:
             self.close_panels()
+            self._close_questions()
             self.compose.clear()
 
     def _show_user(self, user: User) -> None:
