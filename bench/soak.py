@@ -287,6 +287,8 @@ class Soak:
         # Each user acts about every 0.6 s, at random moments.
         ticking = LoopingCall(self._tick_some)
         ticking.start(0.05)
+        sampling = LoopingCall(self._sample_memory)
+        sampling.start(60, now=False)
         step = self.seconds / (self.restarts + 1)
         for restart in range(self.restarts):
             await pause(step)
@@ -295,6 +297,7 @@ class Soak:
         await pause(step)
         self.running = False
         ticking.stop()
+        sampling.stop()
         while any(user.pending for user in self.users):
             await pause(0.5)
         missing, duplicates, found = await self.verify()
@@ -306,6 +309,10 @@ class Soak:
             f" {found} found in history, {missing} missing, {duplicates} stored twice"
         )
         return 1 if missing or duplicates else 0
+
+    def _sample_memory(self) -> None:
+        if self.server is not None and self._port is not None:
+            print(f"server {self.server.pid}: RSS {rss_kib(self.server.pid)} KiB", flush=True)
 
     def _tick_some(self) -> None:
         for user in self.users:
