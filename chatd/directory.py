@@ -77,12 +77,6 @@ class Directory:
         """
         return self._user_ids.get(username.lower())
 
-    def user(self, user_id: int) -> dict[str, object]:
-        """
-        @return: the PROTOCOL.md C{User} object of C{user_id}.
-        """
-        return {"id": user_id, "username": self.usernames[user_id]}
-
     # Friends.
 
     def friends(self, user_id: int) -> Set[int]:
@@ -133,13 +127,6 @@ class Directory:
         """
         return self._rooms_of.get(user_id) or _EMPTY
 
-    def is_member(self, room_id: int, user_id: int) -> bool:
-        """
-        @return: whether C{user_id} is in room C{room_id}.
-        """
-        room = self.rooms.get(room_id)
-        return room is not None and user_id in room.members
-
     def join(self, room_id: int, user_id: int, joined_message_id: int) -> None:
         """
         Record that C{user_id} joined room C{room_id} with the system message
@@ -148,14 +135,12 @@ class Directory:
         self.rooms[room_id].members[user_id] = joined_message_id
         self._rooms_of.setdefault(user_id, set()).add(room_id)
 
-    def leave(self, room_id: int, user_id: int) -> int | None:
+    def leave(self, room_id: int, user_id: int) -> None:
         """
         Record that C{user_id} left room C{room_id}.
-
-        @return: the id of their join message, to undo this with L{join}.
         """
         self._rooms_of.get(user_id, set()).discard(room_id)
-        return self.rooms[room_id].members.pop(user_id, None)
+        self.rooms[room_id].members.pop(user_id, None)
 
     def co_members(self, user_id: int) -> list[tuple[int, list[int]]]:
         """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from inspect import iscoroutine
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -26,6 +26,7 @@ from chatd.sessions import Session, Sessions
 from chatd.store import PRIVATE, ROOM, Store, StoredMessage
 from chatd.wire import ChatError, Payload
 
+T = TypeVar("T")
 Reply = Payload | list[Payload]
 Handler = Callable[[Session, Payload], Any]
 
@@ -508,13 +509,10 @@ class ChatServer:
         # Refuse messages between them from now on, even those queued
         # behind the removal; put the friendship back if it fails.
         self._directory.unfriend(user_id, friend_id)
-        try:
-            await self._store.remove_friend(user_id, friend_id)
-        except ChatError:
-            raise
-        except BaseException:
-            self._directory.befriend(user_id, friend_id)
-            raise
+        await _undo_on_failure(
+            self._store.remove_friend(user_id, friend_id),
+            lambda: self._directory.befriend(user_id, friend_id),
+        )
         self.sessions.push((friend_id,), {"type": "friend_removed", "user_id": user_id})
         return {"type": "friend_removed", "user_id": friend_id}
 
@@ -589,15 +587,12 @@ class ChatServer:
             raise ChatError(wire.NOT_IN_ROOM)
         # No more messages to or from this member from now on; undone if
         # the transaction fails.
-        joined = self._directory.leave(room.id, user_id)
-        try:
-            stored = await self._store.quit_room(room.id, user_id, f"{username} left the room")
-        except ChatError:
-            raise
-        except BaseException:
-            if joined is not None:
-                self._directory.join(room.id, user_id, joined)
-            raise
+        joined = room.members[user_id]
+        self._directory.leave(room.id, user_id)
+        stored = await _undo_on_failure(
+            self._store.quit_room(room.id, user_id, f"{username} left the room"),
+            lambda: self._directory.join(room.id, user_id, joined),
+        )
         self.sessions.push(
             room.members,
             {"type": "someone_outroom", "room_id": room.id, "user_id": user_id},
@@ -645,3 +640,18 @@ class ChatServer:
                 for room in matches[:MAX_ROOM_LIST]
             ],
         }
+
+
+async def _undo_on_failure(change: Deferred[T], undo: Callable[[], None]) -> T:
+    """
+    Wait for a write whose effect on the directory was applied ahead of its
+    commit, and call C{undo} if the database failed it.  A L{ChatError} means
+    the database disagreed with the directory's premise: nothing to undo.
+    """
+    try:
+        return await change
+    except ChatError:
+        raise
+    except BaseException:
+        undo()
+        raise

@@ -456,12 +456,12 @@ def _unread_txn(
     for friend_id in friend_ids:
         low, high = min(user_id, friend_id), max(user_id, friend_id)
         txn.execute(
-            "SELECT count(*), max(id) FROM messages"
+            "SELECT count(*) FROM messages"
             " WHERE target_type = 0 AND min(sender_id, target_id) = ?"
             " AND max(sender_id, target_id) = ? AND id > ? AND sender_id = ?",
             (low, high, markers.get((PRIVATE, friend_id), 0), friend_id),
         )
-        count, _ = txn.fetchone()
+        count = txn.fetchone()[0]
         if count:
             txn.execute(
                 "SELECT max(id) FROM messages WHERE target_type = 0"

@@ -1844,5 +1844,5 @@ class DirectoryConsistencyTests(ServerTestCase):
         self.flushLoggedErrors(sqlite3.OperationalError)
         self.assert_consistent()
         self.assertTrue(self.h.directory.are_friends(alice.user_id, bob.user_id))
-        self.assertTrue(self.h.directory.is_member(room, bob.user_id))
+        self.assertIn(bob.user_id, self.h.directory.rooms[room].members)
         self.assertEqual(alice.pushes() + bob.pushes(), [])
