@@ -9,7 +9,7 @@ from the head as they fill.
 
 Requests of one connection run one after another, so each sees the effects
 of the ones before it; the exception is C{send_message}, whose order is
-fixed the moment it is queued in the L{MessageWriter}: consecutive sends
+fixed the moment it is queued in the L{GroupCommit}: consecutive sends
 run together, so a client with many messages in flight has them all
 committed in one group.
 
@@ -32,9 +32,9 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from chatd import wire
+from chatd.database import DatabaseUnavailable
 from chatd.server import ChatServer, Reply
 from chatd.wire import ChatError, Payload
-from chatd.writer import DatabaseUnavailable
 
 #: Seconds a connection has to log in before it is closed.
 LOGIN_DEADLINE = 30.0

@@ -23,8 +23,8 @@ from chatd import wire
 from chatd.directory import Directory, Room
 from chatd.passwords import Passwords
 from chatd.sessions import Session, Sessions
-from chatd.store import PRIVATE, ROOM, Store, StoredMessage
-from chatd.wire import ChatError, Payload
+from chatd.store import Store, StoredMessage
+from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 
 T = TypeVar("T")
 Reply = Payload | list[Payload]

@@ -4,7 +4,7 @@ Every SQL statement of chatd.
 The database is SQLite reached through L{twisted.enterprise.adbapi}: no SQL
 runs on the reactor thread.  There are two pools on the same file:
 
-  - the writer, one connection, used only through the L{MessageWriter}:
+  - the writer, one connection, used only through the L{GroupCommit}:
     every change is a C{*_txn} job committed in a group;
   - the readers, for history, logins and unread counts; WAL lets them read
     while the writer writes.
@@ -21,23 +21,20 @@ applied in order at start; C{schema_version} records the last one applied.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Final
+from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore
 
 from chatd import wire
-from chatd.wire import ChatError
-from chatd.writer import DatabaseHealth, MessageWriter, single_change
-
-PRIVATE: Final = 0
-ROOM: Final = 1
+from chatd.database import DatabaseHealth, make_pool
+from chatd.wire import PRIVATE, ROOM, ChatError
+from chatd.writer import GroupCommit, single_change
 
 _SCHEMA_FILE = re.compile(r"(\d+)_[\w-]+\.sql")
 
@@ -112,42 +109,12 @@ def schema_files() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def _connection_opened(busy_timeout_ms: int) -> Any:
-    def configure(connection: sqlite3.Connection) -> None:
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA foreign_keys = ON")
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-
-    return configure
-
-
-def make_pool(
-    path: str, reactor: IReactorCore, connections: int, busy_timeout_ms: int = 5000
-) -> ConnectionPool:
-    """
-    @return: a pool of at most C{connections} connections to the SQLite file
-        at C{path}, each configured as the module docstring says.
-    """
-    return ConnectionPool(
-        "sqlite3",
-        path,
-        check_same_thread=False,
-        isolation_level=None,
-        cp_min=1,
-        cp_max=connections,
-        cp_openfun=_connection_opened(busy_timeout_ms),
-        cp_reactor=reactor,
-        cp_noisy=False,
-    )
-
-
 class Store:
     """
     The chatd database.
 
     Read methods return Deferreds from the reader pool.  Write methods
-    submit a job to the L{MessageWriter} and return its Deferred, which
+    submit a job to the L{GroupCommit} and return its Deferred, which
     fires after the commit.
     """
 
@@ -166,7 +133,7 @@ class Store:
         self._writer_pool = writer_pool
         self._reader_pool = reader_pool
         self._health = DatabaseHealth()
-        self.writer = MessageWriter(writer_pool, self._health, now)
+        self.writer = GroupCommit(writer_pool, self._health, now)
 
     @classmethod
     async def open(cls, path: str, reactor: IReactorCore) -> Store:

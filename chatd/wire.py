@@ -27,6 +27,11 @@ MAX_INT: Final = 2**53
 
 Payload = dict[str, Any]
 
+#: C{target_type} of a private (1:1) conversation.
+PRIVATE: Final = 0
+#: C{target_type} of a room.
+ROOM: Final = 1
+
 # The error codes of PROTOCOL.md section 7, in one place.
 BAD_FRAME: Final = "bad_frame"
 FRAME_TOO_LARGE: Final = "frame_too_large"

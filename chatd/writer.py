@@ -1,5 +1,5 @@
 """
-Group commit: every write of chatd goes through one L{MessageWriter}.
+Group commit: every write of chatd goes through one L{GroupCommit}.
 
 SQLite has one writer and every commit costs an fsync (C{synchronous=FULL}).
 The writer keeps at most one transaction in flight: jobs that arrive
@@ -12,7 +12,7 @@ in the statement SQLite undoes by itself: L{single_change}), so a job that
 raises (a L{ChatError}, or a bug) is undone alone and fails alone while the
 rest of its group commits.  A database failure (locked, read-only, disk full) fails
 the whole group: nothing of it was stored, and every job's Deferred fails
-with L{DatabaseUnavailable}.
+with L{chatd.database.DatabaseUnavailable}.
 
 Jobs run in submission order and their Deferreds fire in that order after
 the commit, so message ids grow strictly in commit order, and pushes made
@@ -30,8 +30,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from chatd.database import DatabaseHealth
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,49 +52,6 @@ def single_change(job: F) -> F:
     return job
 
 
-class DatabaseUnavailable(Exception):
-    """
-    The database refused a transaction (locked, read-only, full, I/O
-    error): nothing of it was stored.  The cause is logged once by
-    L{DatabaseHealth}; requests that hit it are answered C{internal_error}.
-    """
-
-
-class DatabaseHealth:
-    """
-    Logs database trouble once when it starts and once when it ends, rather
-    than once per request it hits.
-    """
-
-    log = Logger()
-
-    def __init__(self) -> None:
-        self.failing = False
-
-    def failed(self, failure: Failure) -> Failure:
-        """
-        Record a failed database operation.
-
-        @return: a failure of L{DatabaseUnavailable} when C{failure} is a
-            database error; C{failure} itself otherwise (a bug, logged by
-            whoever handles it).
-        """
-        if not failure.check(sqlite3.OperationalError, sqlite3.DatabaseError):
-            return failure
-        if not self.failing:
-            self.failing = True
-            self.log.failure("The database failed; requests fail until it recovers", failure)
-        return Failure(DatabaseUnavailable(str(failure.value)))
-
-    def succeeded(self) -> None:
-        """
-        Record a successful database operation.
-        """
-        if self.failing:
-            self.failing = False
-            self.log.info("The database works again")
-
-
 def utc_stamp(seconds: float) -> str:
     """
     @return: C{seconds} since the epoch as ISO 8601 UTC with milliseconds,
@@ -103,7 +61,7 @@ def utc_stamp(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class MessageWriter:
+class GroupCommit:
     """
     Runs write jobs on the single writing connection, grouped into as few
     transactions as the load allows.
@@ -141,7 +99,7 @@ class MessageWriter:
 
         @return: fires with the job's result after its transaction commits,
             or fails with what the job raised, or with
-            L{DatabaseUnavailable} when the transaction failed.
+            L{chatd.database.DatabaseUnavailable} when the transaction failed.
         """
         assert not kwargs, "write jobs take positional arguments"
         d: Deferred[T] = Deferred()

@@ -26,12 +26,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Final
 
-Payload = dict[str, Any]
+from chatd.wire import PRIVATE, ROOM
 
-#: C{target_type} of a private conversation.
-PRIVATE: Final = 0
-#: C{target_type} of a room.
-ROOM: Final = 1
+Payload = dict[str, Any]
 
 #: A conversation: C{(target_type, target_id)}.
 Key = tuple[int, int]

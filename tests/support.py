@@ -17,12 +17,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
+from chatd.database import make_pool
 from chatd.directory import Directory
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol, Limits
 from chatd.server import ChatServer
 from chatd.sessions import Sessions
-from chatd.store import Store, make_pool
+from chatd.store import Store
 
 
 class InlineThreadPool:

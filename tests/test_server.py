@@ -13,11 +13,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
+from chatd.database import DatabaseHealth, DatabaseUnavailable, make_pool
 from chatd.directory import Directory
 from chatd.passwords import cheap_hasher
-from chatd.store import PRIVATE, ROOM, make_pool
-from chatd.wire import ChatError, Payload
-from chatd.writer import DatabaseHealth, DatabaseUnavailable, MessageWriter
+from chatd.wire import PRIVATE, ROOM, ChatError, Payload
+from chatd.writer import GroupCommit
 from tests.support import FIXED_NOW, FakeSession, InlineThreadPool, ServerHarness
 from tests.test_writer import HeldPool
 
@@ -161,7 +161,7 @@ class ServerTestCase(SynchronousTestCase):
         pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
         self.addCleanup(pool.close)
         held = HeldPool(pool)
-        self.h.store.writer = MessageWriter(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
+        self.h.store.writer = GroupCommit(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
         return held
 
     def unread(self, info: Payload) -> dict[tuple[int, int], tuple[int, int]]:
@@ -1836,7 +1836,7 @@ class DirectoryConsistencyTests(ServerTestCase):
         self.h.friends(alice, bob)
         room = self.create(alice, "lobby")
         self.join(bob, "lobby")
-        self.h.store.writer = MessageWriter(FailingPool(), DatabaseHealth())  # type: ignore[arg-type]
+        self.h.store.writer = GroupCommit(FailingPool(), DatabaseHealth())  # type: ignore[arg-type]
         self.assertRaises(
             DatabaseUnavailable, self.h.call, alice, "remove_friend", user_id=bob.user_id
         )

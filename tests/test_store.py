@@ -13,8 +13,9 @@ from twisted.enterprise.adbapi import Transaction
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
-from chatd.store import PRIVATE, ROOM, Store, StoredMessage, Unread, make_pool, schema_files
-from chatd.wire import ChatError
+from chatd.database import make_pool
+from chatd.store import Store, StoredMessage, Unread, schema_files
+from chatd.wire import PRIVATE, ROOM, ChatError
 from tests.support import ImmediateReactor, InlineThreadPool, open_store
 
 TABLES = {

@@ -18,15 +18,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
-from chatd.store import PRIVATE, make_pool
-from chatd.wire import ChatError
-from chatd.writer import (
-    DatabaseHealth,
-    DatabaseUnavailable,
-    MessageWriter,
-    single_change,
-    utc_stamp,
-)
+from chatd.database import DatabaseHealth, DatabaseUnavailable, make_pool
+from chatd.wire import PRIVATE, ChatError
+from chatd.writer import GroupCommit, single_change, utc_stamp
 from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, open_store
 
 Interaction = tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]
@@ -148,7 +142,7 @@ def database_fails(txn: Any, stamp: str) -> None:
 
 class WriterTestCase(SynchronousTestCase):
     """
-    A L{MessageWriter} over a L{ControlledPool} on a new file.
+    A L{GroupCommit} over a L{ControlledPool} on a new file.
     """
 
     def setUp(self) -> None:
@@ -157,7 +151,7 @@ class WriterTestCase(SynchronousTestCase):
         self.addCleanup(self.pool.close)
         self.clock = iter(FIXED_NOW + n for n in range(1000))
         self.health = DatabaseHealth()
-        self.writer = MessageWriter(self.pool, self.health, lambda: next(self.clock))  # type: ignore[arg-type]
+        self.writer = GroupCommit(self.pool, self.health, lambda: next(self.clock))  # type: ignore[arg-type]
 
     def committed(self) -> list[str]:
         """
@@ -453,7 +447,7 @@ class RealStoreTests(SynchronousTestCase):
         pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
         self.addCleanup(pool.close)
         held = HeldPool(pool)
-        store.writer = MessageWriter(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
+        store.writer = GroupCommit(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
 
         fired: list[int] = []
         ds = []
