@@ -1,14 +1,25 @@
 """
-The benchmark's baseline: a bare Twisted broadcast server.
+The benchmark's baseline: the fastest bare Twisted broadcast server we can
+write, so that chatd's ratios measure the cost of its rules and its
+durability and nothing else.
 
-It speaks just enough of PROTOCOL.md for the benchmark's load, with the
-same framing (L{Int32StringReceiver}) and the same JSON encoding as chatd,
-and nothing else: no database, no validation, no passwords, no flood
-control, no logging.  C{register}, C{login}, C{create_room}, C{join_room}
-and C{send_message} to a room; a message is echoed to its sender as the
-C{on_new_message} reply and pushed to every other member, the push encoded
-once and the same bytes written to every member.  What chatd does beyond
-this is what the benchmark's ratios measure.
+It speaks just enough of PROTOCOL.md for the benchmark's loaders (this one
+and chatload), with the same framing (L{Int32StringReceiver}) and nothing
+else: no database, no validation, no passwords, no flood control, no
+logging.  C{register}, C{login}, C{create_room}, C{join_room} and
+C{send_message} to a room; a message is echoed to its sender as the
+C{on_new_message} reply and pushed to every other member.
+
+Every technique that any bare server could use, and that chatd uses, the
+baseline uses too:
+
+  - the message is encoded once: the sender's reply and the members' push
+    share its bytes (the reference server in shared/tools does the same);
+  - the pushes and replies caused by one read from a socket leave in one
+    write per connection (chatd writes once per connection per commit
+    group), rather than one write per frame;
+  - C{TCP_NODELAY} on every connection;
+  - the JSON library chatd uses (L{bench.baseline.JSON} names it).
 
     python -m bench.baseline --port tcp:19001:interface=127.0.0.1
 """
@@ -29,16 +40,20 @@ from twisted.python.failure import Failure
 
 Payload = dict[str, Any]
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_PREFIX = struct.Struct("!I")
+#: The JSON library of the baseline: the standard library's, as chatd's.
+JSON = "json"
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_decode = json.loads
+_PREFIX = struct.Struct("!I").pack
 
 
 def frame(payload: Payload) -> bytes:
     """
     @return: C{payload} as compact UTF-8 JSON behind its 4-byte length.
     """
-    data = _encoder.encode(payload).encode("utf-8")
-    return _PREFIX.pack(len(data)) + data
+    data = _encode(payload).encode("utf-8")
+    return _PREFIX(len(data)) + data
 
 
 def utc_stamp(seconds: float) -> str:
@@ -70,8 +85,9 @@ class Room:
         return {
             "id": self.id,
             "name": self.name,
+            "topic": "",
             "members": [
-                {"id": user_id, "username": member.username, "online": True}
+                {"id": user_id, "username": member.username, "online": True, "role": "member"}
                 for user_id, member in self.members.items()
             ],
         }
@@ -79,7 +95,8 @@ class Room:
 
 class Hub:
     """
-    Everything the baseline remembers: accounts, rooms, the next message id.
+    Everything the baseline remembers: accounts, rooms, the next message id,
+    and the frames waiting for the end of the current read.
     """
 
     def __init__(self) -> None:
@@ -87,6 +104,21 @@ class Hub:
         self.rooms: dict[int, Room] = {}
         self.room_ids: dict[str, int] = {}
         self.next_message_id = 1
+        # While a read is being handled: connection -> the frames for it.
+        self.outgoing: dict[BaselineProtocol, list[bytes]] | None = None
+
+    def send(self, to: BaselineProtocol, data: bytes) -> None:
+        """
+        Write C{data} to C{to}, at the end of the current read if one is
+        being handled.
+        """
+        outgoing = self.outgoing
+        if outgoing is None:
+            to.transport.write(data)
+        elif to in outgoing:
+            outgoing[to].append(data)
+        else:
+            outgoing[to] = [data]
 
 
 class BaselineProtocol(Int32StringReceiver):
@@ -97,13 +129,12 @@ class BaselineProtocol(Int32StringReceiver):
     MAX_LENGTH = 65536
     transport: Any
 
-    def __init__(self, hub: Hub, nodelay: bool = False) -> None:
+    def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.nodelay = nodelay
         self.user_id: int | None = None
         self.username: str | None = None
         self.rooms: list[Room] = []
-        self._handlers: dict[str, Callable[[Payload], Payload | list[Payload]]] = {
+        self._handlers: dict[str, Callable[[Payload], Payload | list[Payload] | None]] = {
             "send_message": self.send_message,
             "register": self.register,
             "login": self.login,
@@ -113,51 +144,74 @@ class BaselineProtocol(Int32StringReceiver):
         }
 
     def connectionMade(self) -> None:
-        if self.nodelay:
-            self.transport.setTcpNoDelay(True)
+        self.transport.setTcpNoDelay(True)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         for room in self.rooms:
             if self.user_id is not None and room.members.get(self.user_id) is self:
                 del room.members[self.user_id]
 
+    def dataReceived(self, data: bytes) -> None:
+        # Everything this read causes leaves in one write per connection.
+        hub = self.hub
+        if hub.outgoing is not None:
+            super().dataReceived(data)
+            return
+        hub.outgoing = {}
+        try:
+            super().dataReceived(data)
+        finally:
+            outgoing, hub.outgoing = hub.outgoing, None
+            for protocol, frames in outgoing.items():
+                protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
     def stringReceived(self, data: bytes) -> None:
-        request = json.loads(data)
+        request = _decode(data)
         handler = self._handlers.get(request.get("type"))
         if handler is None:
-            reply: Payload | list[Payload] = {"type": "error", "code": "unknown_type"}
+            reply: Payload | list[Payload] | None = {"type": "error", "code": "unknown_type"}
         else:
             reply = handler(request)
+        if reply is None:
+            return
         replies = reply if isinstance(reply, list) else [reply]
         if "id" in request:
             replies[0]["id"] = request["id"]
-        self.transport.write(b"".join(frame(r) for r in replies))
+        self.hub.send(self, b"".join(frame(r) for r in replies))
 
-    def send_message(self, request: Payload) -> Payload:
+    def send_message(self, request: Payload) -> None:
         """
-        Push the message to the room's other members, then answer with it.
+        Push the message to the room's other members, then answer with it;
+        the message is encoded once for both.
         """
         hub = self.hub
         room = hub.rooms[request["target_id"]]
         message_id = hub.next_message_id
         hub.next_message_id += 1
-        message = {
-            "id": message_id,
-            "client_msg_id": request.get("client_msg_id"),
-            "sender_id": self.user_id,
-            "sender_name": self.username,
-            "target_type": 1,
-            "target_id": room.id,
-            "room_name": room.name,
-            "kind": "text",
-            "message": request["message"],
-            "time": utc_stamp(time.time()),
-        }
-        push = frame({"type": "on_new_message", "message": message})
+        message = _encode(
+            {
+                "id": message_id,
+                "client_msg_id": request.get("client_msg_id"),
+                "sender_id": self.user_id,
+                "sender_name": self.username,
+                "target_type": 1,
+                "target_id": room.id,
+                "room_name": room.name,
+                "kind": "text",
+                "message": request["message"],
+                "time": utc_stamp(time.time()),
+            }
+        ).encode("utf-8")
+        push = b'{"type":"on_new_message","message":' + message + b"}"
+        push = _PREFIX(len(push)) + push
         for member in room.members.values():
             if member is not self:
-                member.transport.write(push)
-        return {"type": "on_new_message", "message": message}
+                hub.send(member, push)
+        if "id" in request:
+            reply = b'{"type":"on_new_message","id":%d,"message":%b}' % (request["id"], message)
+        else:
+            reply = push[4:]
+        hub.send(self, _PREFIX(len(reply)) + reply)
 
     def register(self, request: Payload) -> Payload:
         """
@@ -234,12 +288,11 @@ class BaselineFactory(Factory):
 
     noisy = False
 
-    def __init__(self, nodelay: bool = False) -> None:
+    def __init__(self) -> None:
         self.hub = Hub()
-        self.nodelay = nodelay
 
     def buildProtocol(self, addr: Any) -> BaselineProtocol:
-        return BaselineProtocol(self.hub, self.nodelay)
+        return BaselineProtocol(self.hub)
 
 
 def main() -> None:
@@ -248,11 +301,6 @@ def main() -> None:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", required=True, help="a Twisted server endpoint")
-    parser.add_argument(
-        "--nodelay",
-        action="store_true",
-        help="set TCP_NODELAY on connections (chatd does not, nor does Twisted by default)",
-    )
     args = parser.parse_args()
     from twisted.internet import reactor as _reactor
 
@@ -262,7 +310,7 @@ def main() -> None:
         print(f"baseline: cannot listen on {args.port}: {failure.getErrorMessage()}")
         reactor.stop()
 
-    serverFromString(reactor, args.port).listen(BaselineFactory(args.nodelay)).addErrback(failed)
+    serverFromString(reactor, args.port).listen(BaselineFactory()).addErrback(failed)
     reactor.run()
 
 

@@ -7,7 +7,10 @@ Build chatd databases for the benchmark directly with sqlite3, fast.
   - L{build_history_db}: the database of shape (e): users, friendships,
     rooms and memberships consistent with each other, and a million
     messages, most in rooms and the rest in private conversations, in the
-    order a busy server would have stored them.
+    order a busy server would have stored them;
+  - L{build_login_db}: the database of shape (g): one account with 500
+    friends and 200 rooms, unread messages in most of them, among a few
+    hundred thousand messages.
 
 The schema is chatd's own (C{chatd.store.schema_files}), applied the way
 chatd applies it, so chatd starts on these files as on its own.
@@ -283,6 +286,143 @@ def build_history_db(
         room_messages=room_count[room_ids[0]] + users,
         messages=max(messages, len(rows)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Logins:
+    """
+    What a built login database holds, for the benchmark to report.
+
+    @ivar username: the account that logs in: friends with every other
+        account, and a member of every room but the background ones.
+    @ivar friends: how many friends it has.
+    @ivar rooms: how many rooms it is in.
+    @ivar messages: how many messages the database holds.
+    """
+
+    username: str
+    friends: int
+    rooms: int
+    messages: int
+
+
+def build_login_db(
+    path: str,
+    password_hash: str,
+    friends: int = 500,
+    rooms: int = 200,
+    room_messages: int = 100,
+    private_messages: int = 20,
+    background: int = 200_000,
+    seed: int = 7,
+) -> Logins:
+    """
+    Build the database of shape (g) at C{path}: one account, C{lg0}, with
+    C{friends} friends (C{lgf0}, ...) and C{rooms} rooms.
+
+    Room C{r} is created by a friend, joined by three more, and holds a few
+    messages before C{lg0} joins it (which C{lg0} does not see) and
+    C{room_messages} after, from its members, C{lg0} included.  Each
+    friend and C{lg0} exchange C{private_messages} messages.  The
+    conversations are interleaved at random, as a busy server would have
+    stored them, after C{background} messages in rooms C{lg0} is not in
+    (so that a query that scanned instead of seeking would show).  C{lg0}
+    has read: everything in a sixth of its conversations, nothing (no
+    marker) in another sixth, and up to a random point in the rest.
+
+    @return: what the benchmark needs to know about it.
+    """
+    rng = random.Random(seed)
+    connection = create_database(path)
+    created = stamp(EPOCH)
+    names = ["lg0"] + [f"lgf{i}" for i in range(friends)]
+    user_ids = insert_users(connection, names, password_hash)
+    me, friend_ids = user_ids[0], user_ids[1:]
+    connection.executemany(
+        "INSERT INTO friendships (user_id, friend_id, state, created_at)"
+        " VALUES (?, ?, 'accepted', ?)",
+        [row for f in friend_ids for row in ((me, f, created), (f, me, created))],
+    )
+    background_rooms = 20
+    room_ids = list(range(1, rooms + background_rooms + 1))
+    connection.executemany(
+        "INSERT INTO rooms (id, name, created_at) VALUES (?, ?, ?)",
+        [(room_id, f"lroom{room_id}", created) for room_id in room_ids],
+    )
+    # Each conversation's messages in order: (sender, target_type, target,
+    # kind, body); a join is a system message that records a membership.
+    Message = tuple[int, int, int, str, str]
+    conversations: list[list[Message]] = []
+    joins: dict[tuple[int, int], int] = {}  # (room, user) -> index in its conversation
+    for room_id in room_ids[:rooms]:
+        members = rng.sample(friend_ids, 4)
+        events: list[Message] = [(members[0], 1, room_id, "system", "created the room")]
+        for member in members[1:]:
+            joins[room_id, member] = len(events)
+            events.append((member, 1, room_id, "system", "joined the room"))
+        joins[room_id, members[0]] = 0
+        for i in range(rng.randint(0, 10)):
+            events.append((rng.choice(members), 1, room_id, "text", f"early {i}"))
+        joins[room_id, me] = len(events)
+        events.append((me, 1, room_id, "system", "joined the room"))
+        members.append(me)
+        for i in range(room_messages):
+            events.append((rng.choice(members), 1, room_id, "text", f"message {i}"))
+        conversations.append(events)
+    for friend_id in friend_ids:
+        conversations.append(
+            [
+                (sender, 0, target, "text", f"private {i}")
+                for i in range(private_messages)
+                for sender, target in [rng.choice(((me, friend_id), (friend_id, me)))]
+            ]
+        )
+    rows: list[tuple[int, int, int, int, str, str, str]] = []
+    for i in range(background):
+        room_id = room_ids[rooms + i % background_rooms]
+        rows.append((i + 1, rng.choice(friend_ids), 1, room_id, "text", f"background {i}", ""))
+    # Interleave the conversations, each in its own order.
+    turns = [c for c, events in enumerate(conversations) for _ in events]
+    rng.shuffle(turns)
+    ids: list[list[int]] = [[] for _ in conversations]
+    next_of = [0] * len(conversations)
+    for c in turns:
+        sender, target_type, target, kind, body = conversations[c][next_of[c]]
+        next_of[c] += 1
+        message_id = len(rows) + 1
+        ids[c].append(message_id)
+        rows.append((message_id, sender, target_type, target, kind, body, ""))
+    with _indexes_dropped(connection, "messages"):
+        connection.executemany(
+            "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*row[:6], stamp(EPOCH + row[0] / 100)) for row in rows],
+        )
+    # Room r is conversation r - 1; the background rooms have no members.
+    connection.executemany(
+        "INSERT INTO room_members (room_id, user_id, joined_message_id) VALUES (?, ?, ?)",
+        [
+            (room_id, user_id, ids[room_id - 1][index])
+            for (room_id, user_id), index in joins.items()
+        ],
+    )
+    markers = []
+    targets = [(1, room_id) for room_id in room_ids[:rooms]] + [(0, f) for f in friend_ids]
+    for (target_type, target), conversation_ids in zip(targets, ids, strict=True):
+        draw = rng.random()
+        if draw < 1 / 6:
+            markers.append((me, target_type, target, conversation_ids[-1]))
+            continue
+        if draw < 2 / 6:
+            continue
+        markers.append((me, target_type, target, rng.choice(conversation_ids[:-1])))
+    connection.executemany(
+        "INSERT INTO read_markers (user_id, target_type, target_id, message_id)"
+        " VALUES (?, ?, ?, ?)",
+        markers,
+    )
+    finish(connection)
+    return Logins(username=names[0], friends=friends, rooms=rooms, messages=len(rows))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ results) and its progress on stderr.
     python -m bench.loader --port P --server-pid PID session   # (a), (b), (c) and (f)
     python -m bench.loader --port P --server-pid PID idle      # (d)
     python -m bench.loader --port P --server-pid PID history   # (e)
+    python -m bench.loader --port P --server-pid PID login     # (g)
 
 Every message text starts with C{LDT:<sender>:<seq>:<send-ns>:} (the
 marker chatload uses), padded to 100 characters; C{<send-ns>} is
@@ -142,6 +143,7 @@ class Client(Protocol):
         self._tail = b""
         self._next_id = 1
         self._waiting: dict[int, tuple[str, Deferred[Payload]]] = {}
+        self._pushes: dict[str, Deferred[Payload]] = {}
 
     def connectionMade(self) -> None:
         self.connected_ = True
@@ -204,6 +206,8 @@ class Client(Protocol):
                 waiting[1].callback(message)
             elif message.get("type") == "server_kick":
                 self.kicks += 1
+            elif message.get("type") in self._pushes:
+                self._pushes.pop(message["type"]).callback(message)
         self._buffer = buffer[at:]
 
     def _scan(self, data: bytes, now: int) -> None:
@@ -260,6 +264,15 @@ class Client(Protocol):
         d: Deferred[Payload] = Deferred()
         self._waiting[request_id] = (kind, d)
         self.transport.write(_PREFIX.pack(len(data)) + data)
+        return d
+
+    def push(self, kind: str) -> Deferred[Payload]:
+        """
+        @return: fires with the next push of type C{kind} (before
+            L{measure} only).
+        """
+        d: Deferred[Payload] = Deferred()
+        self._pushes[kind] = d
         return d
 
     async def call(self, kind: str, **fields: Any) -> Payload:
@@ -822,9 +835,56 @@ async def history(loader: Loader, args: argparse.Namespace) -> None:
     client.close()
 
 
+async def login(loader: Loader, args: argparse.Namespace) -> None:
+    """
+    Shape (g): one account with many friends and rooms logs in, again and
+    again, one login at a time; each login is timed from the C{login}
+    request until its C{login_info} arrived, then the session logs out.
+    """
+
+    async def once() -> tuple[int, Payload]:
+        client = await loader.connect(args.user)
+        info = client.push("login_info")
+        sent_at = time.time_ns()
+        await client.call("login", username=args.user, password=PASSWORD)
+        payload = await info
+        took = client.received_at - sent_at
+        await client.call("logout")
+        client.close()
+        return took, payload
+
+    _, info = await once()
+    log(
+        f"logging in as {args.user}: {len(info['friends'])} friends, {len(info['rooms'])} rooms,"
+        f" {len(info['unread'])} conversations unread"
+    )
+    warm_until = time.monotonic() + args.warmup
+    while time.monotonic() < warm_until:
+        await once()
+    took: list[int] = []
+    cpu_start = loader.cpu()
+    started = time.monotonic()
+    while time.monotonic() - started < args.duration:
+        took.append((await once())[0])
+    emit(
+        {
+            "shape": "g",
+            "logins": len(took),
+            "logins_per_s": round(len(took) / (time.monotonic() - started), 1),
+            "friends": len(info["friends"]),
+            "rooms": len(info["rooms"]),
+            "unread": len(info["unread"]),
+            "login_info_bytes": len(json.dumps(info)),
+            "latency_ms": percentiles(took),
+            "cpu": loader.cpu().percent_since(cpu_start),
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """
-    Parse the command line and run one of L{session}, L{idle}, L{history}.
+    Parse the command line and run one of L{session}, L{idle}, L{history},
+    L{login}.
     """
     parser = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -851,8 +911,10 @@ def main(argv: list[str] | None = None) -> None:
     three = commands.add_parser("history", help="shape (e)")
     three.add_argument("--user", default="hist0")
     three.add_argument("--room-id", type=int, default=1)
+    four = commands.add_parser("login", help="shape (g)")
+    four.add_argument("--user", default="lg0")
     args = parser.parse_args(argv)
-    command = {"session": session, "idle": idle, "history": history}[args.command]
+    command = {"session": session, "idle": idle, "history": history, "login": login}[args.command]
 
     def start(reactor: Any) -> Deferred[None]:
         return ensureDeferred(command(Loader(reactor, args.port, args.server_pid), args))

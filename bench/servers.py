@@ -135,15 +135,12 @@ class Server:
 def start_chatd(workdir: Path, port: int, db: Path, cpu: int | None, cheap: bool = False) -> Server:
     """
     Start chatd on C{db} with flood control out of the way, and wait until
-    it serves: C{twistd -n --pidfile= chatd ...} from the venv, or, with
-    C{cheap}, the same through L{bench.cheap_chatd} (cheap password hashes).
+    it serves: C{twistd -n --pidfile= chatd ...} from the venv; with
+    C{cheap}, C{--insecure-fast-hashes} too (the accounts must have been
+    hashed with L{chatd.passwords.cheap_hasher}, or each login rehashes).
     """
-    if cheap:
-        launcher = [sys.executable, str(ROOT / "bench" / "cheap_chatd.py")]
-    else:
-        launcher = [str(BIN / "twistd")]
     argv = [
-        *launcher,
+        str(BIN / "twistd"),
         "-n",
         "--pidfile=",
         "chatd",
@@ -156,19 +153,18 @@ def start_chatd(workdir: Path, port: int, db: Path, cpu: int | None, cheap: bool
         "--burst",
         "1000000",
     ]
+    if cheap:
+        argv.append("--insecure-fast-hashes")
     server = Server("chatd", argv, port, workdir, cpu, ready_line="chatd ready on")
     server.wait_ready()
     return server
 
 
-def start_baseline(workdir: Path, port: int, cpu: int | None, nagle: bool = False) -> Server:
+def start_baseline(workdir: Path, port: int, cpu: int | None) -> Server:
     """
-    Start the baseline (L{bench.baseline}), with C{TCP_NODELAY} unless
-    C{nagle}, and wait until it serves.
+    Start the baseline (L{bench.baseline}) and wait until it serves.
     """
     argv = [sys.executable, "-m", "bench.baseline", "--port", f"tcp:{port}:interface=127.0.0.1"]
-    if not nagle:
-        argv.append("--nodelay")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = Server("baseline", argv, port, workdir, cpu, env=env)
     server.wait_ready()

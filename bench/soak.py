@@ -23,70 +23,59 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import LoopingCall
 from twisted.protocols.basic import Int32StringReceiver
-from twisted.python.failure import Failure
 
 from bench.proc import rss_kib
+from tests.chatd_process import ServerProcess, spawn_chatd
 
 PASSWORD = "soak-password"
 
 
-class Server(ProcessProtocol):
+class Server:
     """
     One C{twistd -n chatd} process on the soak database.
     """
 
     def __init__(self, db: str) -> None:
         self.db = db
-        self.ready: defer.Deferred[int] = defer.Deferred()
-        self.ended: defer.Deferred[None] = defer.Deferred()
-        self.output = b""
-        self.pid = 0
+        self.process: ServerProcess | None = None
         self.rss_start = 0
 
     def start(self) -> defer.Deferred[int]:
-        argv = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "--nodaemon",
-            "--pidfile=",
-            "chatd",
-            "--port",
-            "tcp:0:interface=127.0.0.1",
-            "--db",
-            self.db,
-            "--rate",
-            "1000",
-            "--burst",
-            "1000",
-        ]
-        transport = reactor.spawnProcess(self, sys.executable, argv, env=dict(os.environ))
-        self.pid = transport.pid
-        return self.ready
+        """
+        Start the process.
 
-    def outReceived(self, data: bytes) -> None:
-        self.output = (self.output + data)[-20000:]
-        match = re.search(rb"chatd ready on .*?port=(\d+)", self.output)
-        if match and not self.ready.called:
-            self.rss_start = rss_kib(self.pid) or 0
-            self.ready.callback(int(match.group(1)))
+        @return: fires with its port once it serves.
+        """
+        self.process = spawn_chatd(self.db, "--rate", "1000", "--burst", "1000")
+        return self.process.ready.addCallback(self._serving)
 
-    errReceived = outReceived
+    def _serving(self, port: int) -> int:
+        self.rss_start = rss_kib(self.pid) or 0
+        return port
 
-    def processEnded(self, reason: Failure) -> None:
-        if not self.ready.called:
-            self.ready.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback(None)
+    @property
+    def pid(self) -> int:
+        """
+        The process id.
+        """
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def ended(self) -> defer.Deferred[int]:
+        """
+        Fires when the process has ended.
+        """
+        assert self.process is not None
+        return self.process.ended
 
 
 class SoakClient(Int32StringReceiver):

@@ -27,7 +27,9 @@ from twisted.python.threadpool import ThreadPool
 def cheap_hasher() -> PasswordHasher:
     """
     @return: a hasher with the smallest parameters argon2 allows, for tests
-        only: a test suite that logs in hundreds of times stays fast.
+        and benchmarks only (C{twistd chatd --insecure-fast-hashes}): a test
+        suite or a benchmark that logs in hundreds of times stays fast.
+        Its hashes protect nothing.
     """
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 

@@ -393,19 +393,14 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 class ChatFactory(Factory):
     """
     Builds a L{ChatProtocol} for each connection to one L{ChatServer}.
-
-    @ivar server: the server; set before the port accepts connections.
     """
 
     noisy = False
 
-    def __init__(
-        self, limits: Limits, clock: IReactorTime, server: ChatServer | None = None
-    ) -> None:
+    def __init__(self, server: ChatServer, limits: Limits, clock: IReactorTime) -> None:
+        self.server = server
         self.limits = limits
         self.clock = clock
-        self.server = server
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
-        assert self.server is not None, "the port accepted before the server was ready"
         return ChatProtocol(self.server, self.limits, self.clock)

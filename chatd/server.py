@@ -102,7 +102,6 @@ class ChatServer:
         self.sessions = sessions
         self._directory = directory
         self._throttle = LoginThrottle(clock)
-        store.writer.deliveries = sessions.batch
         self._handlers: dict[str, Handler] = {
             "register": self.register,
             "login": self.login,

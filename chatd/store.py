@@ -20,21 +20,26 @@ applied in order at start; C{schema_version} records the last one applied.
 
 from __future__ import annotations
 
+import json
 import re
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
 from importlib import resources
-from typing import Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorCore
 
 from chatd import wire
-from chatd.database import DatabaseHealth, make_pool
+from chatd.database import DatabaseHealth
 from chatd.wire import PRIVATE, ROOM, ChatError
-from chatd.writer import GroupCommit, single_change
+from chatd.writer import Deliveries, GroupCommit, single_change
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _SCHEMA_FILE = re.compile(r"(\d+)_[\w-]+\.sql")
 
@@ -122,32 +127,24 @@ class Store:
         self,
         writer_pool: ConnectionPool,
         reader_pool: ConnectionPool,
+        *,
+        deliveries: Deliveries = nullcontext,
         now: Callable[[], float] = time.time,
     ) -> None:
         """
         @param writer_pool: a pool of exactly one connection: every write
             goes through it.
         @param reader_pool: the pool for reads.
+        @param deliveries: what the callbacks of each committed group of
+            writes run within (see L{GroupCommit}).
         @param now: the wall clock, for the commit time of each transaction.
         """
         self._writer_pool = writer_pool
         self._reader_pool = reader_pool
         self._health = DatabaseHealth()
-        self.writer = GroupCommit(writer_pool, self._health, now)
-
-    @classmethod
-    async def open(cls, path: str, reactor: IReactorCore) -> Store:
-        """
-        Open (creating it if need be) the database at C{path} and bring its
-        schema up to date.
-        """
-        store = cls(make_pool(path, reactor, 1), make_pool(path, reactor, 2))
-        try:
-            await store.migrate()
-        except BaseException:
-            store.close()
-            raise
-        return store
+        #: Every write goes through it; L{GroupCommit.idle} tells when they
+        #: have all committed.
+        self.writer = GroupCommit(writer_pool, self._health, now, deliveries=deliveries)
 
     def migrate(self) -> Deferred[None]:
         """
@@ -212,11 +209,7 @@ class Store:
         @return: a page of the private conversation of C{a} and C{b},
             oldest first, and whether more exist in the direction asked.
         """
-        low, high = min(a, b), max(a, b)
-        where = (
-            "target_type = 0 AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
-        )
-        return self._read(_history_txn, where, (low, high), before, after, limit)
+        return self._read(_private_history_txn, min(a, b), max(a, b), before, after, limit)
 
     def room_history(
         self,
@@ -232,8 +225,7 @@ class Store:
         @return: a page of the room's messages with ids from C{since} on,
             oldest first, and whether more exist in the direction asked.
         """
-        where = "target_type = 1 AND target_id = ? AND id >= ?"
-        return self._read(_history_txn, where, (room_id, since), before, after, limit)
+        return self._read(_room_history_txn, room_id, since, before, after, limit)
 
     # Writes: each is one job for the writer.
 
@@ -392,13 +384,46 @@ def _load_directory_txn(txn: Transaction) -> Snapshot:
     return directory
 
 
+_Record = TypeVar("_Record", bound="DataclassInstance")
+
+
+def _rows(txn: Transaction, record: type[_Record]) -> list[_Record]:
+    """
+    @param record: a dataclass whose fields are named as the columns of the
+        statement C{txn} ran last.
+    @return: that statement's rows, each as a C{record} built by column
+        name (not position).
+    @raise ValueError: when the columns are not exactly the fields.
+    """
+    columns = tuple(column[0] for column in txn.description)
+    pick = _pickers.get((record, columns))
+    if pick is None:
+        names = [f.name for f in fields(record)]
+        if sorted(names) != sorted(columns):
+            raise ValueError(f"columns {columns} do not match the fields of {record.__name__}")
+        pick = itemgetter(*[columns.index(name) for name in names])
+        if len(names) == 1:
+            pick = _one(pick)
+        _pickers[record, columns] = pick
+    return [record(*pick(row)) for row in txn.fetchall()]
+
+
+def _one(get: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[Any]], tuple[Any]]:
+    return lambda row: (get(row),)
+
+
+# (record, its statement's columns) -> the function from a row to the
+# record's fields in order: one per statement shape, computed once.
+_pickers: dict[tuple[type[Any], tuple[str, ...]], Callable[[Sequence[Any]], Sequence[Any]]] = {}
+
+
 def _credentials_txn(txn: Transaction, username: str) -> Credentials | None:
     txn.execute(
         "SELECT id, username, password_hash FROM users WHERE username = ? COLLATE NOCASE",
         (username,),
     )
-    row = txn.fetchone()
-    return Credentials(*row) if row else None
+    found = _rows(txn, Credentials)
+    return found[0] if found else None
 
 
 def _friend_requests_txn(txn: Transaction, user_id: int) -> list[int]:
@@ -410,80 +435,131 @@ def _friend_requests_txn(txn: Transaction, user_id: int) -> list[int]:
     return [row[0] for row in txn.fetchall()]
 
 
+# Reads of messages by conversation name the target type as a literal
+# (0 is wire.PRIVATE, 1 is wire.ROOM), the condition of the partial index
+# the read needs.  With a bound parameter SQLite still picks the index, but
+# it recompiles the statement at each run to check the value, and keeps the
+# term as a filter, reading every row's target_type from the table: a count
+# that could be answered from the index alone reads the table instead (ten
+# times slower).  tests.test_store checks that the literals are the
+# constants.
+
+
 def _unread_txn(
     txn: Transaction, user_id: int, friend_ids: list[int], rooms: dict[int, int]
 ) -> list[Unread]:
+    # Two statements whatever the number of conversations: each walks the
+    # user's conversations (a JSON array, in the caller's order), counts each
+    # one's unread messages with one range of its partial index, and looks
+    # up the newest message only of those with something unread.
     txn.execute("BEGIN")
     txn.execute(
-        "SELECT target_type, target_id, message_id FROM read_markers WHERE user_id = ?",
-        (user_id,),
+        "WITH friends AS MATERIALIZED ("
+        "   SELECT f.key AS position, f.value AS friend_id,"
+        "     min(f.value, ?) AS low, max(f.value, ?) AS high,"
+        "     (SELECT count(*) FROM messages"
+        "      WHERE target_type = 0"
+        "        AND min(sender_id, target_id) = min(f.value, ?)"
+        "        AND max(sender_id, target_id) = max(f.value, ?)"
+        "        AND id > coalesce(r.message_id, 0) AND sender_id = f.value) AS count"
+        "   FROM json_each(?) AS f"
+        "   LEFT JOIN read_markers AS r"
+        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = f.value"
+        " )"
+        " SELECT ? AS target_type, friend_id AS target_id, count,"
+        "   (SELECT max(id) FROM messages"
+        "    WHERE target_type = 0 AND min(sender_id, target_id) = low"
+        "      AND max(sender_id, target_id) = high) AS last_message_id"
+        " FROM friends WHERE count > 0 ORDER BY position",
+        (user_id, user_id, user_id, user_id, json.dumps(friend_ids), user_id, PRIVATE, PRIVATE),
     )
-    markers = {(tt, tid): mid for tt, tid, mid in txn.fetchall()}
-    found = []
-    for friend_id in friend_ids:
-        low, high = min(user_id, friend_id), max(user_id, friend_id)
-        txn.execute(
-            "SELECT count(*) FROM messages"
-            " WHERE target_type = 0 AND min(sender_id, target_id) = ?"
-            " AND max(sender_id, target_id) = ? AND id > ? AND sender_id = ?",
-            (low, high, markers.get((PRIVATE, friend_id), 0), friend_id),
-        )
-        count = txn.fetchone()[0]
-        if count:
-            txn.execute(
-                "SELECT max(id) FROM messages WHERE target_type = 0"
-                " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?",
-                (low, high),
-            )
-            found.append(Unread(PRIVATE, friend_id, count, txn.fetchone()[0]))
-    for room_id, joined in rooms.items():
-        since = max(markers.get((ROOM, room_id), 0) + 1, joined)
-        txn.execute(
-            "SELECT count(*) FROM messages WHERE target_type = 1 AND target_id = ?"
-            " AND id >= ? AND sender_id <> ?",
-            (room_id, since, user_id),
-        )
-        count = txn.fetchone()[0]
-        if count:
-            txn.execute(
-                "SELECT max(id) FROM messages WHERE target_type = 1 AND target_id = ?",
-                (room_id,),
-            )
-            found.append(Unread(ROOM, room_id, count, txn.fetchone()[0]))
+    found = _rows(txn, Unread)
+    txn.execute(
+        "WITH joined AS MATERIALIZED ("
+        "   SELECT j.key AS position, j.value ->> 0 AS room_id,"
+        "     (SELECT count(*) FROM messages"
+        "      WHERE target_type = 1 AND target_id = j.value ->> 0"
+        "        AND id >= max(coalesce(r.message_id, 0) + 1, j.value ->> 1)"
+        "        AND sender_id <> ?) AS count"
+        "   FROM json_each(?) AS j"
+        "   LEFT JOIN read_markers AS r"
+        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = j.value ->> 0"
+        " )"
+        " SELECT ? AS target_type, room_id AS target_id, count,"
+        "   (SELECT max(id) FROM messages"
+        "    WHERE target_type = 1 AND target_id = joined.room_id) AS last_message_id"
+        " FROM joined WHERE count > 0 ORDER BY position",
+        (user_id, json.dumps(list(rooms.items())), user_id, ROOM, ROOM),
+    )
+    found += _rows(txn, Unread)
     return found
 
 
-_MESSAGE_COLUMNS = "id, client_msg_id, sender_id, target_type, target_id, kind, body, created_at"
+_MESSAGE_COLUMNS = (
+    "id, client_msg_id, sender_id, target_type, target_id, kind, body, created_at AS time"
+)
 
 
-def _history_txn(
-    txn: Transaction,
-    where: str,
-    params: tuple[int, ...],
-    before: int | None,
-    after: int | None,
-    limit: int,
+def _private_history_txn(
+    txn: Transaction, low: int, high: int, before: int | None, after: int | None, limit: int
 ) -> tuple[list[StoredMessage], bool]:
     # One row more than asked tells whether more exist in that direction.
     if after is not None:
         txn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} AND id > ? ORDER BY id LIMIT ?",
-            (*params, after, limit + 1),
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE target_type = 0"
+            " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
+            " AND id > ? ORDER BY id LIMIT ?",
+            (low, high, after, limit + 1),
         )
-        rows = txn.fetchall()
-    else:
-        bound = before if before is not None else wire.MAX_INT
+        return _page_after(_rows(txn, StoredMessage), limit)
+    txn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        " WHERE target_type = 0"
+        " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
+        " AND id < ? ORDER BY id DESC LIMIT ?",
+        (low, high, wire.MAX_INT if before is None else before, limit + 1),
+    )
+    return _page_before(_rows(txn, StoredMessage), limit)
+
+
+def _room_history_txn(
+    txn: Transaction, room_id: int, since: int, before: int | None, after: int | None, limit: int
+) -> tuple[list[StoredMessage], bool]:
+    # One row more than asked tells whether more exist in that direction.
+    if after is not None:
         txn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} AND id < ?"
-            " ORDER BY id DESC LIMIT ?",
-            (*params, bound, limit + 1),
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            " WHERE target_type = 1 AND target_id = ? AND id >= ?"
+            " AND id > ? ORDER BY id LIMIT ?",
+            (room_id, since, after, limit + 1),
         )
-        rows = txn.fetchall()
-        rows.reverse()
-    has_more = len(rows) > limit
-    if has_more:
-        rows = rows[:limit] if after is not None else rows[1:]
-    return [StoredMessage(*row) for row in rows], has_more
+        return _page_after(_rows(txn, StoredMessage), limit)
+    txn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+        " WHERE target_type = 1 AND target_id = ? AND id >= ?"
+        " AND id < ? ORDER BY id DESC LIMIT ?",
+        (room_id, since, wire.MAX_INT if before is None else before, limit + 1),
+    )
+    return _page_before(_rows(txn, StoredMessage), limit)
+
+
+def _page_after(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
+    """
+    @param messages: up to C{limit + 1} messages, oldest first.
+    @return: the oldest C{limit}, and whether there were more.
+    """
+    return messages[:limit], len(messages) > limit
+
+
+def _page_before(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
+    """
+    @param messages: up to C{limit + 1} messages, newest first.
+    @return: the newest C{limit}, oldest first, and whether there were more.
+    """
+    page = messages[:limit]
+    page.reverse()
+    return page, len(messages) > limit
 
 
 @single_change
@@ -522,21 +598,22 @@ def _add_message_txn(
     )
     if txn.rowcount == 1:
         message = StoredMessage(
-            txn.lastrowid,
-            client_msg_id,
-            sender_id,
-            target_type,
-            target_id,
-            kind,
-            body,
-            stamp,
+            id=txn.lastrowid,
+            client_msg_id=client_msg_id,
+            sender_id=sender_id,
+            target_type=target_type,
+            target_id=target_id,
+            kind=kind,
+            body=body,
+            time=stamp,
         )
         return message, True
     txn.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?",
         (sender_id, client_msg_id),
     )
-    return StoredMessage(*txn.fetchone()), False
+    (message,) = _rows(txn, StoredMessage)
+    return message, False
 
 
 def _add_friend_txn(txn: Transaction, stamp: str, user_id: int, target_id: int) -> str:

@@ -42,6 +42,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: the commit's timestamp, then its own arguments.
 Job = Callable[Concatenate[Transaction, str, P], T]
 
+#: Makes the context a committed group's callbacks run within.
+Deliveries = Callable[[], AbstractContextManager[Any]]
+
 
 def single_change(job: F) -> F:
     """
@@ -75,20 +78,25 @@ class GroupCommit:
         pool: ConnectionPool,
         health: DatabaseHealth,
         now: Callable[[], float] = time.time,
+        *,
+        deliveries: Deliveries = nullcontext,
     ) -> None:
         """
         @param pool: a pool with exactly one connection (C{cp_max=1}).
+        @param health: where database failures are told.
         @param now: the wall clock, read in the writer thread for each
             transaction's timestamp.
+        @param deliveries: what each committed group's callbacks run within:
+            the server's L{chatd.sessions.Sessions.batch}, which gathers
+            their pushes into one write per connection.  By default,
+            nothing.
         """
         self._pool = pool
         self._health = health
         self._now = now
+        self._deliveries = deliveries
         self._queue: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = []
         self._in_flight: Deferred[None] | None = None
-        #: What a group's callbacks run within: L{chatd.sessions.Sessions.batch}
-        #: gathers their pushes into one write per connection.
-        self.deliveries: Callable[[], AbstractContextManager[Any]] = nullcontext
         self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0
         self.largest_batch = 0
@@ -175,7 +183,7 @@ class GroupCommit:
             self._health.succeeded()
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(waiters))
-            with self.deliveries():
+            with self._deliveries():
                 for d, (ok, value) in zip(waiters, outcome, strict=True):
                     if ok:
                         d.callback(value)

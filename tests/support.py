@@ -10,19 +10,18 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import wire
+from chatd import assembly, wire
 from chatd.database import make_pool
-from chatd.directory import Directory
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol, Limits
 from chatd.server import ChatServer
-from chatd.sessions import Sessions
 from chatd.store import Store
 
 
@@ -69,6 +68,21 @@ class ImmediateReactor(MemoryReactorClock):
 FIXED_NOW = 1795500030.123
 
 
+def inline_pools(
+    path: str, reactor: ImmediateReactor, busy_timeout_ms: int = 5000
+) -> tuple[ConnectionPool, ConnectionPool]:
+    """
+    @return: the writer's pool and the readers' pool on the SQLite file at
+        C{path}, running their SQL synchronously on the calling thread.
+    """
+    pools = []
+    for connections in (1, 2):
+        pool = make_pool(path, reactor, connections, busy_timeout_ms)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        pools.append(pool)
+    return pools[0], pools[1]
+
+
 def open_store(
     testcase: SynchronousTestCase,
     reactor: ImmediateReactor,
@@ -82,12 +96,7 @@ def open_store(
     """
     if path is None:
         path = testcase.mktemp() + ".sqlite3"
-    pools = []
-    for connections in (1, 2):
-        pool = make_pool(path, reactor, connections, busy_timeout_ms)
-        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
-        pools.append(pool)
-    store = Store(pools[0], pools[1], now=lambda: FIXED_NOW)
+    store = Store(*inline_pools(path, reactor, busy_timeout_ms), now=lambda: FIXED_NOW)
     testcase.successResultOf(store.migrate())
     testcase.addCleanup(store.close)
     return store
@@ -127,24 +136,36 @@ class FakeSession:
 
 class ServerHarness:
     """
-    A L{ChatServer} made of real parts on a temporary database, run
-    synchronously: every Deferred it returns has fired by the time the call
-    returns.
+    A L{ChatServer} made of real parts on a temporary database (by default
+    a new one in the test's temporary directory), wired by
+    L{chatd.assembly.assemble} and run synchronously: every Deferred it
+    returns has fired by the time the call returns.
     """
 
     def __init__(self, testcase: SynchronousTestCase, path: str | None = None) -> None:
         self.testcase = testcase
         self.reactor = ImmediateReactor()
-        self.store = open_store(testcase, self.reactor, path)
-        self.passwords = Passwords(self.reactor, cheap_hasher(), InlineThreadPool())  # type: ignore[arg-type]
-        self.passwords.start()
-        self.directory = Directory.from_snapshot(
-            testcase.successResultOf(self.store.load_directory())
+        if path is None:
+            path = testcase.mktemp() + ".sqlite3"
+        passwords = Passwords(self.reactor, cheap_hasher(), InlineThreadPool())  # type: ignore[arg-type]
+        assembled = testcase.successResultOf(
+            Deferred.fromCoroutine(
+                assembly.assemble(
+                    *inline_pools(path, self.reactor),
+                    passwords,
+                    self.reactor,
+                    now=lambda: FIXED_NOW,
+                )
+            )
         )
-        self.sessions = Sessions()
-        self.server = ChatServer(
-            self.store, self.passwords, self.sessions, self.directory, self.reactor
-        )
+        testcase.addCleanup(assembled.store.close)
+        testcase.addCleanup(assembled.passwords.stop)
+        self.assembly = assembled
+        self.store = assembled.store
+        self.passwords = assembled.passwords
+        self.directory = assembled.directory
+        self.sessions = assembled.sessions
+        self.server = assembled.server
 
     def call(self, session: Any, kind: str, **fields: Any) -> Any:
         """
@@ -258,31 +279,27 @@ async def start_server(
     testcase: Any, path: str | None = None, limits: Limits | None = None
 ) -> RunningServer:
     """
-    Start a chatd server on a loopback port of the global reactor, on a
-    new database in the test's temporary directory (or C{path}), with cheap
-    password hashing.  It stops when the test ends; the test closes its own
-    client connections.
+    Start a chatd server (L{chatd.assembly.open}) on a loopback port of the
+    global reactor, on a new database in the test's temporary directory (or
+    C{path}), with cheap password hashing.  It stops when the test ends; the
+    test closes its own client connections.
     """
     from twisted.internet import reactor
 
-    from chatd.protocol import ChatFactory
-
-    store = await Store.open(path or testcase.mktemp() + ".sqlite3", reactor)
-    directory = Directory.from_snapshot(await store.load_directory())
-    passwords = Passwords(reactor, cheap_hasher())
-    passwords.start()
-    server = ChatServer(store, passwords, Sessions(), directory, reactor)
-    factory = ChatFactory(limits or Limits(), reactor, server)
-    listening = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    assembled = await assembly.open(
+        path or testcase.mktemp() + ".sqlite3",
+        reactor,
+        limits or Limits(),
+        insecure_fast_hashes=True,
+    )
+    listening = reactor.listenTCP(0, assembled.factory, interface="127.0.0.1")
 
     async def stop() -> None:
         await listening.stopListening()
-        await store.writer.idle()
-        passwords.stop()
-        store.close()
+        await assembled.close()
 
     testcase.addCleanup(lambda: Deferred.fromCoroutine(stop()))
-    return RunningServer(server, store, listening)
+    return RunningServer(assembled.server, assembled.store, listening)
 
 
 class WireClient(Int32StringReceiver):

@@ -255,13 +255,40 @@ class RoomTests(TestCase):
             message = got.get("message")
             if isinstance(message, dict):
                 self.assertRegex(message.pop("time"), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-                # PROTOCOL.md 3 makes client_msg_id part of every Message
-                # (null when the sender gave none); the example leaves it out.
-                self.assertIsNone(message.pop("client_msg_id"))
         for want in expected:
+            _drop_unbuilt(want)
             if isinstance(want.get("message"), dict):
                 del want["message"]["time"]
         self.assertEqual(received, expected)
+
+
+# Keys of the version 2 example that belong to sections not built yet; each
+# issue that builds one removes its keys here, so the example is checked in
+# full once version 2 is.
+_UNBUILT_TOP = {"token"}  # sessions (section 13)
+_UNBUILT_ROOM = {"topic"}  # moderation (section 12)
+_UNBUILT_MEMBER = {"role"}  # moderation (section 12)
+_UNBUILT_MESSAGE = {"edited_at", "deleted", "reply_to", "mentions", "reactions", "file"}  # 10, 14
+
+
+def _drop_unbuilt(frame: dict) -> None:
+    """
+    Remove from an expected frame of the example the keys of sections that
+    are not built yet.
+    """
+    for key in _UNBUILT_TOP:
+        frame.pop(key, None)
+    room = frame.get("room")
+    if isinstance(room, dict):
+        for key in _UNBUILT_ROOM:
+            room.pop(key, None)
+        for member in room.get("members", []):
+            for key in _UNBUILT_MEMBER:
+                member.pop(key, None)
+    message = frame.get("message")
+    if isinstance(message, dict):
+        for key in _UNBUILT_MESSAGE:
+            message.pop(key, None)
 
 
 def _protocol_md() -> str:

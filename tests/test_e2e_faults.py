@@ -21,7 +21,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
 from chatd.protocol import Limits
-from chatd.tap import ChatService
+from chatd.service import ChatService
 from tests.support import WireClient, logged_in, start_server
 
 UNLIMITED = Limits(rate=1e9, burst=10**9)
@@ -200,6 +200,7 @@ class TLSTests(TestCase):
             self.mktemp() + ".sqlite3",
             Limits(),
             reactor,
+            install_signals=lambda on_signal: lambda: None,
         )
         service.privilegedStartService()
         service.startService()

@@ -6,49 +6,17 @@ clean shutdown on SIGTERM.
 from __future__ import annotations
 
 import os
-import re
-import sys
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
+from tests.chatd_process import ServerProcess, spawn_chatd
 from tests.support import WireClient, logged_in, wire_client
 
 PASSWORD = "secret1"
-
-
-class ServerProcess(ProcessProtocol):
-    """
-    A C{twistd -n chatd} process: C{ready} fires with its port once it
-    serves, C{ended} with its exit code (or the signal that killed it).
-    """
-
-    def __init__(self) -> None:
-        self.ready: Deferred[int] = Deferred()
-        self.ended: Deferred[Any] = Deferred()
-        self.output = b""
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        match = re.search(rb"chatd ready on .*?port=(\d+)", self.output)
-        if match and not self.ready.called:
-            self.ready.callback(int(match.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        if not self.ready.called:
-            self.ready.errback(RuntimeError(self.output.decode(errors="replace")))
-        value = reason.value
-        if isinstance(value, ProcessDone):
-            self.ended.callback(0)
-        elif isinstance(value, ProcessTerminated):
-            self.ended.callback(value.signal if value.signal is not None else value.exitCode)
 
 
 async def start_process(testcase: TestCase, db: str) -> tuple[ServerProcess, Any, int]:
@@ -58,24 +26,8 @@ async def start_process(testcase: TestCase, db: str) -> tuple[ServerProcess, Any
 
     @return: the process protocol, its transport, and the port.
     """
-    process = ServerProcess()
-    argv = [
-        sys.executable,
-        "-c",
-        "from twisted.scripts.twistd import run; run()",
-        "--nodaemon",
-        "--pidfile=",
-        "chatd",
-        "--port",
-        "tcp:0:interface=127.0.0.1",
-        "--db",
-        db,
-        "--rate",
-        "10000",
-        "--burst",
-        "10000",
-    ]
-    transport = reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ))
+    process = spawn_chatd(db, "--rate", "10000", "--burst", "10000")
+    transport = process.transport
 
     def kill() -> Deferred[Any] | None:
         if process.ended.called:

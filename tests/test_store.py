@@ -10,11 +10,22 @@ from contextlib import closing
 from typing import Any
 
 from twisted.enterprise.adbapi import Transaction
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
 from chatd.database import make_pool
-from chatd.store import Store, StoredMessage, Unread, schema_files
+from chatd.store import (
+    Credentials,
+    Store,
+    StoredMessage,
+    Unread,
+    _private_history_txn,
+    _room_history_txn,
+    _rows,
+    _unread_txn,
+    schema_files,
+)
 from chatd.wire import PRIVATE, ROOM, ChatError
 from tests.support import ImmediateReactor, InlineThreadPool, open_store
 
@@ -58,6 +69,16 @@ class StoreTestCase(SynchronousTestCase):
         self.reactor = ImmediateReactor()
         self.path = self.mktemp() + ".sqlite3"
         self.store = open_store(self, self.reactor, self.path)
+
+    def interact(self, interaction: Any, *args: Any) -> Deferred[Any]:
+        """
+        @return: the result of C{interaction} run on a connection of a pool
+            of its own to the test's file.
+        """
+        pool = make_pool(self.path, self.reactor, 1)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        self.addCleanup(pool.close)
+        return pool.runInteraction(interaction, *args)
 
     def add_user(self, name: str, store: Store | None = None) -> int:
         return self.successResultOf((store or self.store).add_user(name, "hash-" + name))
@@ -504,6 +525,113 @@ class UnreadTests(StoreTestCase):
         self.assertEqual([(u.target_id, u.count) for u in unread], [(self.bob, 1)])
 
 
+class ManyConversationsUnreadTests(StoreTestCase):
+    """
+    Unread counts over many friends and rooms at once, as a login asks.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.me = self.add_user("me")
+        self.bob, self.carol, self.dave, self.erin = (
+            self.add_user(name) for name in ("bob", "carol", "dave", "erin")
+        )
+        for friend in (self.bob, self.carol, self.dave):
+            self.befriend(self.me, friend)
+
+    def join(self, room: int, user: int) -> int:
+        return self.successResultOf(self.store.join_room(room, user, user, "joined")).id
+
+    def test_friends_and_rooms(self) -> None:
+        """
+        Each friend counts their messages after the user's marker; each room
+        counts others' messages from the later of the marker's next message
+        and the latest join; own messages never count but may be
+        C{last_message_id}, the newest of the conversation; conversations
+        with nothing unread are left out; the entries keep the order asked.
+        """
+        store = self.store
+        lobby = self.successResultOf(store.create_room("lobby", self.bob, "made")).target_id
+        later = self.successResultOf(store.create_room("later", self.carol, "made")).target_id
+        quiet = self.successResultOf(store.create_room("quiet", self.dave, "made")).target_id
+        lobby_joined = self.join(lobby, self.me)
+        self.join(lobby, self.carol)
+        self.join(quiet, self.me)
+        # bob: two unread, then my reply is the newest message.
+        self.add_message(self.bob, PRIVATE, self.me, "b1")
+        self.add_message(self.bob, PRIVATE, self.me, "b2")
+        my_reply = self.add_message(self.me, PRIVATE, self.bob, "mine")
+        # carol: three, the first read.
+        c1 = self.add_message(self.carol, PRIVATE, self.me, "c1")
+        self.add_message(self.carol, PRIVATE, self.me, "c2")
+        c3 = self.add_message(self.carol, PRIVATE, self.me, "c3")
+        self.successResultOf(store.mark_read(self.me, PRIVATE, self.carol, c1.id))
+        # dave: only mine; erin is not asked about (not a friend).
+        self.add_message(self.me, PRIVATE, self.dave, "to dave")
+        self.add_message(self.erin, PRIVATE, self.me, "from erin")
+        # lobby: read up to l1; then others' l2, l3 and mine.
+        l1 = self.add_message(self.bob, ROOM, lobby, "l1")
+        self.successResultOf(store.mark_read(self.me, ROOM, lobby, l1.id))
+        self.add_message(self.carol, ROOM, lobby, "l2")
+        self.add_message(self.bob, ROOM, lobby, "l3")
+        mine_in_lobby = self.add_message(self.me, ROOM, lobby, "mine")
+        # later: two messages before I join (not seen), a marker older than
+        # my join, then one message after it.
+        e1 = self.add_message(self.carol, ROOM, later, "early 1")
+        self.add_message(self.carol, ROOM, later, "early 2")
+        self.successResultOf(store.mark_read(self.me, ROOM, later, e1.id))
+        later_joined = self.join(later, self.me)
+        after_join = self.add_message(self.carol, ROOM, later, "after")
+        # quiet: everything read.
+        q1 = self.add_message(self.dave, ROOM, quiet, "q1")
+        self.successResultOf(store.mark_read(self.me, ROOM, quiet, q1.id))
+        unread = self.successResultOf(
+            store.unread(
+                self.me,
+                [self.carol, self.dave, self.bob],
+                {later: later_joined, quiet: 1, lobby: lobby_joined},
+            )
+        )
+        self.assertEqual(
+            unread,
+            [
+                Unread(PRIVATE, self.carol, 2, c3.id),
+                Unread(PRIVATE, self.bob, 2, my_reply.id),
+                Unread(ROOM, later, 1, after_join.id),
+                Unread(ROOM, lobby, 2, mine_in_lobby.id),
+            ],
+        )
+
+    def test_nothing_asked(self) -> None:
+        """
+        No friends and no rooms: nothing unread.
+        """
+        self.add_message(self.bob, PRIVATE, self.me, "b1")
+        self.assertEqual(self.successResultOf(self.store.unread(self.me, [], {})), [])
+
+    def test_many(self) -> None:
+        """
+        Hundreds of conversations give one entry each, with its own count.
+        """
+        friends = [self.add_user(f"f{i}") for i in range(150)]
+        rooms = {}
+        for i, friend in enumerate(friends):
+            self.befriend(self.me, friend)
+            for _ in range(i % 3):
+                self.add_message(friend, PRIVATE, self.me, "hi")
+        for i in range(60):
+            room = self.successResultOf(self.store.create_room(f"r{i}", self.me, "made"))
+            rooms[room.target_id] = room.id
+            for _ in range(i % 4):
+                self.add_message(self.bob, ROOM, room.target_id, "hi")
+        unread = self.successResultOf(self.store.unread(self.me, friends, rooms))
+        counts = {(u.target_type, u.target_id): u.count for u in unread}
+        expected = {(PRIVATE, f): i % 3 for i, f in enumerate(friends) if i % 3}
+        expected.update({(ROOM, r): i % 4 for i, r in enumerate(rooms) if i % 4})
+        self.assertEqual(counts, expected)
+        self.assertEqual(len(unread), len(expected))
+
+
 class FriendTests(StoreTestCase):
     """
     Friend requests and friendships.
@@ -634,3 +762,132 @@ class DirectoryLoadTests(StoreTestCase):
         later = self.successResultOf(reopened.add_message(users[0], PRIVATE, users[1], "later"))
         self.assertGreater(later[0].id, message.id)
         self.assertEqual(later[0].time, "2026-11-24T06:00:30.123Z")
+
+
+class RowsTests(StoreTestCase):
+    """
+    Rows become records by column name.
+    """
+
+    def rows(self, sql: str) -> Deferred[list[Credentials]]:
+        def interaction(txn: Transaction) -> list[Credentials]:
+            txn.execute(sql)
+            return _rows(txn, Credentials)
+
+        return self.interact(interaction)
+
+    def test_by_name(self) -> None:
+        """
+        Columns in any order fill the fields of their names.
+        """
+        user_id = self.add_user("alice")
+        expected = [Credentials(user_id, "alice", "hash-alice")]
+        for sql in [
+            "SELECT id, username, password_hash FROM users",
+            "SELECT password_hash, id, username FROM users",
+        ]:
+            self.assertEqual(self.successResultOf(self.rows(sql)), expected)
+
+    def test_columns_must_match(self) -> None:
+        """
+        A missing, extra or misnamed column is an error, not a shifted field.
+        """
+        self.add_user("alice")
+        for sql in [
+            "SELECT id, username FROM users",
+            "SELECT id, username, password_hash, created_at FROM users",
+            "SELECT id, username AS name, password_hash FROM users",
+        ]:
+            self.failureResultOf(self.rows(sql), ValueError)
+
+
+class RecordingTransaction:
+    """
+    A transaction that records the statements run through it.
+    """
+
+    def __init__(self, txn: Transaction) -> None:
+        self._txn = txn
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.statements.append((sql, params))
+        self._txn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._txn, name)
+
+
+class QueryPlanTests(StoreTestCase):
+    """
+    The reads of messages seek the partial indexes instead of scanning.
+    """
+
+    def plans(self, interaction: Any, *args: Any) -> list[list[str]]:
+        """
+        @return: the query plan of each statement C{interaction} runs.
+        """
+
+        def run(txn: Transaction) -> list[list[str]]:
+            recording = RecordingTransaction(txn)
+            interaction(recording, *args)
+            plans = []
+            for sql, params in recording.statements:
+                if sql != "BEGIN":
+                    txn.execute("EXPLAIN QUERY PLAN " + sql, params)
+                    plans.append([row[3] for row in txn.fetchall()])
+            return plans
+
+        result: list[list[str]] = self.successResultOf(self.interact(run))
+        return result
+
+    def assert_seeks(self, plans: list[list[str]], index: str, searches: int) -> None:
+        """
+        Every access to C{messages} in C{plans} is a search of C{index},
+        C{searches} of them in all.
+        """
+        accesses = [step for plan in plans for step in plan if " messages " in step + " "]
+        self.assertEqual(len(accesses), searches, accesses)
+        for step in accesses:
+            self.assertTrue(step.startswith(f"SEARCH messages USING INDEX {index} ("), step)
+
+    def test_unread(self) -> None:
+        """
+        The unread counts and newest ids of friends and rooms each seek
+        their partial index: two statements, two searches each.
+        """
+        plans = self.plans(_unread_txn, 1, [2, 3], {1: 1, 2: 1})
+        self.assertEqual(len(plans), 2)
+        self.assert_seeks(plans[:1], "messages_private", 2)
+        self.assert_seeks(plans[1:], "messages_room", 2)
+
+    def test_history(self) -> None:
+        """
+        Pages of private and room history, either way, seek the partial
+        index of their kind of conversation.
+        """
+        for before, after in [(None, None), (10, None), (None, 3)]:
+            self.assert_seeks(
+                self.plans(_private_history_txn, 1, 2, before, after, 50), "messages_private", 1
+            )
+            self.assert_seeks(
+                self.plans(_room_history_txn, 1, 1, before, after, 50), "messages_room", 1
+            )
+
+    def test_literals_are_the_wire_constants(self) -> None:
+        """
+        The partial indexes, whose conditions the store's reads repeat as
+        literals, select the target types of L{chatd.wire}.
+        """
+        rows = query(
+            self.path,
+            "SELECT name, sql FROM sqlite_master WHERE name IN ('messages_private', 'messages_room')",
+        )
+        conditions = {name: sql.rsplit("WHERE", 1)[1].strip() for name, sql in rows}
+        self.assertEqual(
+            conditions,
+            {
+                "messages_private": f"target_type = {PRIVATE}",
+                "messages_room": f"target_type = {ROOM}",
+            },
+        )

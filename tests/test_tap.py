@@ -6,18 +6,42 @@ stops.
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
+from contextlib import closing
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.protocol import Limits
-from chatd.tap import ChatService, Options, makeService
+from chatd.service import ChatService, _Handover, install_stop_signals
+from chatd.tap import Options, makeService
 from tests.support import wire_client
+
+
+class RecordedSignals:
+    """
+    Stands in for L{install_stop_signals}: records the handler instead of
+    installing it, and whether the service put the old handlers back.
+    """
+
+    def __init__(self) -> None:
+        self.handlers: list[Callable[[int], None]] = []
+        self.restored = 0
+
+    def __call__(self, on_signal: Callable[[int], None]) -> Callable[[], None]:
+        self.handlers.append(on_signal)
+        return self.restore
+
+    def restore(self) -> None:
+        self.restored += 1
 
 
 class OptionsTests(SynchronousTestCase):
@@ -35,7 +59,9 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["port"], "tcp:8998:backlog=1024")
         self.assertEqual(options["db"], "chatd.sqlite3")
         service = makeService(options)
-        self.assertEqual(service._limits, Limits(65536, 20.0, 50, 300.0, 1024 * 1024))
+        self.assertEqual(service.limits, Limits(65536, 20.0, 50, 300.0, 1024 * 1024))
+        self.assertEqual(service.limits, Limits())
+        self.assertFalse(service.insecure_fast_hashes)
 
     def test_endpoint(self) -> None:
         """
@@ -63,7 +89,15 @@ class OptionsTests(SynchronousTestCase):
                 "--max-pending=4096",
             ]
         )
-        self.assertEqual(makeService(options)._limits, Limits(1000, 5.0, 7, 60.0, 4096))
+        self.assertEqual(makeService(options).limits, Limits(1000, 5.0, 7, 60.0, 4096))
+
+    def test_insecure_fast_hashes(self) -> None:
+        """
+        --insecure-fast-hashes reaches the service.
+        """
+        options = Options()
+        options.parseOptions(["--insecure-fast-hashes"])
+        self.assertTrue(makeService(options).insecure_fast_hashes)
 
     def test_bad_number(self) -> None:
         """
@@ -79,6 +113,8 @@ class OptionsTests(SynchronousTestCase):
         text = str(Options())
         for name in ("port", "db", "max-frame", "rate", "burst", "idle-timeout", "max-pending"):
             self.assertIn(f"--{name}=", text)
+        self.assertIn("--insecure-fast-hashes", text)
+        self.assertIn("FOR TESTS AND BENCHMARKS ONLY", " ".join(text.split()))
 
     def test_plugin(self) -> None:
         """
@@ -101,7 +137,13 @@ class StartTests(TestCase):
         taken = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
         port = taken.getHost().port
-        service = ChatService(f"tcp:{port}:interface=127.0.0.1", self.mktemp(), Limits(), reactor)
+        service = ChatService(
+            f"tcp:{port}:interface=127.0.0.1",
+            self.mktemp(),
+            Limits(),
+            reactor,
+            install_signals=RecordedSignals(),
+        )
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertEqual(
@@ -115,7 +157,9 @@ class StartTests(TestCase):
         SystemExit naming the path, before anything listens.
         """
         path = os.path.join(self.mktemp(), "missing", "chatd.sqlite3")
-        service = ChatService("tcp:0:interface=127.0.0.1", path, Limits(), reactor)
+        service = ChatService(
+            "tcp:0:interface=127.0.0.1", path, Limits(), reactor, install_signals=RecordedSignals()
+        )
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertIn("chatd: cannot use the database", str(caught.exception))
@@ -127,8 +171,13 @@ class StartTests(TestCase):
         The service serves once started; stopping it kicks every session with
         shutdown and closes the database.
         """
+        signals = RecordedSignals()
         service = ChatService(
-            "tcp:0:interface=127.0.0.1", self.mktemp() + ".sqlite3", Limits(), reactor
+            "tcp:0:interface=127.0.0.1",
+            self.mktemp() + ".sqlite3",
+            Limits(),
+            reactor,
+            install_signals=signals,
         )
         service.privilegedStartService()
         service.startService()
@@ -140,7 +189,88 @@ class StartTests(TestCase):
         reply = await client.request("ping")
         self.assertEqual(reply["type"], "pong")
         await service.stopService()
+        kick = await client.push("server_kick")
+        self.assertEqual(kick["reason"], "shutdown")
         await client.lost
+        self.assertEqual((len(signals.handlers), signals.restored), (1, 1))
+
+    async def test_backlog_until_ready(self) -> None:
+        """
+        A client that connects once the port is bound, before the database
+        is open, waits and is served once the service has started.
+        """
+        service = ChatService(
+            "tcp:0:interface=127.0.0.1",
+            self.mktemp() + ".sqlite3",
+            Limits(),
+            reactor,
+            install_signals=RecordedSignals(),
+        )
+        service.privilegedStartService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        client = await wire_client(self, service._port.getHost().port)
+        pong = client.request("ping")
+        service.startService()
+        assert service._started is not None
+        await service._started
+        self.assertEqual((await pong)["type"], "pong")
+
+    def test_handover_refuses_until_served(self) -> None:
+        """
+        The factory the port is bound with builds no protocol before the
+        server's factory is handed to it.
+        """
+        self.assertIsNone(_Handover().buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
+
+    async def test_insecure_fast_hashes(self) -> None:
+        """
+        With insecure_fast_hashes the passwords are stored hashed with the
+        cheapest argon2 parameters.
+        """
+        path = self.mktemp() + ".sqlite3"
+        service = ChatService(
+            "tcp:0:interface=127.0.0.1",
+            path,
+            Limits(),
+            reactor,
+            insecure_fast_hashes=True,
+            install_signals=RecordedSignals(),
+        )
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        assert service._started is not None
+        await service._started
+        client = await wire_client(self, service._port.getHost().port)
+        reply = await client.request("register", username="ann", password="secret1")
+        self.assertEqual(reply["type"], "register_successful")
+        await service.stopService()
+        with closing(sqlite3.connect(path)) as connection:
+            (stored,) = connection.execute("SELECT password_hash FROM users").fetchone()
+        self.assertTrue(stored.startswith("$argon2id$v=19$m=8,t=1,p=1$"), stored)
+
+
+class SignalTests(SynchronousTestCase):
+    """
+    The handler of SIGTERM and SIGINT, and putting back the ones it replaced.
+    """
+
+    def test_install_then_restore(self) -> None:
+        """
+        L{install_stop_signals} makes SIGTERM and SIGINT call the handler
+        with the signal's number; what it returns puts the previous handlers
+        back.
+        """
+        numbers = (signal.SIGTERM, signal.SIGINT)
+        before = [signal.getsignal(number) for number in numbers]
+        for number, handler in zip(numbers, before, strict=True):
+            self.addCleanup(signal.signal, number, handler)
+        received: list[int] = []
+        restore = install_stop_signals(received.append)
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+        self.assertEqual(received, [signal.SIGTERM, signal.SIGINT])
+        restore()
+        self.assertEqual([signal.getsignal(number) for number in numbers], before)
 
 
 class CommandTests(SynchronousTestCase):

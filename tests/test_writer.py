@@ -528,7 +528,12 @@ class SingleChangeTests(WriterTestCase):
             yield
             events.append("close")
 
-        self.writer.deliveries = deliveries
+        self.writer = GroupCommit(
+            self.pool,  # type: ignore[arg-type]
+            self.health,
+            lambda: next(self.clock),
+            deliveries=deliveries,
+        )
         self.writer.submit(insert, "a")
         for value in "bc":
             self.writer.submit(insert, value).addCallback(lambda _, v=value: events.append(v))

@@ -1,0 +1,142 @@
+"""
+The composition root: the one place where chatd's parts are made and
+wired to each other.
+
+The service (L{chatd.service}) and the tests both get their server from
+here, so a new collaborator is wired once.  Every part is handed what it
+needs through its constructor: the sessions' L{Sessions.batch} reaches the
+group commit through the store, the server reaches the factory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from chatd.database import make_pool
+from chatd.directory import Directory
+from chatd.passwords import Passwords, cheap_hasher
+from chatd.protocol import ChatFactory, Limits
+from chatd.server import ChatServer
+from chatd.sessions import Sessions
+from chatd.store import Store
+
+log = Logger()
+
+#: A server's limits unless told otherwise: those of PROTOCOL.md 8.
+_DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    """
+    A chatd server and the parts it is made of, wired, its database open
+    and its password threads started.
+
+    @ivar factory: what a port listens with.
+    """
+
+    store: Store
+    passwords: Passwords
+    sessions: Sessions
+    directory: Directory
+    server: ChatServer
+    factory: ChatFactory
+
+    async def shut_down(self, clock: IReactorTime, grace: float) -> None:
+        """
+        Stop reading requests, let every write commit (and its pushes go
+        out), kick everyone with C{shutdown}, wait up to C{grace} seconds
+        for them to close, then L{close}.  The port must have stopped
+        listening first.
+        """
+        for session in self.sessions.everyone():
+            session.stop_reading()
+        await self.store.writer.idle()
+        for session in self.sessions.everyone():
+            session.kick("shutdown")
+        # The reactor drops what is still buffered when it stops: give the
+        # kicks time to reach clients that are reading.
+        closed = self.sessions.all_closed()
+        closed.addTimeout(grace, clock)
+        try:
+            await closed
+        except defer.TimeoutError:
+            log.warn("Some clients did not read their shutdown notice")
+        await self.close()
+
+    async def close(self) -> None:
+        """
+        Let every write submitted so far commit, stop the password threads
+        and close the database.
+        """
+        await self.store.writer.idle()
+        self.passwords.stop()
+        self.store.close()
+
+
+async def assemble(
+    writer_pool: ConnectionPool,
+    reader_pool: ConnectionPool,
+    passwords: Passwords,
+    reactor: Any,
+    limits: Limits = _DEFAULT_LIMITS,
+    *,
+    now: Callable[[], float] = time.time,
+) -> Assembly:
+    """
+    Wire a chatd server on the database the pools reach: bring its schema
+    up to date, load the directory, start the password threads.  When the
+    database cannot be opened the pools are closed again and the error
+    raised.
+
+    @param writer_pool: a pool of exactly one connection, for every write.
+    @param reader_pool: the pool for reads.
+    @param passwords: the password hasher, not started yet.
+    @param reactor: the clock of the server and its connections, and the
+        reactor the pools and the password threads report to.
+    @param limits: the per-connection limits.
+    @param now: the wall clock of the commit timestamps.
+    """
+    sessions = Sessions()
+    store = Store(writer_pool, reader_pool, deliveries=sessions.batch, now=now)
+    try:
+        await store.migrate()
+        snapshot = await store.load_directory()
+    except BaseException:
+        store.close()
+        raise
+    directory = Directory.from_snapshot(snapshot)
+    passwords.start()
+    server = ChatServer(store, passwords, sessions, directory, reactor)
+    factory = ChatFactory(server, limits, reactor)
+    return Assembly(store, passwords, sessions, directory, server, factory)
+
+
+async def open(
+    path: str, reactor: Any, limits: Limits = _DEFAULT_LIMITS, *, insecure_fast_hashes: bool = False
+) -> Assembly:
+    """
+    Open (creating it if need be) the database at C{path} and wire a chatd
+    server on it with L{assemble}.
+
+    @param insecure_fast_hashes: hash passwords with the cheapest argon2
+        parameters (L{cheap_hasher}), for tests and benchmarks only: such
+        hashes protect nothing, and every login rehashes an account's
+        password with them.
+    """
+    hasher = cheap_hasher() if insecure_fast_hashes else None
+    return await assemble(
+        make_pool(path, reactor, 1),
+        make_pool(path, reactor, 2),
+        Passwords(reactor, hasher),
+        reactor,
+        limits,
+    )

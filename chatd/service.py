@@ -1,0 +1,234 @@
+"""
+The chatd service: it binds its port, opens the database, serves, and on
+stop (or SIGTERM/SIGINT) shuts down cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import error
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd import assembly
+from chatd.assembly import Assembly
+from chatd.protocol import ChatFactory, Limits
+
+#: Seconds a clean shutdown waits for kicked clients to close.
+SHUTDOWN_GRACE = 3.0
+
+#: Installs a handler of the stop signals; returns what puts the previous
+#: handlers back.
+InstallSignals = Callable[[Callable[[int], None]], Callable[[], None]]
+
+
+def install_stop_signals(on_signal: Callable[[int], None]) -> Callable[[], None]:
+    """
+    Call C{on_signal(number)} on SIGTERM and SIGINT instead of what handled
+    them so far.
+
+    @return: puts the previous handlers back.
+    """
+    numbers = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        signal.signal(number, lambda number, frame: on_signal(number))
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            # None: the handler was not set from Python and cannot be put back.
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    return restore
+
+
+class _Handover(Factory):
+    """
+    The factory the port is bound with, before the server exists: once
+    L{serve} hands it the server's factory, it passes every connection on.
+    Until then it refuses connections (and the service does not let the
+    port accept any: they wait in the listen backlog).
+    """
+
+    noisy = False
+
+    def __init__(self) -> None:
+        self._factory: ChatFactory | None = None
+
+    def serve(self, factory: ChatFactory) -> None:
+        """
+        Pass every connection from now on to C{factory}.
+        """
+        self._factory = factory
+
+    def logPrefix(self) -> str:
+        # The port's log lines name the factory it passes connections to.
+        return ChatFactory.__name__
+
+    def buildProtocol(self, addr: Any) -> Protocol | None:
+        if self._factory is None:
+            return None
+        return self._factory.buildProtocol(addr)
+
+
+class ChatService(Service):
+    """
+    Listens, serves, and on stop shuts down cleanly.
+
+    The port is bound and the database path checked before the reactor runs
+    (in L{privilegedStartService}), so that a port in use or an unwritable
+    database ends the start with one clear line.  Connections wait in the
+    listen backlog until the database is open and the directory loaded.
+
+    @ivar limits: the per-connection limits.
+    @ivar insecure_fast_hashes: whether passwords are hashed with the
+        cheapest parameters (for tests and benchmarks only).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: str,
+        db_path: str,
+        limits: Limits,
+        reactor: Any,
+        *,
+        insecure_fast_hashes: bool = False,
+        install_signals: InstallSignals = install_stop_signals,
+    ) -> None:
+        """
+        @param endpoint: where to listen, as a Twisted server endpoint
+            description.
+        @param db_path: the SQLite file.
+        @param reactor: the reactor to listen on and stop on a signal.
+        @param insecure_fast_hashes: see L{chatd.assembly.open}.
+        @param install_signals: installs the handler that stops the reactor
+            on SIGTERM and SIGINT once the reactor runs; the previous
+            handlers are put back when the service has stopped.
+        """
+        self._endpoint = endpoint
+        self._db_path = db_path
+        self.limits = limits
+        self.insecure_fast_hashes = insecure_fast_hashes
+        self._reactor = reactor
+        self._install_signals = install_signals
+        self._restore_signals: Callable[[], None] | None = None
+        self._handover = _Handover()
+        self._port: Any = None
+        self._assembly: Assembly | None = None
+        self._started: Deferred[None] | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._check_db_path()
+        try:
+            endpoint = serverFromString(self._reactor, self._endpoint)
+            self._port = _listen_now(endpoint, self._handover)
+        except error.CannotListenError as e:
+            raise SystemExit(f"chatd: cannot listen on {self._endpoint}: {e.socketError}") from None
+        except Exception as e:
+            raise SystemExit(f"chatd: cannot listen on {self._endpoint}: {e}") from None
+        # Accept nothing until the server is ready.
+        self._port.stopReading()
+
+    def _check_db_path(self) -> None:
+        path = os.path.abspath(self._db_path)
+        try:
+            with open(path, "ab"):
+                pass
+            if not os.access(os.path.dirname(path), os.W_OK):
+                raise PermissionError(13, "its directory is not writable")
+        except OSError as e:
+            raise SystemExit(f"chatd: cannot use the database {path}: {e.strerror}") from None
+
+    def startService(self) -> None:
+        if self._port is None:
+            self.privilegedStartService()
+        super().startService()
+        self._started = ensureDeferred(self._start())
+        self._started.addErrback(self._failed_to_start)
+        self._reactor.callWhenRunning(self._handle_signals)
+
+    def _handle_signals(self) -> None:
+        # twistd re-raises SIGTERM/SIGINT after shutting down, so the
+        # process would die of the signal; a clean shutdown exits 0.
+        if self.running and self._restore_signals is None:
+            self._restore_signals = self._install_signals(self._stop_on_signal)
+
+    def _stop_on_signal(self, number: int) -> None:
+        self.log.info("Received {signal}, shutting down", signal=signal.Signals(number).name)
+        self._reactor.callFromThread(self._reactor.stop)
+
+    async def _start(self) -> None:
+        if self.insecure_fast_hashes:
+            self.log.warn(
+                "chatd: --insecure-fast-hashes: passwords are hashed with parameters "
+                "that protect nothing (for tests and benchmarks only)"
+            )
+        self._assembly = await assembly.open(
+            self._db_path,
+            self._reactor,
+            self.limits,
+            insecure_fast_hashes=self.insecure_fast_hashes,
+        )
+        self._handover.serve(self._assembly.factory)
+        self._port.startReading()
+        self.log.info(
+            "chatd ready on {address} with {users} users and {rooms} rooms in {db}",
+            address=self._port.getHost(),
+            users=len(self._assembly.directory.usernames),
+            rooms=len(self._assembly.directory.rooms),
+            db=self._db_path,
+        )
+
+    def _failed_to_start(self, failure: Failure) -> None:
+        self.log.critical(
+            "chatd: cannot start with the database {db}: {why}",
+            db=self._db_path,
+            why=failure.value,
+        )
+        self._reactor.stop()
+
+    async def _stop(self) -> None:
+        """
+        Stop accepting, then shut the server down cleanly (see
+        L{Assembly.shut_down}).
+        """
+        if self._port is not None:
+            await self._port.stopListening()
+        if self._started is not None:
+            # A start still in progress finishes first.
+            await self._started
+        if self._assembly is not None:
+            await self._assembly.shut_down(self._reactor, SHUTDOWN_GRACE)
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
+        self.log.info("chatd stopped")
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._stop())
+
+
+def _listen_now(endpoint: Any, factory: Any) -> Any:
+    """
+    Listen on C{endpoint}; socket endpoints listen at once, so the result
+    (or the error) is there when this returns.
+    """
+    outcome: list[Any] = []
+    endpoint.listen(factory).addBoth(outcome.append)
+    if not outcome:
+        raise RuntimeError("the endpoint did not listen at once")
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
