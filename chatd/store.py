@@ -36,7 +36,7 @@ from twisted.internet.defer import Deferred
 from chatd import wire
 from chatd.database import DatabaseHealth
 from chatd.wire import PRIVATE, ROOM, ChatError
-from chatd.writer import Deliveries, GroupCommit, single_change
+from chatd.writer import Deliveries, GroupCommit, single_change, together
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -579,6 +579,31 @@ def _set_password_hash_txn(txn: Transaction, stamp: str, user_id: int, password_
     txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
 
 
+def _add_messages_txn(
+    txn: Transaction, stamp: str, calls: list[tuple[int, int, int, str, str, str | None]]
+) -> list[tuple[StoredMessage, bool]]:
+    """
+    Store several new messages (each call as for L{_add_message_txn}) with
+    one statement.  The ids are given, not chosen by SQLite, so that one
+    C{INSERT} serves them all: only this connection writes, and messages
+    are never removed, so the next id is the largest plus one.
+
+    @raise sqlite3.IntegrityError: one repeats a C{client_msg_id} (each then
+        runs alone, and that one gets the message stored before).
+    """
+    txn.execute("SELECT coalesce(max(id), 0) FROM messages")
+    (last,) = txn.fetchone()
+    rows = [(last + n, *call, stamp) for n, call in enumerate(calls, 1)]
+    txn.executemany(
+        "INSERT INTO messages"
+        " (id, sender_id, target_type, target_id, kind, body, client_msg_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return [(StoredMessage(row[0], row[6], *row[1:6], stamp), True) for row in rows]
+
+
+@together(_add_messages_txn)
 @single_change
 def _add_message_txn(
     txn: Transaction,

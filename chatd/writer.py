@@ -14,6 +14,12 @@ rest of its group commits.  A database failure (locked, read-only, disk full) fa
 the whole group: nothing of it was stored, and every job's Deferred fails
 with L{chatd.database.DatabaseUnavailable}.
 
+A job may also say how several of its submissions run at once
+(L{together}): consecutive submissions of it then run as one call, one
+statement for the lot, and only if that call fails does each run alone,
+so that only the one at fault fails.  Sending messages is such a job: a
+group of a hundred messages is one C{INSERT} of a hundred rows.
+
 Jobs run in submission order and their Deferreds fire in that order after
 the commit, so message ids grow strictly in commit order, and pushes made
 from those callbacks leave in that order too.
@@ -53,6 +59,26 @@ def single_change(job: F) -> F:
     """
     job.single_change = True  # type: ignore[attr-defined]
     return job
+
+
+#: Runs several submissions of one job at once: called with the open
+#: transaction, the commit's timestamp and each submission's arguments;
+#: returns their results in order, or raises (and then each runs alone).
+Many = Callable[[Transaction, str, list[tuple[Any, ...]]], list[Any]]
+
+
+def together(many: Many) -> Callable[[F], F]:
+    """
+    Mark a write job whose consecutive submissions the writer may run as
+    one call of C{many} (see L{Many}).  C{many} must change nothing when
+    it raises but what its savepoint undoes.
+    """
+
+    def mark(job: F) -> F:
+        job.together = many  # type: ignore[attr-defined]
+        return job
+
+    return mark
 
 
 def utc_stamp(seconds: float) -> str:
@@ -148,25 +174,22 @@ class GroupCommit:
         txn.execute("BEGIN IMMEDIATE")
         stamp = utc_stamp(now())
         outcomes: list[tuple[bool, Any]] = []
-        for job, args in jobs:
-            # A job whose only change is one statement needs no savepoint:
-            # SQLite undoes a failed statement by itself.
-            savepoint = not getattr(job, "single_change", False)
-            if savepoint:
-                txn.execute("SAVEPOINT job")
-            try:
-                result = job(txn, stamp, *args)
-            except sqlite3.OperationalError:
-                # The database itself failed: the whole group fails.
-                raise
-            except Exception:
-                outcomes.append((False, Failure()))
-                if savepoint:
-                    txn.execute("ROLLBACK TO job")
-            else:
-                outcomes.append((True, result))
-            if savepoint:
-                txn.execute("RELEASE job")
+        start = 0
+        while start < len(jobs):
+            job = jobs[start][0]
+            end = start + 1
+            many: Many | None = getattr(job, "together", None)
+            if many is not None:
+                while end < len(jobs) and jobs[end][0] is job:
+                    end += 1
+                if end - start > 1:
+                    results = _run_together(txn, stamp, many, [a for _, a in jobs[start:end]])
+                    if results is not None:
+                        outcomes.extend((True, result) for result in results)
+                        start = end
+                        continue
+            outcomes.extend(_run_alone(txn, stamp, job, args) for job, args in jobs[start:end])
+            start = end
         return outcomes
 
     def _committed(self, outcome: Any, waiters: list[Deferred[Any]]) -> None:
@@ -193,3 +216,52 @@ class GroupCommit:
             idle, self._idle_waiters = self._idle_waiters, []
             for d in idle:
                 d.callback(None)
+
+
+def _run_alone(
+    txn: Transaction, stamp: str, job: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[bool, Any]:
+    """
+    Run one job in its own savepoint (or none, for a L{single_change}).
+
+    @return: C{(True, result)} or C{(False, failure)}.
+    @raise sqlite3.OperationalError: the database itself failed.
+    """
+    # A job whose only change is one statement needs no savepoint: SQLite
+    # undoes a failed statement by itself.
+    savepoint = not getattr(job, "single_change", False)
+    if savepoint:
+        txn.execute("SAVEPOINT job")
+    try:
+        outcome: tuple[bool, Any] = (True, job(txn, stamp, *args))
+    except sqlite3.OperationalError:
+        raise
+    except Exception:
+        outcome = (False, Failure())
+        if savepoint:
+            txn.execute("ROLLBACK TO job")
+    if savepoint:
+        txn.execute("RELEASE job")
+    return outcome
+
+
+def _run_together(
+    txn: Transaction, stamp: str, many: Many, calls: list[tuple[Any, ...]]
+) -> list[Any] | None:
+    """
+    Run several submissions of one job as one call of C{many}.
+
+    @return: their results, or L{None} when C{many} raised (and what it did
+        was undone).
+    @raise sqlite3.OperationalError: the database itself failed.
+    """
+    txn.execute("SAVEPOINT together")
+    try:
+        results = many(txn, stamp, calls)
+    except sqlite3.OperationalError:
+        raise
+    except Exception:
+        txn.execute("ROLLBACK TO together")
+        results = None
+    txn.execute("RELEASE together")
+    return results

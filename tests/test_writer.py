@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd import wire
 from chatd.database import DatabaseHealth, DatabaseUnavailable, make_pool
 from chatd.wire import PRIVATE, ChatError
-from chatd.writer import GroupCommit, single_change, utc_stamp
+from chatd.writer import GroupCommit, single_change, together, utc_stamp
 from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, open_store
 
 Interaction = tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]
@@ -467,6 +467,42 @@ class RealStoreTests(SynchronousTestCase):
         page, has_more = self.successResultOf(store.private_history(bob, alice, None, None, 100))
         self.assertEqual(([m.id for m in page], has_more), (ids[-100:], True))
 
+    def test_repeat_in_group(self) -> None:
+        """
+        In a group sent as one statement, a message repeating a
+        C{client_msg_id} (of its own group or committed before) gets the
+        message first stored with it, and the others are stored, ids in
+        submission order.
+        """
+        reactor = ImmediateReactor()
+        path = self.mktemp() + ".sqlite3"
+        store = open_store(self, reactor, path)
+        alice = self.successResultOf(store.add_user("alice", "x"))
+        bob = self.successResultOf(store.add_user("bob", "x"))
+        earlier, _ = self.successResultOf(store.add_message(alice, PRIVATE, bob, "early", "e"))
+        pool = make_pool(path, reactor, 1)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        self.addCleanup(pool.close)
+        held = HeldPool(pool)
+        store.writer = GroupCommit(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
+
+        store.add_message(alice, PRIVATE, bob, "first", None)
+        sent = [("one", "x"), ("two", "y"), ("again", "x"), ("late", "e"), ("three", None)]
+        ds = [store.add_message(alice, PRIVATE, bob, body, cid) for body, cid in sent]
+        held.release_all()
+
+        results = [self.successResultOf(d) for d in ds]
+        self.assertEqual(
+            [(m.body, new) for m, new in results],
+            [("one", True), ("two", True), ("one", False), ("early", False), ("three", True)],
+        )
+        self.assertEqual(results[2][0], results[0][0])
+        self.assertEqual(results[3][0], earlier)
+        ids = [results[i][0].id for i in (0, 1, 4)]
+        self.assertTrue(earlier.id < ids[0] < ids[1] < ids[2])
+        page, _ = self.successResultOf(store.private_history(bob, alice, None, None, 100))
+        self.assertEqual([m.body for m in page], ["early", "first", "one", "two", "three"])
+
 
 @single_change
 def insert_single(txn: Any, stamp: str, value: str) -> int:
@@ -541,3 +577,106 @@ class SingleChangeTests(WriterTestCase):
         events.clear()
         self.pool.commit(1)
         self.assertEqual(events, ["open", "b", "c", "close"])
+
+
+#: The value lists each call of L{insert_many} was given.
+many_calls: list[list[str]] = []
+
+
+def insert_many(txn: Any, stamp: str, calls: list[tuple[str]]) -> list[int]:
+    many_calls.append([value for (value,) in calls])
+    if any(value == "bad" for (value,) in calls):
+        insert(txn, stamp, "undone")
+        raise ChatError(wire.NOT_FRIENDS)
+    if any(value == "locked" for (value,) in calls):
+        raise sqlite3.OperationalError("database is locked")
+    return [insert(txn, stamp, value) for (value,) in calls]
+
+
+@together(insert_many)
+def insert_one(txn: Any, stamp: str, value: str) -> int:
+    if value == "bad":
+        raise ChatError(wire.NOT_FRIENDS)
+    return insert(txn, stamp, value)
+
+
+class TogetherTests(WriterTestCase):
+    """
+    Jobs marked L{together}: consecutive submissions run as one call.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        many_calls.clear()
+
+    def test_consecutive_run_as_one(self) -> None:
+        """
+        Consecutive submissions of a L{together} job in one group run as one
+        call, and each gets its own result, in order.
+        """
+        first = self.writer.submit(insert_one, "a")
+        ds = [self.writer.submit(insert_one, value) for value in "bcd"]
+        self.pool.commit(0)
+        self.pool.commit(1)
+        self.assertEqual(many_calls, [["b", "c", "d"]])
+        self.assertEqual([self.successResultOf(d) for d in [first, *ds]], [1, 2, 3, 4])
+        self.assertEqual(self.committed(), ["a", "b", "c", "d"])
+
+    def test_alone_is_not_together(self) -> None:
+        """
+        A single submission runs as an ordinary job.
+        """
+        d = self.writer.submit(insert_one, "a")
+        self.pool.commit(0)
+        self.assertEqual(many_calls, [])
+        self.assertEqual(self.successResultOf(d), 1)
+
+    def test_runs_split_by_other_jobs(self) -> None:
+        """
+        Another job between submissions splits them into runs, and every
+        job keeps its place in the order.
+        """
+        self.writer.submit(insert, "first")
+        ds = [
+            self.writer.submit(insert_one, "a"),
+            self.writer.submit(insert_one, "b"),
+            self.writer.submit(insert, "c"),
+            self.writer.submit(insert_one, "d"),
+            self.writer.submit(insert_one, "e"),
+        ]
+        self.pool.commit(0)
+        self.pool.commit(1)
+        self.assertEqual(many_calls, [["a", "b"], ["d", "e"]])
+        self.assertEqual([self.successResultOf(d) for d in ds], [2, 3, 4, 5, 6])
+        self.assertEqual(self.committed(), ["first", "a", "b", "c", "d", "e"])
+
+    def test_failed_call_runs_each_alone(self) -> None:
+        """
+        When the call for many raises, what it did is undone and each runs
+        alone: only the one at fault fails.
+        """
+        self.writer.submit(insert, "first")
+        a = self.writer.submit(insert_one, "a")
+        bad = self.writer.submit(insert_one, "bad")
+        c = self.writer.submit(insert_one, "c")
+        self.pool.commit(0)
+        self.pool.commit(1)
+        self.assertEqual(many_calls, [["a", "bad", "c"]])
+        self.successResultOf(a)
+        self.assertEqual(self.failureResultOf(bad, ChatError).value.code, wire.NOT_FRIENDS)
+        self.successResultOf(c)
+        self.assertEqual(self.committed(), ["first", "a", "c"])
+
+    def test_database_error_fails_group(self) -> None:
+        """
+        C{sqlite3.OperationalError} in the call for many fails the whole
+        group, as in any job.
+        """
+        self.writer.submit(insert, "first")
+        ds = [self.writer.submit(insert_one, value) for value in ("a", "locked")]
+        self.pool.commit(0)
+        self.pool.commit(1)
+        for d in ds:
+            self.failureResultOf(d, DatabaseUnavailable)
+        self.assertEqual(self.committed(), ["first"])
+        self.flushLoggedErrors(sqlite3.OperationalError)
