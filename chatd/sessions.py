@@ -137,19 +137,21 @@ class Sessions:
         Send C{payload} to each of C{user_ids} that is online, encoding it
         once.
         """
-        frame: bytes | None = None
+        sessions = [s for s in map(self._by_user.get, user_ids) if s is not None]
+        if not sessions:
+            return
+        frame = wire.frame(payload)
         batched = self._batched
-        for user_id in user_ids:
-            session = self._by_user.get(user_id)
-            if session is not None:
-                if frame is None:
-                    frame = wire.frame(payload)
-                if batched is None:
-                    session.send(frame)
-                elif session in batched:
-                    batched[session].append(frame)
-                else:
-                    batched[session] = [frame]
+        if batched is None:
+            for session in sessions:
+                session.send(frame)
+            return
+        for session in sessions:
+            held = batched.get(session)
+            if held is None:
+                batched[session] = [frame]
+            else:
+                held.append(frame)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
