@@ -26,6 +26,9 @@ def _connection_opened(busy_timeout_ms: int) -> Any:
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        # What an edit or a delete overwrites is zeroed on disk, not left in
+        # free space: edited and deleted texts are gone (README: privacy).
+        connection.execute("PRAGMA secure_delete = ON")
 
     return configure
 

@@ -10,7 +10,7 @@ runs on the reactor thread.  There are two pools on the same file:
     while the writer writes.
 
 Every connection runs with C{journal_mode=WAL}, C{foreign_keys=ON},
-C{synchronous=FULL} and a C{busy_timeout}; connections are in autocommit
+C{synchronous=FULL}, C{secure_delete=ON} and a C{busy_timeout}; connections are in autocommit
 mode and transactions are begun explicitly, so the writer decides where
 one ends.
 
@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,9 +45,32 @@ _SCHEMA_FILE = re.compile(r"(\d+)_[\w-]+\.sql")
 
 
 @dataclass(frozen=True, slots=True)
+class StoredQuote:
+    """
+    What a reply shows of the message it answers (PROTOCOL.md 3, Quote):
+    its current text cut to L{QUOTE_LENGTH} code points, or C{""} once it
+    was deleted.
+    """
+
+    id: int
+    sender_id: int
+    body: str
+    deleted: bool
+
+
+#: Code points of the quoted text a reply carries.
+QUOTE_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """
-    One row of C{messages}.  L{chatd.server} adds the names for the wire.
+    One message with what version 2 adds to it.  L{chatd.server} adds the
+    names for the wire.
+
+    @ivar reactions: each emoji with at least one user, in the order it
+        was first added, with the ids of its users ascending.
+    @ivar mentions: the ids of the users it mentions, ascending.
     """
 
     id: int
@@ -58,6 +81,11 @@ class StoredMessage:
     kind: str
     body: str
     time: str
+    edited_at: str | None = None
+    deleted: bool = False
+    reply_to: StoredQuote | None = None
+    mentions: tuple[int, ...] = ()
+    reactions: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +230,12 @@ class Store:
         """
         return self._read(_unread_txn, user_id, list(friend_ids), dict(rooms))
 
+    def message(self, message_id: int) -> Deferred[StoredMessage | None]:
+        """
+        @return: the message with id C{message_id}, or L{None}.
+        """
+        return self._read(_message_txn, message_id)
+
     def private_history(
         self, a: int, b: int, before: int | None, after: int | None, limit: int
     ) -> Deferred[tuple[list[StoredMessage], bool]]:
@@ -249,13 +283,24 @@ class Store:
         target_id: int,
         body: str,
         client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        since: int = 0,
+        mentions: tuple[int, ...] = (),
     ) -> Deferred[tuple[StoredMessage, bool]]:
         """
         Store a text message.
 
+        @param reply_to: the id of the message it answers.
+        @param since: the first message id the sender may read in the
+            conversation (their latest join, for a room), for C{reply_to}.
+        @param mentions: the ids of the users it mentions, ascending.
         @return: the stored message, and C{True} if it is new; C{False} if
             the sender had already sent one with this C{client_msg_id}, which
             is the message returned.
+        @raise ChatError: C{no_such_message} when C{reply_to} is not a text
+            or file message of the conversation, not deleted, from C{since}
+            on.
         """
         return self.writer.submit(
             _add_message_txn,
@@ -265,7 +310,44 @@ class Store:
             "text",
             body,
             client_msg_id,
+            reply_to,
+            since,
+            mentions,
         )
+
+    def edit_message(
+        self, message_id: int, body: str, mentions: tuple[int, ...]
+    ) -> Deferred[tuple[StoredMessage, bool]]:
+        """
+        Replace a message's text and mentions; the old text is not kept.
+
+        @return: the message as now stored, and whether it changed.
+        @raise ChatError: C{no_such_message}; C{not_allowed} for a deleted or
+            system message.
+        """
+        return self.writer.submit(_edit_message_txn, message_id, body, mentions)
+
+    def delete_message(self, message_id: int) -> Deferred[None]:
+        """
+        Make a message a tombstone: its text is overwritten.
+
+        @raise ChatError: C{no_such_message}; C{not_allowed} for a deleted or
+            system message.
+        """
+        return self.writer.submit(_delete_message_txn, message_id)
+
+    def react(
+        self, message_id: int, user_id: int, emoji: str, on: bool
+    ) -> Deferred[tuple[StoredMessage, bool]]:
+        """
+        Add or remove a user's reaction.
+
+        @return: the message with its reactions as now stored, and whether
+            they changed.
+        @raise ChatError: C{no_such_message}; C{not_allowed} for a deleted or
+            system message or a new emoji beyond L{MAX_EMOJI}.
+        """
+        return self.writer.submit(_react_txn, message_id, user_id, emoji, on)
 
     def add_friend(self, user_id: int, target_id: int) -> Deferred[str]:
         """
@@ -390,16 +472,20 @@ _Record = TypeVar("_Record", bound="DataclassInstance")
 def _rows(txn: Transaction, record: type[_Record]) -> list[_Record]:
     """
     @param record: a dataclass whose fields are named as the columns of the
-        statement C{txn} ran last.
+        statement C{txn} ran last (fields with a default after the last
+        column's may be left out).
     @return: that statement's rows, each as a C{record} built by column
         name (not position).
-    @raise ValueError: when the columns are not exactly the fields.
+    @raise ValueError: when the columns are not the fields.
     """
     columns = tuple(column[0] for column in txn.description)
     pick = _pickers.get((record, columns))
     if pick is None:
-        names = [f.name for f in fields(record)]
-        if sorted(names) != sorted(columns):
+        names = [f.name for f in fields(record)][: len(columns)]
+        if sorted(names) != sorted(columns) or any(
+            f.default is MISSING and f.default_factory is MISSING
+            for f in fields(record)[len(columns) :]
+        ):
             raise ValueError(f"columns {columns} do not match the fields of {record.__name__}")
         pick = itemgetter(*[columns.index(name) for name in names])
         if len(names) == 1:
@@ -495,9 +581,101 @@ def _unread_txn(
     return found
 
 
-_MESSAGE_COLUMNS = (
-    "id, client_msg_id, sender_id, target_type, target_id, kind, body, created_at AS time"
+@dataclass(frozen=True, slots=True)
+class _MessageRow:
+    """
+    One row of L{_MESSAGE_SELECT}: a message and the Quote of the one it
+    answers, before its mentions and reactions are added.
+    """
+
+    id: int
+    client_msg_id: str | None
+    sender_id: int
+    target_type: int
+    target_id: int
+    kind: str
+    body: str
+    time: str
+    edited_at: str | None
+    deleted: int
+    reply_to: int | None
+    quote_sender_id: int | None
+    quote_body: str | None
+    quote_deleted: int | None
+
+
+# Messages with their quotes, in one statement; "m" is the message.
+_MESSAGE_SELECT = (
+    "SELECT m.id, m.client_msg_id, m.sender_id, m.target_type, m.target_id, m.kind, m.body,"
+    " m.created_at AS time, m.edited_at, m.deleted, m.reply_to,"
+    " q.sender_id AS quote_sender_id,"
+    f" substr(q.body, 1, {QUOTE_LENGTH}) AS quote_body,"
+    " q.deleted AS quote_deleted"
+    " FROM messages AS m LEFT JOIN messages AS q ON q.id = m.reply_to"
 )
+
+
+def _messages(txn: Transaction) -> list[StoredMessage]:
+    """
+    @return: the messages L{_MESSAGE_SELECT} just selected, in its order,
+        with their mentions and reactions: two more statements, however
+        many messages.
+    """
+    rows = _rows(txn, _MessageRow)
+    if not rows:
+        return []
+    ids = [row.id for row in rows]
+    marks = ", ".join("?" * len(ids))
+    txn.execute(
+        f"SELECT message_id, emoji, user_id FROM reactions WHERE message_id IN ({marks})"
+        " ORDER BY message_id, since, user_id",
+        ids,
+    )
+    reactions: dict[int, dict[str, list[int]]] = {}
+    for message_id, emoji, user_id in txn.fetchall():
+        reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
+    txn.execute(
+        f"SELECT message_id, user_id FROM mentions WHERE message_id IN ({marks})"
+        " ORDER BY message_id, user_id",
+        ids,
+    )
+    mentions: dict[int, list[int]] = {}
+    for message_id, user_id in txn.fetchall():
+        mentions.setdefault(message_id, []).append(user_id)
+    return [
+        StoredMessage(
+            row.id,
+            row.client_msg_id,
+            row.sender_id,
+            row.target_type,
+            row.target_id,
+            row.kind,
+            row.body,
+            row.time,
+            row.edited_at,
+            bool(row.deleted),
+            _quote(row),
+            tuple(mentions.get(row.id, ())),
+            tuple((emoji, tuple(users)) for emoji, users in reactions.get(row.id, {}).items()),
+        )
+        for row in rows
+    ]
+
+
+def _quote(row: _MessageRow) -> StoredQuote | None:
+    if row.reply_to is None:
+        return None
+    assert row.quote_sender_id is not None and row.quote_body is not None
+    deleted = bool(row.quote_deleted)
+    return StoredQuote(
+        row.reply_to, row.quote_sender_id, "" if deleted else row.quote_body, deleted
+    )
+
+
+def _message_txn(txn: Transaction, message_id: int) -> StoredMessage | None:
+    txn.execute(f"{_MESSAGE_SELECT} WHERE m.id = ?", (message_id,))
+    found = _messages(txn)
+    return found[0] if found else None
 
 
 def _private_history_txn(
@@ -506,21 +684,19 @@ def _private_history_txn(
     # One row more than asked tells whether more exist in that direction.
     if after is not None:
         txn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE target_type = 0"
-            " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
-            " AND id > ? ORDER BY id LIMIT ?",
+            f"{_MESSAGE_SELECT} WHERE m.target_type = 0"
+            " AND min(m.sender_id, m.target_id) = ? AND max(m.sender_id, m.target_id) = ?"
+            " AND m.id > ? ORDER BY m.id LIMIT ?",
             (low, high, after, limit + 1),
         )
-        return _page_after(_rows(txn, StoredMessage), limit)
+        return _page_after(_messages(txn), limit)
     txn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-        " WHERE target_type = 0"
-        " AND min(sender_id, target_id) = ? AND max(sender_id, target_id) = ?"
-        " AND id < ? ORDER BY id DESC LIMIT ?",
+        f"{_MESSAGE_SELECT} WHERE m.target_type = 0"
+        " AND min(m.sender_id, m.target_id) = ? AND max(m.sender_id, m.target_id) = ?"
+        " AND m.id < ? ORDER BY m.id DESC LIMIT ?",
         (low, high, wire.MAX_INT if before is None else before, limit + 1),
     )
-    return _page_before(_rows(txn, StoredMessage), limit)
+    return _page_before(_messages(txn), limit)
 
 
 def _room_history_txn(
@@ -529,19 +705,17 @@ def _room_history_txn(
     # One row more than asked tells whether more exist in that direction.
     if after is not None:
         txn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-            " WHERE target_type = 1 AND target_id = ? AND id >= ?"
-            " AND id > ? ORDER BY id LIMIT ?",
+            f"{_MESSAGE_SELECT} WHERE m.target_type = 1 AND m.target_id = ? AND m.id >= ?"
+            " AND m.id > ? ORDER BY m.id LIMIT ?",
             (room_id, since, after, limit + 1),
         )
-        return _page_after(_rows(txn, StoredMessage), limit)
+        return _page_after(_messages(txn), limit)
     txn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages"
-        " WHERE target_type = 1 AND target_id = ? AND id >= ?"
-        " AND id < ? ORDER BY id DESC LIMIT ?",
+        f"{_MESSAGE_SELECT} WHERE m.target_type = 1 AND m.target_id = ? AND m.id >= ?"
+        " AND m.id < ? ORDER BY m.id DESC LIMIT ?",
         (room_id, since, wire.MAX_INT if before is None else before, limit + 1),
     )
-    return _page_before(_rows(txn, StoredMessage), limit)
+    return _page_before(_messages(txn), limit)
 
 
 def _page_after(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
@@ -579,8 +753,14 @@ def _set_password_hash_txn(txn: Transaction, stamp: str, user_id: int, password_
     txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
 
 
+# The arguments of one message to store: sender_id, target_type,
+# target_id, kind, body, client_msg_id, reply_to, the first message id the
+# sender may read in the conversation (for reply_to), and the mentions.
+_NewMessage = tuple[int, int, int, str, str, "str | None", "int | None", int, tuple[int, ...]]
+
+
 def _add_messages_txn(
-    txn: Transaction, stamp: str, calls: list[tuple[int, int, int, str, str, str | None]]
+    txn: Transaction, stamp: str, calls: list[_NewMessage]
 ) -> list[tuple[StoredMessage, bool]]:
     """
     Store several new messages (each call as for L{_add_message_txn}) with
@@ -590,21 +770,36 @@ def _add_messages_txn(
 
     @raise sqlite3.IntegrityError: one repeats a C{client_msg_id} (each then
         runs alone, and that one gets the message stored before).
+    @raise ChatError: one answers a message it may not (each then runs
+        alone, and that one fails).
     """
+    quotes = [
+        None if call[6] is None else _quote_for_reply_txn(txn, *call[:3], call[6], call[7])
+        for call in calls
+    ]
     txn.execute("SELECT coalesce(max(id), 0) FROM messages")
     (last,) = txn.fetchone()
-    rows = [(last + n, *call, stamp) for n, call in enumerate(calls, 1)]
+    rows = [(last + n, *call[:7], stamp) for n, call in enumerate(calls, 1)]
     txn.executemany(
-        "INSERT INTO messages"
-        " (id, sender_id, target_type, target_id, kind, body, client_msg_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body,"
+        " client_msg_id, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    return [(StoredMessage(row[0], row[6], *row[1:6], stamp), True) for row in rows]
+    mentioned = [
+        (row[0], user_id) for row, call in zip(rows, calls, strict=True) for user_id in call[8]
+    ]
+    if mentioned:
+        txn.executemany("INSERT INTO mentions (message_id, user_id) VALUES (?, ?)", mentioned)
+    return [
+        (
+            StoredMessage(row[0], row[6], *row[1:6], stamp, reply_to=quote, mentions=call[8]),
+            True,
+        )
+        for row, call, quote in zip(rows, calls, quotes, strict=True)
+    ]
 
 
 @together(_add_messages_txn)
-@single_change
 def _add_message_txn(
     txn: Transaction,
     stamp: str,
@@ -614,31 +809,197 @@ def _add_message_txn(
     kind: str,
     body: str,
     client_msg_id: str | None,
+    reply_to: int | None = None,
+    since: int = 0,
+    mentions: tuple[int, ...] = (),
 ) -> tuple[StoredMessage, bool]:
-    txn.execute(
-        "INSERT INTO messages"
-        " (sender_id, target_type, target_id, kind, body, client_msg_id, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (sender_id, target_type, target_id, kind, body, client_msg_id, stamp),
-    )
-    if txn.rowcount == 1:
-        message = StoredMessage(
-            id=txn.lastrowid,
-            client_msg_id=client_msg_id,
-            sender_id=sender_id,
-            target_type=target_type,
-            target_id=target_id,
-            kind=kind,
-            body=body,
-            time=stamp,
+    """
+    Store a message, or find the one its sender already stored with this
+    C{client_msg_id}.
+
+    @param reply_to: the message it answers, which must be a text or file
+        message of the same conversation, not deleted, from C{since} on.
+    @param mentions: the ids of the users it mentions, ascending.
+    @return: the message, and whether it is new.
+    @raise ChatError: C{no_such_message} for a C{reply_to} it may not answer.
+    """
+    if client_msg_id is not None:
+        txn.execute(
+            f"{_MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_msg_id = ?",
+            (sender_id, client_msg_id),
         )
-        return message, True
-    txn.execute(
-        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender_id = ? AND client_msg_id = ?",
-        (sender_id, client_msg_id),
+        repeated = _messages(txn)
+        if repeated:
+            return repeated[0], False
+    quote = (
+        None
+        if reply_to is None
+        else _quote_for_reply_txn(txn, sender_id, target_type, target_id, reply_to, since)
     )
-    (message,) = _rows(txn, StoredMessage)
-    return message, False
+    txn.execute(
+        "INSERT INTO messages (sender_id, target_type, target_id, kind, body, client_msg_id,"
+        " reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (sender_id, target_type, target_id, kind, body, client_msg_id, reply_to, stamp),
+    )
+    message_id = txn.lastrowid
+    if mentions:
+        txn.executemany(
+            "INSERT INTO mentions (message_id, user_id) VALUES (?, ?)",
+            [(message_id, user_id) for user_id in mentions],
+        )
+    message = StoredMessage(
+        message_id,
+        client_msg_id,
+        sender_id,
+        target_type,
+        target_id,
+        kind,
+        body,
+        stamp,
+        reply_to=quote,
+        mentions=mentions,
+    )
+    return message, True
+
+
+def _quote_for_reply_txn(
+    txn: Transaction, sender_id: int, target_type: int, target_id: int, reply_to: int, since: int
+) -> StoredQuote:
+    """
+    @return: the Quote of C{reply_to} for a new message of C{sender_id} to
+        C{target_type}/C{target_id}.
+    @raise ChatError: C{no_such_message} unless C{reply_to} is a text or file
+        message of that conversation, not deleted, from C{since} on.
+    """
+    txn.execute(
+        f"SELECT sender_id, target_type, target_id, kind, deleted, substr(body, 1, {QUOTE_LENGTH})"
+        " FROM messages WHERE id = ?",
+        (reply_to,),
+    )
+    row = txn.fetchone()
+    if row is not None:
+        quoted_sender, quoted_type, quoted_target, kind, deleted, text = row
+        if target_type == ROOM:
+            same = quoted_type == ROOM and quoted_target == target_id
+        else:
+            same = quoted_type == PRIVATE and {quoted_sender, quoted_target} == {
+                sender_id,
+                target_id,
+            }
+        if same and reply_to >= since and kind != "system" and not deleted:
+            return StoredQuote(reply_to, quoted_sender, text, False)
+    raise ChatError(wire.NO_SUCH_MESSAGE)
+
+
+def _edit_message_txn(
+    txn: Transaction, stamp: str, message_id: int, body: str, mentions: tuple[int, ...]
+) -> tuple[StoredMessage, bool]:
+    """
+    Replace a message's text (the old text is overwritten: no copy is
+    kept) and its mentions.
+
+    @return: the message as now stored, and whether it changed (an edit to
+        the same text changes nothing).
+    @raise ChatError: C{no_such_message}; C{not_allowed} once deleted or
+        for a system message.
+    """
+    message = _message_txn(txn, message_id)
+    if message is None:
+        raise ChatError(wire.NO_SUCH_MESSAGE)
+    if message.deleted or message.kind == "system":
+        raise ChatError(wire.NOT_ALLOWED)
+    if message.body == body:
+        return message, False
+    txn.execute(
+        "UPDATE messages SET body = ?, edited_at = ? WHERE id = ?", (body, stamp, message_id)
+    )
+    txn.execute("DELETE FROM mentions WHERE message_id = ?", (message_id,))
+    txn.executemany(
+        "INSERT INTO mentions (message_id, user_id) VALUES (?, ?)",
+        [(message_id, user_id) for user_id in mentions],
+    )
+    edited = _message_txn(txn, message_id)
+    assert edited is not None
+    return edited, True
+
+
+def _delete_message_txn(txn: Transaction, stamp: str, message_id: int) -> None:
+    """
+    Make a message a tombstone: its text is overwritten with C{""}, its
+    quote, mentions and reactions go; its id, time, kind, sender and
+    target stay.
+
+    @raise ChatError: C{no_such_message}; C{not_allowed} when already
+        deleted or for a system message.
+    """
+    txn.execute("SELECT kind, deleted FROM messages WHERE id = ?", (message_id,))
+    row = txn.fetchone()
+    if row is None:
+        raise ChatError(wire.NO_SUCH_MESSAGE)
+    kind, deleted = row
+    if deleted or kind == "system":
+        raise ChatError(wire.NOT_ALLOWED)
+    txn.execute(
+        "UPDATE messages SET body = '', deleted = 1, reply_to = NULL, edited_at = NULL"
+        " WHERE id = ?",
+        (message_id,),
+    )
+    txn.execute("DELETE FROM mentions WHERE message_id = ?", (message_id,))
+    txn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
+
+
+#: Distinct emoji one message may hold.
+MAX_EMOJI = 20
+
+
+def _react_txn(
+    txn: Transaction, stamp: str, message_id: int, user_id: int, emoji: str, on: bool
+) -> tuple[StoredMessage, bool]:
+    """
+    Add (C{on}) or remove C{user_id}'s C{emoji} on a message.
+
+    @return: the message with its reactions as now stored, and whether they
+        changed (doing what is already done changes nothing).
+    @raise ChatError: C{no_such_message}; C{not_allowed} for a deleted or
+        system message, or for a new emoji beyond L{MAX_EMOJI}.
+    """
+    txn.execute("SELECT kind, deleted FROM messages WHERE id = ?", (message_id,))
+    row = txn.fetchone()
+    if row is None:
+        raise ChatError(wire.NO_SUCH_MESSAGE)
+    kind, deleted = row
+    if deleted or kind == "system":
+        raise ChatError(wire.NOT_ALLOWED)
+    if on:
+        txn.execute(
+            "SELECT since, user_id = ? FROM reactions WHERE message_id = ? AND emoji = ?"
+            " ORDER BY user_id = ? DESC LIMIT 1",
+            (user_id, message_id, emoji, user_id),
+        )
+        held = txn.fetchone()
+        changed = held is None or not held[1]
+        if held is None:
+            txn.execute(
+                "SELECT count(DISTINCT emoji) FROM reactions WHERE message_id = ?", (message_id,)
+            )
+            if txn.fetchone()[0] >= MAX_EMOJI:
+                raise ChatError(wire.NOT_ALLOWED, f"A message holds at most {MAX_EMOJI} emoji.")
+        if changed:
+            txn.execute(
+                "INSERT INTO reactions (message_id, emoji, user_id, since) VALUES (?, ?, ?, ?)",
+                (message_id, emoji, user_id, 0 if held is None else held[0]),
+            )
+            if held is None:
+                txn.execute("UPDATE reactions SET since = id WHERE id = ?", (txn.lastrowid,))
+    else:
+        txn.execute(
+            "DELETE FROM reactions WHERE message_id = ? AND emoji = ? AND user_id = ?",
+            (message_id, emoji, user_id),
+        )
+        changed = txn.rowcount == 1
+    message = _message_txn(txn, message_id)
+    assert message is not None
+    return message, changed
 
 
 def _add_friend_txn(txn: Transaction, stamp: str, user_id: int, target_id: int) -> str:
@@ -694,8 +1055,8 @@ def _create_room_txn(
     txn: Transaction, stamp: str, name: str, creator_id: int, text: str
 ) -> StoredMessage:
     txn.execute(
-        "INSERT INTO rooms (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        (name, stamp),
+        "INSERT INTO rooms (name, owner_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (name, creator_id, stamp),
     )
     if txn.rowcount != 1:
         raise ChatError(wire.ROOM_EXISTS)

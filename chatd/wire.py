@@ -55,6 +55,8 @@ NO_PENDING_REQUEST: Final = "no_pending_request"
 NOT_IN_ROOM: Final = "not_in_room"
 ALREADY_IN_ROOM: Final = "already_in_room"
 RATE_LIMITED: Final = "rate_limited"
+NO_SUCH_MESSAGE: Final = "no_such_message"
+NOT_ALLOWED: Final = "not_allowed"
 INTERNAL_ERROR: Final = "internal_error"
 
 #: Every code, with the sentence people see when the raiser gives none.
@@ -78,6 +80,8 @@ MESSAGES: Final[dict[str, str]] = {
     NOT_FRIENDS: "You are not friends.",
     ALREADY_FRIENDS: "You are already friends.",
     NO_PENDING_REQUEST: "There is no pending friend request from that user.",
+    NO_SUCH_MESSAGE: "There is no such message.",
+    NOT_ALLOWED: "That is not allowed.",
     NOT_IN_ROOM: "Not a member of that room.",
     ALREADY_IN_ROOM: "Already a member of that room.",
     RATE_LIMITED: "Too many requests; slow down.",

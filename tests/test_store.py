@@ -19,6 +19,7 @@ from chatd.store import (
     Credentials,
     Store,
     StoredMessage,
+    StoredQuote,
     Unread,
     _private_history_txn,
     _room_history_txn,
@@ -54,7 +55,7 @@ def read_pragmas(txn: Transaction, *ignored: Any) -> dict[str, Any]:
     @return: the connection settings chatd relies on, as PRAGMA reads them.
     """
     settings = {}
-    for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout"):
+    for name in ("journal_mode", "foreign_keys", "synchronous", "secure_delete", "busy_timeout"):
         txn.execute(f"PRAGMA {name}")
         settings[name] = txn.fetchone()[0]
     return settings
@@ -144,12 +145,13 @@ class SchemaTests(StoreTestCase):
     def test_writer_connection_settings(self) -> None:
         """
         The writer's connection runs with WAL, foreign keys, synchronous
-        FULL and a busy timeout.
+        FULL, secure delete and a busy timeout.
         """
         settings = self.successResultOf(self.store.writer.submit(read_pragmas))
         self.assertEqual(settings["journal_mode"], "wal")
         self.assertEqual(settings["foreign_keys"], 1)
         self.assertEqual(settings["synchronous"], 2)
+        self.assertEqual(settings["secure_delete"], 1)
         self.assertGreater(settings["busy_timeout"], 0)
 
     def test_pool_connection_settings(self) -> None:
@@ -163,7 +165,13 @@ class SchemaTests(StoreTestCase):
         settings = self.successResultOf(pool.runInteraction(read_pragmas))
         self.assertEqual(
             settings,
-            {"journal_mode": "wal", "foreign_keys": 1, "synchronous": 2, "busy_timeout": 1234},
+            {
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "synchronous": 2,
+                "secure_delete": 1,
+                "busy_timeout": 1234,
+            },
         )
 
     def test_foreign_keys_enforced(self) -> None:
@@ -841,15 +849,17 @@ class QueryPlanTests(StoreTestCase):
         result: list[list[str]] = self.successResultOf(self.interact(run))
         return result
 
-    def assert_seeks(self, plans: list[list[str]], index: str, searches: int) -> None:
+    def assert_seeks(
+        self, plans: list[list[str]], index: str, searches: int, table: str = "messages"
+    ) -> None:
         """
-        Every access to C{messages} in C{plans} is a search of C{index},
-        C{searches} of them in all.
+        Every access to C{messages} (named C{table} in the statement) in
+        C{plans} is a search of C{index}, C{searches} of them in all.
         """
-        accesses = [step for plan in plans for step in plan if " messages " in step + " "]
+        accesses = [step for plan in plans for step in plan if f" {table} " in step + " "]
         self.assertEqual(len(accesses), searches, accesses)
         for step in accesses:
-            self.assertTrue(step.startswith(f"SEARCH messages USING INDEX {index} ("), step)
+            self.assertTrue(step.startswith(f"SEARCH {table} USING INDEX {index} ("), step)
 
     def test_unread(self) -> None:
         """
@@ -866,13 +876,31 @@ class QueryPlanTests(StoreTestCase):
         Pages of private and room history, either way, seek the partial
         index of their kind of conversation.
         """
+        alice, bob = self.add_user("alice"), self.add_user("bob")
+        room = self.successResultOf(self.store.create_room("lobby", alice, "created"))
+        for target_type, target in [(PRIVATE, bob), (ROOM, room.target_id)]:
+            for _ in range(12):
+                self.add_message(alice, target_type, target)
         for before, after in [(None, None), (10, None), (None, 3)]:
-            self.assert_seeks(
-                self.plans(_private_history_txn, 1, 2, before, after, 50), "messages_private", 1
-            )
-            self.assert_seeks(
-                self.plans(_room_history_txn, 1, 1, before, after, 50), "messages_room", 1
-            )
+            for plans, index in [
+                (self.plans(_private_history_txn, 1, 2, before, after, 50), "messages_private"),
+                (self.plans(_room_history_txn, 1, 1, before, after, 50), "messages_room"),
+            ]:
+                self.assert_seeks(plans[:1], index, 1, table="m")
+                quotes = [step for step in plans[0] if " q " in step + " "]
+                self.assertEqual(len(quotes), 1)
+                self.assertTrue(quotes[0].startswith("SEARCH q USING INTEGER PRIMARY KEY"))
+                # The page's reactions and mentions: one search each.
+                self.assertEqual(
+                    plans[1:],
+                    [
+                        [
+                            "SEARCH reactions USING INDEX reactions_message (message_id=?)",
+                            "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY",
+                        ],
+                        ["SEARCH mentions USING PRIMARY KEY (message_id=?)"],
+                    ],
+                )
 
     def test_literals_are_the_wire_constants(self) -> None:
         """
@@ -891,3 +919,291 @@ class QueryPlanTests(StoreTestCase):
                 "messages_room": f"target_type = {ROOM}",
             },
         )
+
+
+class VersionTwoMessageTests(StoreTestCase):
+    """
+    What version 2 adds to a message (PROTOCOL.md 3 and 10): replies,
+    mentions, edits, tombstones and reactions, as stored and read back.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.bob, self.carol = (self.add_user(n) for n in ("alice", "bob", "carol"))
+        self.room = self.successResultOf(
+            self.store.create_room("lobby", self.alice, "alice created the room")
+        )
+        self.room_id = self.room.target_id
+
+    def history(self) -> list[StoredMessage]:
+        messages, _ = self.successResultOf(
+            self.store.room_history(self.room_id, 0, None, None, 100)
+        )
+        return messages
+
+    def error(self, d: Deferred[Any]) -> str:
+        code: str = self.failureResultOf(d, ChatError).value.code
+        return code
+
+    def test_plain_message(self) -> None:
+        """
+        A message without any of it has the empty values, stored and read.
+        """
+        sent = self.add_message(self.alice, ROOM, self.room_id)
+        self.assertEqual(
+            (sent.edited_at, sent.deleted, sent.reply_to, sent.mentions, sent.reactions),
+            (None, False, None, (), ()),
+        )
+        self.assertEqual(self.history()[-1], sent)
+
+    def test_reply_and_mentions(self) -> None:
+        """
+        A reply carries a Quote of its original (the text cut to 200 code
+        points) and its mentions, in the reply to the sender and in history.
+        """
+        long = self.add_message(self.alice, ROOM, self.room_id, "😀" * 250)
+        reply, _ = self.successResultOf(
+            self.store.add_message(
+                self.bob, ROOM, self.room_id, "yes", reply_to=long.id, mentions=(1, 3)
+            )
+        )
+        self.assertEqual(reply.reply_to, StoredQuote(long.id, self.alice, "😀" * 200, False))
+        self.assertEqual(reply.mentions, (1, 3))
+        self.assertEqual(self.history()[-1], reply)
+
+    def test_reply_refused(self) -> None:
+        """
+        A reply to a message of another conversation, a system message, a
+        deleted one, one before the sender's C{since}, or none at all is
+        C{no_such_message} and stores nothing.
+        """
+        private = self.add_message(self.alice, PRIVATE, self.bob)
+        early = self.add_message(self.alice, ROOM, self.room_id)
+        gone = self.add_message(self.alice, ROOM, self.room_id)
+        self.successResultOf(self.store.delete_message(gone.id))
+        before = query(self.path, "SELECT count(*) FROM messages")
+        for reply_to, since in [
+            (private.id, 0),
+            (self.room.id, 0),
+            (gone.id, 0),
+            (early.id, early.id + 1),
+            (10_000, 0),
+        ]:
+            d = self.store.add_message(
+                self.bob, ROOM, self.room_id, "hm", reply_to=reply_to, since=since
+            )
+            self.assertEqual(self.error(d), wire.NO_SUCH_MESSAGE, reply_to)
+        self.assertEqual(query(self.path, "SELECT count(*) FROM messages"), before)
+        d = self.store.add_message(self.carol, PRIVATE, self.alice, "hm", reply_to=private.id)
+        self.assertEqual(self.error(d), wire.NO_SUCH_MESSAGE)
+        reply, _ = self.successResultOf(
+            self.store.add_message(self.bob, PRIVATE, self.alice, "ok", reply_to=private.id)
+        )
+        self.assertEqual(reply.reply_to, StoredQuote(private.id, self.alice, "hello", False))
+
+    def test_edit(self) -> None:
+        """
+        An edit replaces the text and the mentions and sets C{edited_at};
+        an edit to the same text changes nothing.
+        """
+        sent, _ = self.successResultOf(
+            self.store.add_message(self.alice, ROOM, self.room_id, "helo @bob", mentions=(2,))
+        )
+        edited, changed = self.successResultOf(
+            self.store.edit_message(sent.id, "hello @carol", (3,))
+        )
+        self.assertTrue(changed)
+        self.assertEqual(
+            (edited.body, edited.mentions, edited.time), ("hello @carol", (3,), sent.time)
+        )
+        self.assertIsNotNone(edited.edited_at)
+        self.assertEqual(self.history()[-1], edited)
+        again, changed = self.successResultOf(
+            self.store.edit_message(sent.id, "hello @carol", (3,))
+        )
+        self.assertEqual((again, changed), (edited, False))
+
+    def test_edit_refused(self) -> None:
+        """
+        A missing message is C{no_such_message}; a system or deleted one is
+        C{not_allowed}.
+        """
+        gone = self.add_message(self.alice, ROOM, self.room_id)
+        self.successResultOf(self.store.delete_message(gone.id))
+        self.assertEqual(self.error(self.store.edit_message(10_000, "x", ())), wire.NO_SUCH_MESSAGE)
+        self.assertEqual(
+            self.error(self.store.edit_message(self.room.id, "x", ())), wire.NOT_ALLOWED
+        )
+        self.assertEqual(self.error(self.store.edit_message(gone.id, "x", ())), wire.NOT_ALLOWED)
+
+    def test_tombstone(self) -> None:
+        """
+        A deleted message keeps its id, time, kind, sender and target; its
+        text, quote, mentions and reactions go, and a reply to it shows it
+        deleted with its sender.  Deleting twice, or a system message, is
+        C{not_allowed}.
+        """
+        original = self.add_message(self.alice, ROOM, self.room_id, "first")
+        sent, _ = self.successResultOf(
+            self.store.add_message(
+                self.bob, ROOM, self.room_id, "secret @alice", reply_to=original.id, mentions=(1,)
+            )
+        )
+        reply, _ = self.successResultOf(
+            self.store.add_message(self.carol, ROOM, self.room_id, "what?", reply_to=sent.id)
+        )
+        self.successResultOf(self.store.react(sent.id, self.alice, "👍", True))
+        self.successResultOf(self.store.edit_message(sent.id, "secret! @alice", (1,)))
+        self.assertIsNone(self.successResultOf(self.store.delete_message(sent.id)))
+        tombstone = self.successResultOf(self.store.message(sent.id))
+        self.assertEqual(
+            tombstone,
+            StoredMessage(
+                sent.id, None, self.bob, ROOM, self.room_id, "text", "", sent.time, deleted=True
+            ),
+        )
+        quoted = self.successResultOf(self.store.message(reply.id))
+        assert quoted is not None
+        self.assertEqual(quoted.reply_to, StoredQuote(sent.id, self.bob, "", True))
+        self.assertEqual(query(self.path, "SELECT count(*) FROM reactions"), [(0,)])
+        self.assertEqual(
+            query(self.path, "SELECT count(*) FROM mentions WHERE message_id = ?", (sent.id,)),
+            [(0,)],
+        )
+        self.assertEqual(self.error(self.store.delete_message(sent.id)), wire.NOT_ALLOWED)
+        self.assertEqual(self.error(self.store.delete_message(self.room.id)), wire.NOT_ALLOWED)
+        self.assertEqual(self.error(self.store.delete_message(10_000)), wire.NO_SUCH_MESSAGE)
+
+    def test_texts_gone_from_the_file(self) -> None:
+        """
+        Once written back from the WAL, neither the text before an edit nor
+        a deleted text is anywhere in the database file, not even in free
+        pages.
+        """
+        # Texts longer than a page, whose overflow pages are freed.
+        edited = self.add_message(self.alice, ROOM, self.room_id, "xyzzy " * 600)
+        deleted = self.add_message(self.alice, ROOM, self.room_id, "plugh " * 600)
+        self.successResultOf(self.store.edit_message(edited.id, "after", ()))
+        self.successResultOf(self.store.delete_message(deleted.id))
+
+        self.store.close()
+        with closing(sqlite3.connect(self.path)) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with open(self.path, "rb") as f:
+            content = f.read()
+        self.assertNotIn(b"xyzzy", content)
+        self.assertNotIn(b"plugh", content)
+        self.assertIn(b"after", content)
+
+    def test_reactions(self) -> None:
+        """
+        Each emoji lists its users ascending, the emoji in the order each
+        was first added; one that disappears and comes back goes last.
+        Doing what is done changes nothing.
+        """
+        sent = self.add_message(self.alice, ROOM, self.room_id)
+
+        def react(user: int, emoji: str, on: bool = True) -> tuple[Any, bool]:
+            message, changed = self.successResultOf(self.store.react(sent.id, user, emoji, on))
+            return message.reactions, changed
+
+        self.assertEqual(react(self.carol, "👍"), ((("👍", (3,)),), True))
+        self.assertEqual(react(self.bob, "❤️"), ((("👍", (3,)), ("❤️", (2,))), True))
+        self.assertEqual(react(self.alice, "👍"), ((("👍", (1, 3)), ("❤️", (2,))), True))
+        self.assertEqual(react(self.alice, "👍"), ((("👍", (1, 3)), ("❤️", (2,))), False))
+        self.assertEqual(react(self.carol, "👍", False), ((("👍", (1,)), ("❤️", (2,))), True))
+        self.assertEqual(react(self.alice, "👍", False), ((("❤️", (2,)),), True))
+        self.assertEqual(react(self.alice, "👍", False), ((("❤️", (2,)),), False))
+        self.assertEqual(react(self.carol, "👍"), ((("❤️", (2,)), ("👍", (3,))), True))
+        self.assertEqual(self.history()[-1].reactions, (("❤️", (2,)), ("👍", (3,))))
+
+    def test_reactions_refused(self) -> None:
+        """
+        A 21st distinct emoji, and any reaction to a deleted or system
+        message, is C{not_allowed}; a missing message C{no_such_message}.
+        """
+        sent = self.add_message(self.alice, ROOM, self.room_id)
+        for n in range(20):
+            self.successResultOf(self.store.react(sent.id, self.bob, f"e{n}", True))
+        self.assertEqual(
+            self.error(self.store.react(sent.id, self.bob, "e20", True)), wire.NOT_ALLOWED
+        )
+        self.successResultOf(self.store.react(sent.id, self.carol, "e0", True))
+        gone = self.add_message(self.alice, ROOM, self.room_id)
+        self.successResultOf(self.store.delete_message(gone.id))
+        self.assertEqual(
+            self.error(self.store.react(gone.id, self.bob, "x", True)), wire.NOT_ALLOWED
+        )
+        self.assertEqual(
+            self.error(self.store.react(self.room.id, self.bob, "x", True)), wire.NOT_ALLOWED
+        )
+        self.assertEqual(
+            self.error(self.store.react(10_000, self.bob, "x", True)), wire.NO_SUCH_MESSAGE
+        )
+
+    def test_room_owner(self) -> None:
+        """
+        A new room's owner is its creator.
+        """
+        self.assertEqual(
+            query(self.path, "SELECT owner_id FROM rooms WHERE id = ?", (self.room_id,)),
+            [(self.alice,)],
+        )
+
+
+class UpgradeTests(SynchronousTestCase):
+    """
+    Each numbered schema file upgrades a database made by the ones before
+    it, with data in it.
+    """
+
+    def test_version_one_to_two(self) -> None:
+        """
+        A database of schema 1 with users, friends, rooms, members, messages
+        and read markers opens at the newest version with all of it: rooms
+        owned by their creators, messages with the version 2 defaults.
+        """
+        path = self.mktemp() + ".sqlite3"
+        (number, first), *later = schema_files()
+        self.assertEqual((number, [n for n, _ in later][:1]), (1, [2]))
+        stamp = "2026-11-24T06:00:30.123Z"
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            connection.executescript(
+                f"BEGIN;\n{first}\nINSERT INTO schema_version VALUES (1);COMMIT;"
+            )
+            connection.executescript(
+                f"""
+                INSERT INTO users VALUES (1, 'ncr', 'h1', '{stamp}'), (2, 'lzy', 'h2', '{stamp}');
+                INSERT INTO friendships VALUES (1, 2, 'accepted', '{stamp}'),
+                                               (2, 1, 'accepted', '{stamp}');
+                INSERT INTO rooms VALUES (1, 'room1', '{stamp}');
+                INSERT INTO messages VALUES
+                    (1, 2, 1, 1, 'system', 'lzy created the room', NULL, '{stamp}'),
+                    (2, 1, 1, 1, 'system', 'ncr joined the room', NULL, '{stamp}'),
+                    (3, 1, 1, 1, 'text', 'hello room', 'c1', '{stamp}'),
+                    (4, 2, 0, 1, 'text', 'hello ncr', NULL, '{stamp}');
+                INSERT INTO room_members VALUES (1, 2, 1), (1, 1, 2);
+                INSERT INTO read_markers VALUES (1, 0, 2, 4);
+                """
+            )
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(2,)])
+        self.assertEqual(query(path, "SELECT id, name, owner_id FROM rooms"), [(1, "room1", 2)])
+        self.assertEqual(len(query(path, "SELECT * FROM friendships")), 2)
+        self.assertEqual(query(path, "SELECT * FROM read_markers"), [(1, 0, 2, 4)])
+        room, _ = self.successResultOf(store.room_history(1, 2, None, None, 50))
+        self.assertEqual(
+            room,
+            [
+                StoredMessage(2, None, 1, ROOM, 1, "system", "ncr joined the room", stamp),
+                StoredMessage(3, "c1", 1, ROOM, 1, "text", "hello room", stamp),
+            ],
+        )
+        private, _ = self.successResultOf(store.private_history(1, 2, None, None, 50))
+        self.assertEqual(
+            private, [StoredMessage(4, None, 2, PRIVATE, 1, "text", "hello ncr", stamp)]
+        )
+        repeat, new = self.successResultOf(store.add_message(1, ROOM, 1, "again", "c1"))
+        self.assertEqual((repeat.id, new), (3, False))
+        reply, _ = self.successResultOf(store.add_message(1, ROOM, 1, "re", reply_to=3, since=2))
+        self.assertEqual((reply.id, reply.reply_to), (5, StoredQuote(3, 1, "hello room", False)))

@@ -45,6 +45,9 @@ SECTION_7_CODES = {
     "already_in_room",
     "rate_limited",
     "internal_error",
+    # Version 2, as each section is built.
+    "no_such_message",
+    "not_allowed",
 }
 
 

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
 from chatd.database import DatabaseHealth, DatabaseUnavailable, make_pool
+from chatd.store import StoredQuote
 from chatd.wire import PRIVATE, ChatError
 from chatd.writer import GroupCommit, single_change, together, utc_stamp
 from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, open_store
@@ -502,6 +503,48 @@ class RealStoreTests(SynchronousTestCase):
         self.assertTrue(earlier.id < ids[0] < ids[1] < ids[2])
         page, _ = self.successResultOf(store.private_history(bob, alice, None, None, 100))
         self.assertEqual([m.body for m in page], ["early", "first", "one", "two", "three"])
+
+    def test_replies_and_mentions_in_group(self) -> None:
+        """
+        A group sent as one statement stores each message's quote and
+        mentions, and the next group can quote a message of it.
+        """
+        reactor = ImmediateReactor()
+        path = self.mktemp() + ".sqlite3"
+        store = open_store(self, reactor, path)
+        alice = self.successResultOf(store.add_user("alice", "x"))
+        bob = self.successResultOf(store.add_user("bob", "x"))
+        earlier, _ = self.successResultOf(store.add_message(alice, PRIVATE, bob, "early"))
+        pool = make_pool(path, reactor, 1)
+        pool.threadpool = InlineThreadPool()  # type: ignore[assignment]
+        self.addCleanup(pool.close)
+        held = HeldPool(pool)
+        store.writer = GroupCommit(held, DatabaseHealth(), lambda: FIXED_NOW)  # type: ignore[arg-type]
+
+        store.add_message(alice, PRIVATE, bob, "first")
+        one = store.add_message(bob, PRIVATE, alice, "re", reply_to=earlier.id, mentions=(1,))
+        two = store.add_message(alice, PRIVATE, bob, "plain", mentions=(2,))
+        held.release_all()
+        first_group = [self.successResultOf(d)[0] for d in (one, two)]
+        self.assertEqual(
+            [(m.body, m.reply_to, m.mentions) for m in first_group],
+            [
+                ("re", StoredQuote(earlier.id, alice, "early", False), (1,)),
+                ("plain", None, (2,)),
+            ],
+        )
+        store.add_message(alice, PRIVATE, bob, "first")
+        three = store.add_message(bob, PRIVATE, alice, "again")
+        four = store.add_message(alice, PRIVATE, bob, "to three", reply_to=first_group[1].id)
+        held.release_all()
+        self.assertEqual(
+            self.successResultOf(four)[0].reply_to,
+            StoredQuote(first_group[1].id, alice, "plain", False),
+        )
+        self.successResultOf(three)
+        page, _ = self.successResultOf(store.private_history(bob, alice, None, None, 100))
+        self.assertEqual(page[-5:-3], first_group)
+        self.assertEqual([m.body for m in page][-3:], ["first", "again", "to three"])
 
 
 @single_change
