@@ -126,6 +126,7 @@ class Unread:
     target_type: int
     target_id: int
     count: int
+    mentions: int
     last_message_id: int
 
 
@@ -547,17 +548,34 @@ def _unread_txn(
         "      WHERE target_type = 0"
         "        AND min(sender_id, target_id) = min(f.value, ?)"
         "        AND max(sender_id, target_id) = max(f.value, ?)"
-        "        AND id > coalesce(r.message_id, 0) AND sender_id = f.value) AS count"
+        "        AND id > coalesce(r.message_id, 0) AND sender_id = f.value"
+        "        AND deleted = 0) AS count,"
+        "     coalesce(r.message_id, 0) AS marker"
         "   FROM json_each(?) AS f"
         "   LEFT JOIN read_markers AS r"
         "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = f.value"
         " )"
         " SELECT ? AS target_type, friend_id AS target_id, count,"
+        "   (SELECT count(*) FROM mentions AS mn JOIN messages AS m ON m.id = mn.message_id"
+        "    WHERE mn.user_id = ? AND mn.message_id > marker"
+        "      AND m.target_type = 0 AND m.sender_id = friend_id AND m.target_id = ?)"
+        "   AS mentions,"
         "   (SELECT max(id) FROM messages"
         "    WHERE target_type = 0 AND min(sender_id, target_id) = low"
         "      AND max(sender_id, target_id) = high) AS last_message_id"
         " FROM friends WHERE count > 0 ORDER BY position",
-        (user_id, user_id, user_id, user_id, json.dumps(friend_ids), user_id, PRIVATE, PRIVATE),
+        (
+            user_id,
+            user_id,
+            user_id,
+            user_id,
+            json.dumps(friend_ids),
+            user_id,
+            PRIVATE,
+            PRIVATE,
+            user_id,
+            user_id,
+        ),
     )
     found = _rows(txn, Unread)
     txn.execute(
@@ -566,16 +584,20 @@ def _unread_txn(
         "     (SELECT count(*) FROM messages"
         "      WHERE target_type = 1 AND target_id = j.value ->> 0"
         "        AND id >= max(coalesce(r.message_id, 0) + 1, j.value ->> 1)"
-        "        AND sender_id <> ?) AS count"
+        "        AND sender_id <> ? AND deleted = 0) AS count,"
+        "     max(coalesce(r.message_id, 0) + 1, j.value ->> 1) AS first_unread"
         "   FROM json_each(?) AS j"
         "   LEFT JOIN read_markers AS r"
         "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = j.value ->> 0"
         " )"
         " SELECT ? AS target_type, room_id AS target_id, count,"
+        "   (SELECT count(*) FROM mentions AS mn JOIN messages AS m ON m.id = mn.message_id"
+        "    WHERE mn.user_id = ? AND mn.message_id >= first_unread"
+        "      AND m.target_type = 1 AND m.target_id = room_id) AS mentions,"
         "   (SELECT max(id) FROM messages"
         "    WHERE target_type = 1 AND target_id = joined.room_id) AS last_message_id"
         " FROM joined WHERE count > 0 ORDER BY position",
-        (user_id, json.dumps(list(rooms.items())), user_id, ROOM, ROOM),
+        (user_id, json.dumps(list(rooms.items())), user_id, ROOM, ROOM, user_id),
     )
     found += _rows(txn, Unread)
     return found

@@ -470,10 +470,10 @@ class UnreadTests(StoreTestCase):
         mine = self.add_message(self.bob, PRIVATE, self.alice, "mine")
         self.add_message(self.bob, PRIVATE, self.carol, "to carol")
         unread = self.successResultOf(self.store.unread(self.bob, [self.alice, self.carol], {}))
-        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 3, mine.id)])
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 3, 0, mine.id)])
         self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m1.id))
         unread = self.successResultOf(self.store.unread(self.bob, [self.alice], {}))
-        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 2, mine.id)])
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 2, 0, mine.id)])
         self.successResultOf(self.store.mark_read(self.bob, PRIVATE, self.alice, m3.id))
         self.assertEqual(self.successResultOf(self.store.unread(self.bob, [self.alice], {})), [])
         self.assertLess(m2.id, m3.id)
@@ -491,10 +491,10 @@ class UnreadTests(StoreTestCase):
         a2 = self.add_message(self.alice, ROOM, room, "a2")
         rooms = {room: joined.id}
         unread = self.successResultOf(self.store.unread(self.bob, [], rooms))
-        self.assertEqual(unread, [Unread(ROOM, room, 2, a2.id)])
+        self.assertEqual(unread, [Unread(ROOM, room, 2, 0, a2.id)])
         self.successResultOf(self.store.mark_read(self.bob, ROOM, room, a1.id))
         unread = self.successResultOf(self.store.unread(self.bob, [], rooms))
-        self.assertEqual(unread, [Unread(ROOM, room, 1, a2.id)])
+        self.assertEqual(unread, [Unread(ROOM, room, 1, 0, a2.id)])
 
     def test_marker_never_moves_backwards(self) -> None:
         """
@@ -516,7 +516,7 @@ class UnreadTests(StoreTestCase):
         self.assertEqual(self.marker(self.bob, PRIVATE, self.alice), m1.id)
         m2 = self.add_message(self.alice, PRIVATE, self.bob, "2")
         unread = self.successResultOf(self.store.unread(self.bob, [self.alice], {}))
-        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 1, m2.id)])
+        self.assertEqual(unread, [Unread(PRIVATE, self.alice, 1, 0, m2.id)])
 
     def test_markers_are_per_user_and_conversation(self) -> None:
         """
@@ -603,10 +603,10 @@ class ManyConversationsUnreadTests(StoreTestCase):
         self.assertEqual(
             unread,
             [
-                Unread(PRIVATE, self.carol, 2, c3.id),
-                Unread(PRIVATE, self.bob, 2, my_reply.id),
-                Unread(ROOM, later, 1, after_join.id),
-                Unread(ROOM, lobby, 2, mine_in_lobby.id),
+                Unread(PRIVATE, self.carol, 2, 0, c3.id),
+                Unread(PRIVATE, self.bob, 2, 0, my_reply.id),
+                Unread(ROOM, later, 1, 0, after_join.id),
+                Unread(ROOM, lobby, 2, 0, mine_in_lobby.id),
             ],
         )
 
@@ -1140,6 +1140,39 @@ class VersionTwoMessageTests(StoreTestCase):
         self.assertEqual(
             self.error(self.store.react(10_000, self.bob, "x", True)), wire.NO_SUCH_MESSAGE
         )
+
+    def test_unread_mentions_and_tombstones(self) -> None:
+        """
+        Unread counts leave deleted messages out, and C{mentions} counts the
+        unread ones that mention the user, in rooms and private
+        conversations.
+        """
+        joined = self.successResultOf(
+            self.store.join_room(self.room_id, self.bob, self.bob, "bob joined the room")
+        )
+
+        def send(sender: int, target_type: int, target: int, mentions: tuple[int, ...] = ()) -> int:
+            message, _ = self.successResultOf(
+                self.store.add_message(sender, target_type, target, "hi", mentions=mentions)
+            )
+            return message.id
+
+        first = send(self.bob, ROOM, self.room_id, (self.alice,))
+        gone = send(self.bob, ROOM, self.room_id, (self.alice,))
+        last = send(self.bob, ROOM, self.room_id)
+        private = send(self.bob, PRIVATE, self.alice, (self.alice,))
+        send(self.bob, PRIVATE, self.carol, (self.alice,))
+        self.successResultOf(self.store.delete_message(gone))
+        rooms = {self.room_id: self.room.id}
+        unread = self.successResultOf(self.store.unread(self.alice, [self.bob], rooms))
+        self.assertEqual(
+            unread,
+            [Unread(PRIVATE, self.bob, 1, 1, private), Unread(ROOM, self.room_id, 3, 1, last)],
+        )
+        self.successResultOf(self.store.mark_read(self.alice, ROOM, self.room_id, first))
+        unread = self.successResultOf(self.store.unread(self.alice, [], rooms))
+        self.assertEqual(unread, [Unread(ROOM, self.room_id, 1, 0, last)])
+        self.assertLess(joined.id, first)
 
     def test_room_owner(self) -> None:
         """
