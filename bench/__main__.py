@@ -257,7 +257,9 @@ class Bench:
         db = self.workdir / "history.sqlite3"
         log(f"building a history database of {self.args.history_messages} messages")
         built = time.monotonic()
-        info = build_history_db(str(db), self.args.history_messages, password_hash)
+        info = build_history_db(
+            str(db), self.args.history_messages, password_hash, plain=self.args.plain_history
+        )
         self.results["chatd"]["e_build_seconds"] = round(time.monotonic() - built, 1)
         # Write the new file's dirty pages back now, not during the measure.
         os.sync()
@@ -571,6 +573,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storm-cap", type=float, default=6.0, help="longest (f) window")
     parser.add_argument("--idle-connections", type=int, default=2000)
     parser.add_argument("--history-messages", type=int, default=1_000_000)
+    parser.add_argument(
+        "--plain-history",
+        action="store_true",
+        help="(e) without replies, mentions or reactions in the database",
+    )
     parser.add_argument("--port", type=int, default=19020, help="first port to try")
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--chatload", help="a chatload binary: cross-check (a), (b) with it")

@@ -165,6 +165,7 @@ def build_history_db(
     rooms: int = 20,
     private_share: float = 0.2,
     seed: int = 1,
+    plain: bool = False,
 ) -> History:
     """
     Build a database of C{messages} messages at C{path}.
@@ -174,9 +175,12 @@ def build_history_db(
     join a system message as chatd stores it.  Users C{2k} and C{2k+1} are
     friends.  Then C{messages} text messages (counting the system ones),
     each to a random room or, with probability C{private_share}, between a
-    random pair of friends, one every 10 ms.  Every user has read
-    everything (a read marker at the last message of each conversation),
-    so a login's unread count is quick.
+    random pair of friends, one every 10 ms.  Unless C{plain}, they carry
+    what version 2 adds as a busy room would: one in ten answers the
+    conversation's previous message (a reply, quoted with every read), one
+    in eight mentions someone, and one in four has one to three reactions.
+    Every user has read everything (a read marker at the last message of
+    each conversation), so a login's unread count is quick.
 
     @return: what the benchmark needs to know about it.
     """
@@ -223,7 +227,11 @@ def build_history_db(
     pair_last = [0] * len(pairs)
     room_count = [0] * (rooms + 1)
 
-    def texts() -> Iterator[tuple[int, int, int, int, str, str]]:
+    reactions: list[tuple[int, str, int, int]] = []
+    mentions: list[tuple[int, int]] = []
+    emoji = ["👍", "❤️", "😂", "🎉", "👀", "ok"]
+
+    def texts() -> Iterator[tuple[int, int, int, int, str, int | None, str]]:
         # Plain arithmetic on rng.random(): rng.choice would double the
         # time of the whole build.
         rand = rng.random
@@ -235,14 +243,32 @@ def build_history_db(
                 pair = int(rand() * len(pairs))
                 a, b = pairs[pair]
                 sender, target = (a, b) if rand() < 0.5 else (b, a)
-                pair_last[pair] = message_id
+                readers: Sequence[int] = (a, b)
+                previous, pair_last[pair] = pair_last[pair], message_id
                 target_type = 0
             else:
                 target = room_ids[int(rand() * rooms)]
                 sender = user_ids[int(rand() * users)]
+                readers = user_ids
                 room_count[target] += 1
-                room_last[target] = message_id
+                previous, room_last[target] = room_last[target], message_id
                 target_type = 1
+            reply_to = None
+            body = f"message {message_id} from {sender}{fillers[message_id & 3]}"
+            if not plain:
+                if previous and rand() < 0.1:
+                    reply_to = previous
+                if rand() < 0.125:
+                    mentioned = readers[int(rand() * len(readers))]
+                    if mentioned != sender:
+                        body = f"@{names[mentioned - user_ids[0]]} {body}"
+                        mentions.append((message_id, mentioned))
+                if rand() < 0.25:
+                    first = len(reactions) + 1
+                    for n in range(1 + int(rand() * 3)):
+                        reactions.append(
+                            (message_id, emoji[n], readers[int(rand() * len(readers))], first + n)
+                        )
             # One message every 10 ms.
             if message_id // 100 != second:
                 second = message_id // 100
@@ -252,16 +278,24 @@ def build_history_db(
                 sender,
                 target_type,
                 target,
-                f"message {message_id} from {sender}{fillers[message_id & 3]}",
+                body,
+                reply_to,
                 f"{prefix}{message_id % 100 * 10:03d}Z",
             )
 
     with _indexes_dropped(connection, "messages"):
         connection.executemany(
-            "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)"
-            " VALUES (?, ?, ?, ?, 'text', ?, ?)",
+            "INSERT INTO messages"
+            " (id, sender_id, target_type, target_id, kind, body, reply_to, created_at)"
+            " VALUES (?, ?, ?, ?, 'text', ?, ?, ?)",
             texts(),
         )
+    connection.executemany(
+        "INSERT INTO reactions (message_id, emoji, user_id, since)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        reactions,
+    )
+    connection.executemany("INSERT INTO mentions (message_id, user_id) VALUES (?, ?)", mentions)
     markers = [
         row
         for (a, b), m in zip(pairs, pair_last, strict=True)
@@ -432,11 +466,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Build the chatd benchmark's history database.")
     parser.add_argument("path", help="the database file to create (it must not exist)")
     parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--plain", action="store_true", help="no replies, mentions or reactions")
     args = parser.parse_args()
     from argon2 import PasswordHasher
 
     started = time.monotonic()
-    history = build_history_db(args.path, args.messages, PasswordHasher().hash(PASSWORD))
+    history = build_history_db(
+        args.path, args.messages, PasswordHasher().hash(PASSWORD), plain=args.plain
+    )
     print(
         f"{args.path}: {history.messages} messages, room {history.room_id} holds "
         f"{history.room_messages}; log in as {history.username} / {PASSWORD} "
