@@ -1,17 +1,18 @@
 """
 Bytes to requests and replies to bytes: one L{ChatProtocol} per connection.
 
-A frame is decoded once (L{wire.decode}), passes flood control and the
-login gate in L{ChatServer.dispatch}, and is handled by the server.  Every
-request gets exactly one reply, and replies leave in request order: each
-request takes a slot in a queue when it arrives, and slots are written out
-from the head as they fill.
+A frame is decoded once (L{wire.decode}) and passes flood control (a token
+bucket per connection) here; the server's route table
+(L{ChatServer.routes}) says how the request is scheduled, and
+L{ChatServer.dispatch} applies the login gate, parses its fields and runs
+its handler.  Every request gets exactly one reply, and replies leave in
+request order (L{RequestQueue}).
 
 Requests of one connection run one after another, so each sees the effects
-of the ones before it; the exception is C{send_message}, whose order is
-fixed the moment it is queued in the L{GroupCommit}: consecutive sends
-run together, so a client with many messages in flight has them all
-committed in one group.
+of the ones before it; the exception is a route marked C{concurrent}
+(C{send_message}), whose order is fixed the moment it is queued in the
+L{GroupCommit}: consecutive sends run together, so a client with many
+messages in flight has them all committed in one group.
 
 What the client got wrong (a L{ChatError}) becomes an C{error} reply; any
 other exception is a bug: its traceback goes to the log, C{internal_error}
@@ -21,6 +22,7 @@ to the wire, and every other connection carries on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -33,6 +35,8 @@ from twisted.python.failure import Failure
 
 from chatd import wire
 from chatd.database import DatabaseUnavailable
+from chatd.routes import Route
+from chatd.scheduling import RequestQueue
 from chatd.server import ChatServer, Reply
 from chatd.wire import ChatError, Payload
 
@@ -55,19 +59,22 @@ class Limits:
     max_pending: int = 1024 * 1024
 
 
-class _Slot:
+class _Answer:
     """
-    A place in the reply queue: empty until the request's reply is ready.
+    What a request's reply slot is filled with: the framed reply, and what
+    to do once it is written.
     """
 
-    __slots__ = ("closes", "code", "data")
+    __slots__ = ("closes", "code", "data", "releases")
 
-    def __init__(self) -> None:
-        self.data: bytes | None = None
+    def __init__(self, data: bytes, code: str | None = None, closes: bool = False) -> None:
+        self.data = data
         # The error code the reply carries, if it is an error.
-        self.code: str | None = None
+        self.code = code
         # Whether the connection closes once this reply is written.
-        self.closes = False
+        self.closes = closes
+        # Whether the pushes held while the request ran go out after it.
+        self.releases = False
 
 
 class _Backlog:
@@ -124,15 +131,9 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         self._tokens = float(limits.burst)
         self._refilled = clock.seconds()
         self._errors_in_a_row = 0
-        # Lists, not deques: an empty deque costs 600 bytes, and most
-        # connections sit idle.
-        self._replies: list[_Slot] = []
-        self._waiting: list[tuple[_Slot, Payload]] = []
-        self._running = 0
-        self._running_exclusive = 0
-        self._pumping = False
-        # Pushes wait here while a login reply is not yet written, so that
-        # login_successful and login_info come first.
+        self._requests: RequestQueue[_Answer] = RequestQueue(self._deliver)
+        # Pushes wait here while a holds_pushes request (login) runs, so
+        # that its reply (login_successful, login_info) comes first.
         self._held: list[bytes] | None = None
         self._backlog = _Backlog()
 
@@ -158,7 +159,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.connected = False
-        self._closing = True
+        self._stop()
         self.setTimeout(None)
         user_id = self.user_id
         self._server.disconnected(self)
@@ -186,10 +187,9 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         # requests already received, then this one, then close.
         self.transport.pauseProducing()
         self._deaf = True
-        slot = self._new_slot()
-        self._fill(slot, [wire.error(wire.FRAME_TOO_LARGE)], wire.FRAME_TOO_LARGE)
-        slot.closes = True
-        self._flush()
+        answer = self._error(ChatError(wire.FRAME_TOO_LARGE), None)
+        answer.closes = True
+        self._requests.answered(answer)
 
     def stringReceived(self, payload: bytes) -> None:
         if self._closing or self._deaf:
@@ -198,7 +198,6 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
             # Only a logged-in connection's requests keep it alive: the
             # login deadline holds whatever comes before.
             self.resetTimeout()
-        slot = self._new_slot()
         request: Payload | None = None
         try:
             request = wire.decode(payload)
@@ -210,10 +209,11 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
             if not self._take_token():
                 raise ChatError(wire.RATE_LIMITED)
         except ChatError as e:
-            self._answer_error(slot, e, request)
+            self._requests.answered(self._error(e, request))
             return
-        self._waiting.append((slot, request))
-        self._pump()
+        route = self._server.routes.get(request["type"])
+        concurrent = route is not None and route.concurrent
+        self._requests.submit(partial(self._run, route, request), concurrent)
 
     def _take_token(self) -> bool:
         now = self._clock.seconds()
@@ -227,68 +227,51 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 
     # Running requests.
 
-    def _pump(self) -> None:
+    def _run(self, route: Route | None, request: Payload) -> _Answer | Deferred[_Answer]:
         """
-        Start every waiting request that may start now.
-        """
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            while self._waiting and not self._closing:
-                slot, request = self._waiting[0]
-                concurrent = request["type"] == "send_message"
-                if self._running and not (concurrent and not self._running_exclusive):
-                    return
-                del self._waiting[0]
-                self._start(slot, request, concurrent)
-        finally:
-            self._pumping = False
+        Run one request through the server.
 
-    def _start(self, slot: _Slot, request: Payload, concurrent: bool) -> None:
-        self._running += 1
-        if not concurrent:
-            self._running_exclusive += 1
-        if request["type"] == "login":
+        @return: its answer, or a Deferred of it that does not fail.
+        """
+        if route is not None and route.holds_pushes:
             self._held = []
+        logged_in = self.user_id is not None
         try:
             result = self._server.dispatch(self, request)
         except BaseException:
-            self._finished(Failure(), slot, request, concurrent)
-            return
+            return self._answer(Failure(), route, request, logged_in)
         if isinstance(result, Deferred):
-            result.addBoth(self._finished, slot, request, concurrent)
-        else:
-            self._finished(result, slot, request, concurrent)
+            return result.addBoth(self._answer, route, request, logged_in)
+        return self._answer(result, route, request, logged_in)
 
-    def _finished(
-        self, result: Reply | Failure, slot: _Slot, request: Payload, concurrent: bool
-    ) -> None:
-        self._running -= 1
-        if not concurrent:
-            self._running_exclusive -= 1
-        if isinstance(result, Failure):
-            if isinstance(result.value, ChatError):
-                self._answer_error(slot, result.value, request)
+    def _answer(
+        self, result: Reply | Failure, route: Route | None, request: Payload, logged_in: bool
+    ) -> _Answer:
+        try:
+            if isinstance(result, Failure):
+                answer = self._failed(result, request)
             else:
-                self._bug(result, request)
-                self._answer_error(slot, ChatError(wire.INTERNAL_ERROR), request)
-        else:
-            replies = result if isinstance(result, list) else [result]
-            rid = wire.request_id(request)
-            if rid is not None:
-                first = replies[0]
-                replies[0] = {"type": first.pop("type"), "id": rid, **first}
-            self._fill(slot, replies, None)
-            slot.closes = replies[0]["type"] == "logout_successful"
-            self._flush()
-        if request["type"] == "login":
-            if self.user_id is not None:
-                self.setTimeout(self._limits.idle_timeout)
-            self._release_held()
-        self._pump()
+                answer = self._succeeded(result, route, request)
+        except BaseException:
+            answer = self._failed(Failure(), request)
+        answer.releases = route is not None and route.holds_pushes
+        if not logged_in and self.user_id is not None:
+            # Logged in: from now on the idle timeout applies.
+            self.setTimeout(self._limits.idle_timeout)
+        return answer
 
-    def _bug(self, failure: Failure, request: Payload) -> None:
+    def _succeeded(self, result: Reply, route: Route | None, request: Payload) -> _Answer:
+        replies = result if isinstance(result, list) else [result]
+        rid = wire.request_id(request)
+        if rid is not None:
+            first = replies[0]
+            replies[0] = {"type": first.pop("type"), "id": rid, **first}
+        data = b"".join(wire.frame(payload) for payload in replies)
+        return _Answer(data, closes=route is not None and route.closes)
+
+    def _failed(self, failure: Failure, request: Payload) -> _Answer:
+        if isinstance(failure.value, ChatError):
+            return self._error(failure.value, request)
         # DatabaseUnavailable was logged once, by the store's health check.
         if not failure.check(DatabaseUnavailable):
             self.log.failure(
@@ -297,42 +280,32 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
                 type=request["type"],
                 user_id=self.user_id,
             )
+        return self._error(ChatError(wire.INTERNAL_ERROR), request)
 
     # Replies.
 
-    def _new_slot(self) -> _Slot:
-        slot = _Slot()
-        self._replies.append(slot)
-        return slot
-
-    def _fill(self, slot: _Slot, payloads: list[Payload], code: str | None) -> None:
-        slot.data = b"".join(wire.frame(payload) for payload in payloads)
-        slot.code = code
-
-    def _answer_error(self, slot: _Slot, error: ChatError, request: Payload | None) -> None:
+    def _error(self, error: ChatError, request: Payload | None) -> _Answer:
         rid = wire.request_id(request) if request is not None else None
-        self._fill(slot, [wire.error(error.code, error.message, rid)], error.code)
-        self._flush()
+        return _Answer(wire.frame(wire.error(error.code, error.message, rid)), error.code)
 
-    def _flush(self) -> None:
+    def _deliver(self, answer: _Answer) -> bool:
         """
-        Write the replies at the head of the queue that are ready.
+        Write the answer at the head of the line.
+
+        @return: whether the connection goes on.
         """
-        replies = self._replies
-        while replies and replies[0].data is not None:
-            slot = replies.pop(0)
-            assert slot.data is not None
-            self._write(slot.data)
-            if slot.closes:
-                self._close()
-                return
-            if slot.code in wire.PROTOCOL_ERRORS:
-                self._errors_in_a_row += 1
-                if self._errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
-                    self.kick("too_many_errors")
-                    return
-            else:
-                self._errors_in_a_row = 0
+        self._write(answer.data)
+        if answer.releases:
+            self._release_held()
+        if answer.closes:
+            self._close()
+        elif answer.code in wire.PROTOCOL_ERRORS:
+            self._errors_in_a_row += 1
+            if self._errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
+                self.kick("too_many_errors")
+        else:
+            self._errors_in_a_row = 0
+        return not self._closing
 
     def _write(self, data: bytes) -> None:
         backlog = self._backlog
@@ -343,7 +316,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
                     user_id=self.user_id,
                     limit=self._limits.max_pending,
                 )
-                self._closing = True
+                self._stop()
                 self.transport.abortConnection()
                 return
             backlog.queued += len(data)
@@ -354,8 +327,13 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         for frame in held or ():
             self._write(frame)
 
-    def _close(self) -> None:
+    def _stop(self) -> None:
+        # Nothing more is written, and no waiting request starts.
         self._closing = True
+        self._requests.stop()
+
+    def _close(self) -> None:
+        self._stop()
         self.transport.loseConnection()
 
     # The Session interface, for the server.

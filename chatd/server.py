@@ -1,11 +1,14 @@
 """
 The rules of chatd: one method per request type of PROTOCOL.md section 5.
 
-L{ChatServer} knows neither bytes nor SQL.  It gets a decoded request and
-the L{Session} it came from, checks the rules against the in-memory
+L{ChatServer} knows neither bytes nor SQL.  Its route table
+(L{ChatServer.routes}) names, for each request type, the parser of its
+fields (L{chatd.requests}) and its handler.  A handler gets the parsed
+request and the logged-in L{User} (or, for the requests allowed before
+login, the L{Session}), checks the rules against the in-memory
 L{Directory}, changes the L{Store}, and pushes to other users through
-L{Sessions}.  A handler returns its reply payload (or a list: the reply,
-then pushes that must follow it at once), or a Deferred of it, and raises
+L{Sessions}.  It returns its reply payload (or a list: the reply, then
+pushes that must follow it at once), or a Deferred of it, and raises
 L{ChatError} for anything the client got wrong.
 """
 
@@ -13,29 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from inspect import iscoroutine
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from chatd import wire
+from chatd import requests, wire
 from chatd.directory import Directory, Room
 from chatd.passwords import Passwords
+from chatd.requests import Target
+from chatd.routes import Route, User
 from chatd.sessions import Session, Sessions
 from chatd.store import Store, StoredMessage
 from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 
 T = TypeVar("T")
 Reply = Payload | list[Payload]
-Handler = Callable[[Session, Payload], Any]
 
-#: The only requests allowed before login.
-BEFORE_LOGIN: Final = frozenset({"register", "login", "ping"})
-
-HISTORY_LIMIT: Final = 50
-MAX_HISTORY_LIMIT: Final = 100
-MAX_CLIENT_MSG_ID: Final = 64
 MAX_ROOM_LIST: Final = 100
 
 
@@ -102,38 +100,51 @@ class ChatServer:
         self.sessions = sessions
         self._directory = directory
         self._throttle = LoginThrottle(clock)
-        self._handlers: dict[str, Handler] = {
-            "register": self.register,
-            "login": self.login,
-            "logout": self.logout,
-            "ping": self.ping,
-            "send_message": self.send_message,
-            "history": self.history,
-            "mark_read": self.mark_read,
-            "add_friend": self.add_friend,
-            "resolve_friend_request": self.resolve_friend_request,
-            "remove_friend": self.remove_friend,
-            "create_room": self.create_room,
-            "join_room": self.join_room,
-            "quit_room": self.quit_room,
-            "add_friend_to_room": self.add_friend_to_room,
-            "list_rooms": self.list_rooms,
+        #: Every request type: its parser, its handler, its scheduling.
+        self.routes: dict[str, Route] = {
+            "register": Route(requests.Register.parse, self.register, before_login=True),
+            "login": Route(requests.Login.parse, self.login, before_login=True, holds_pushes=True),
+            "ping": Route(requests.NoFields.parse, self.ping, before_login=True),
+            "logout": Route(requests.NoFields.parse, self.logout, closes=True),
+            "send_message": Route(requests.SendMessage.parse, self.send_message, concurrent=True),
+            "history": Route(requests.History.parse, self.history),
+            "mark_read": Route(requests.MarkRead.parse, self.mark_read),
+            "add_friend": Route(requests.AddFriend.parse, self.add_friend),
+            "resolve_friend_request": Route(
+                requests.ResolveFriendRequest.parse, self.resolve_friend_request
+            ),
+            "remove_friend": Route(requests.RemoveFriend.parse, self.remove_friend),
+            "create_room": Route(requests.CreateRoom.parse, self.create_room),
+            "join_room": Route(requests.JoinRoom.parse, self.join_room),
+            "quit_room": Route(requests.QuitRoom.parse, self.quit_room),
+            "add_friend_to_room": Route(requests.AddFriendToRoom.parse, self.add_friend_to_room),
+            "list_rooms": Route(requests.ListRooms.parse, self.list_rooms),
         }
 
     def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
         """
-        Handle one request.
+        Handle one request: the login gate, then its fields, then its rules.
 
         @return: the reply, or a Deferred of it.
         @raise ChatError: what the client got wrong.
         """
         kind = request["type"]
-        if session.user_id is None and kind not in BEFORE_LOGIN:
-            raise ChatError(wire.NOT_AUTHENTICATED)
-        handler = self._handlers.get(kind)
-        if handler is None:
+        route = self.routes.get(kind)
+        user_id = session.user_id
+        if user_id is None:
+            if route is None or not route.before_login:
+                raise ChatError(wire.NOT_AUTHENTICATED)
+        elif route is None:
             raise ChatError(wire.UNKNOWN_TYPE, f"Unknown request type {kind!r}.")
-        result = handler(session, request)
+        parsed = route.parse(request)
+        if route.before_login:
+            result = route.handler(session, parsed)
+        else:
+            assert user_id is not None and session.username is not None
+            caller = User(user_id, session.username)
+            if route.closes:
+                self._logged_out(session)
+            result = route.handler(caller, parsed)
         if iscoroutine(result):
             return Deferred.fromCoroutine(result)
         return result
@@ -220,39 +231,33 @@ class ChatServer:
 
     # Accounts.
 
-    async def register(self, session: Session, request: Payload) -> Reply:
+    async def register(self, session: Session, request: requests.Register) -> Reply:
         """
         Create an account.  Registering does not log in.
         """
-        username = wire.string(request, "username")
-        password = wire.string(request, "password")
-        if not wire.valid_name(username):
-            raise ChatError(wire.INVALID_USERNAME)
-        if not wire.valid_password(password):
-            raise ChatError(wire.INVALID_PASSWORD)
+        username = request.username
         if self._directory.user_id(username) is not None:
             raise ChatError(wire.USERNAME_TAKEN)
-        password_hash = await self._passwords.hash(password)
+        password_hash = await self._passwords.hash(request.password)
         user_id = await self._store.add_user(username, password_hash)
         self._directory.add_user(user_id, username)
         self.log.info("User {user_id} registered", user_id=user_id)
         return {"type": "register_successful", "user": self._user(user_id)}
 
-    async def login(self, session: Session, request: Payload) -> Reply:
+    async def login(self, session: Session, request: requests.Login) -> Reply:
         """
         Log in, replacing the account's older session, and follow the reply
         with C{login_info}.
         """
         if session.user_id is not None:
             raise ChatError(wire.ALREADY_AUTHENTICATED)
-        username = wire.string(request, "username")
-        password = wire.string(request, "password")
+        username = request.username
         self._throttle.check(username)
         credentials = None
         if wire.valid_name(username):
             credentials = await self._store.credentials(username)
         verdict = await self._passwords.verify(
-            credentials.password_hash if credentials else None, password
+            credentials.password_hash if credentials else None, request.password
         )
         if credentials is None or not verdict.ok:
             self._throttle.failed(username)
@@ -298,16 +303,15 @@ class ChatServer:
             ],
         }
 
-    def logout(self, session: Session, request: Payload) -> Reply:
+    def logout(self, user: User, request: requests.NoFields) -> Reply:
         """
-        Log out; the protocol closes the connection after the reply.
+        Log out: its route ends the session before this runs, and the
+        protocol closes the connection after the reply.
         """
-        user_id = session.user_id
-        self._logged_out(session)
-        self.log.info("User {user_id} logged out", user_id=user_id)
+        self.log.info("User {user_id} logged out", user_id=user.id)
         return {"type": "logout_successful"}
 
-    def ping(self, session: Session, request: Payload) -> Reply:
+    def ping(self, session: Session, request: requests.NoFields) -> Reply:
         """
         Answer C{pong}: the client is alive.
         """
@@ -315,47 +319,35 @@ class ChatServer:
 
     # Messages.
 
-    def _conversation(self, user_id: int, request: Payload) -> tuple[int, int]:
+    def _check_conversation(self, user_id: int, target: Target) -> None:
         """
-        Read C{target_type} and C{target_id} and check that C{user_id} may
-        use that conversation.
-
-        @return: the target type and id.
+        Check that C{user_id} may use the conversation C{target}.
         """
-        target_type = wire.integer(request, "target_type")
-        target_id = wire.integer(request, "target_id")
-        if target_type == PRIVATE:
+        target_id = target.id
+        if target.type == PRIVATE:
             if target_id == user_id:
                 raise ChatError(wire.INVALID_TARGET, "That is you.")
             if not self._directory.are_friends(user_id, target_id):
                 if target_id in self._directory.usernames:
                     raise ChatError(wire.NOT_FRIENDS)
                 raise ChatError(wire.NO_SUCH_USER)
-        elif target_type == ROOM:
+        else:
             room = self._directory.rooms.get(target_id)
             if room is None:
                 raise ChatError(wire.NO_SUCH_ROOM)
             if user_id not in room.members:
                 raise ChatError(wire.NOT_IN_ROOM)
-        else:
-            raise ChatError(wire.INVALID_FIELD, "Field 'target_type' must be 0 or 1.")
-        return target_type, target_id
 
-    def send_message(self, session: Session, request: Payload) -> Deferred[Reply]:
+    def send_message(self, user: User, request: requests.SendMessage) -> Deferred[Reply]:
         """
         Store a message; after the commit, answer the sender with it and
         push it to the recipient or to the room's other members.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        target_type, target_id = self._conversation(user_id, request)
-        text = wire.string(request, "message")
-        client_msg_id = wire.optional_string(request, "client_msg_id")
-        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
-            raise ChatError(wire.INVALID_FIELD, "Field 'client_msg_id' must be 1-64 characters.")
-        if not wire.valid_message(text):
-            raise ChatError(wire.INVALID_MESSAGE)
-        d = self._store.add_message(user_id, target_type, target_id, text, client_msg_id)
+        target = request.target
+        self._check_conversation(user.id, target)
+        d = self._store.add_message(
+            user.id, target.type, target.id, request.message, request.client_msg_id
+        )
         return d.addCallback(self._message_stored)
 
     def _message_stored(self, result: tuple[StoredMessage, bool]) -> Reply:
@@ -382,65 +374,53 @@ class ChatServer:
         }
         self.sessions.push(recipients, payload)
 
-    def history(self, session: Session, request: Payload) -> Deferred[Reply]:
+    def history(self, user: User, request: requests.History) -> Deferred[Reply]:
         """
         A page of a conversation's messages, oldest first.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        target_type, target_id = self._conversation(user_id, request)
-        before = wire.optional_integer(request, "before")
-        after = wire.optional_integer(request, "after")
-        limit = wire.integer(request, "limit", HISTORY_LIMIT)
-        if before is not None and after is not None:
-            raise ChatError(wire.INVALID_FIELD, "Give 'before' or 'after', not both.")
-        if not 0 < limit <= MAX_HISTORY_LIMIT:
-            raise ChatError(wire.INVALID_FIELD, "Field 'limit' must be 1-100.")
-        if target_type == PRIVATE:
-            d = self._store.private_history(user_id, target_id, before, after, limit)
+        target = request.target
+        self._check_conversation(user.id, target)
+        before, after, limit = request.before, request.after, request.limit
+        if target.type == PRIVATE:
+            d = self._store.private_history(user.id, target.id, before, after, limit)
         else:
-            since = self._directory.rooms[target_id].members[user_id]
-            d = self._store.room_history(target_id, since, before, after, limit)
+            since = self._directory.rooms[target.id].members[user.id]
+            d = self._store.room_history(target.id, since, before, after, limit)
 
         def page(result: tuple[list[StoredMessage], bool]) -> Reply:
             messages, has_more = result
             return {
                 "type": "history",
-                "target_type": target_type,
-                "target_id": target_id,
+                "target_type": target.type,
+                "target_id": target.id,
                 "messages": [self._message(message) for message in messages],
                 "has_more": has_more,
             }
 
         return d.addCallback(page)
 
-    def mark_read(self, session: Session, request: Payload) -> Deferred[Reply]:
+    def mark_read(self, user: User, request: requests.MarkRead) -> Deferred[Reply]:
         """
         Move the read marker of a conversation forward.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        target_type, target_id = self._conversation(user_id, request)
-        message_id = wire.integer(request, "message_id")
-        d = self._store.mark_read(user_id, target_type, target_id, message_id)
+        target = request.target
+        self._check_conversation(user.id, target)
+        d = self._store.mark_read(user.id, target.type, target.id, request.message_id)
         return d.addCallback(lambda _: {"type": "ok"})
 
     # Friends.
 
-    def _existing_user(self, request: Payload, field: str = "user_id") -> int:
-        user_id = wire.integer(request, field)
+    def _check_user(self, user_id: int) -> None:
         if user_id not in self._directory.usernames:
             raise ChatError(wire.NO_SUCH_USER)
-        return user_id
 
-    async def add_friend(self, session: Session, request: Payload) -> Reply:
+    async def add_friend(self, user: User, request: requests.AddFriend) -> Reply:
         """
         Ask someone to be our friend, or accept their request if they
         already asked us.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        target_id = self._directory.user_id(wire.string(request, "username"))
+        user_id = user.id
+        target_id = self._directory.user_id(request.username)
         if target_id is None:
             raise ChatError(wire.NO_SUCH_USER)
         if target_id == user_id:
@@ -477,32 +457,30 @@ class ChatServer:
             "accepted": True,
         }
 
-    async def resolve_friend_request(self, session: Session, request: Payload) -> Reply:
+    async def resolve_friend_request(
+        self, user: User, request: requests.ResolveFriendRequest
+    ) -> Reply:
         """
         Accept (the default) or decline a pending friend request.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        requester_id = wire.integer(request, "user_id")
-        accept = wire.boolean(request, "accept", True)
+        requester_id = request.user_id
         if requester_id not in self._directory.usernames:
             raise ChatError(wire.NO_PENDING_REQUEST)
-        await self._store.resolve_friend_request(user_id, requester_id, accept)
-        if accept:
-            return self._befriended(user_id, requester_id)
+        await self._store.resolve_friend_request(user.id, requester_id, request.accept)
+        if request.accept:
+            return self._befriended(user.id, requester_id)
         return {
             "type": "add_friend_result",
             "friend": self._friend(requester_id),
             "accepted": False,
         }
 
-    async def remove_friend(self, session: Session, request: Payload) -> Reply:
+    async def remove_friend(self, user: User, request: requests.RemoveFriend) -> Reply:
         """
         End a friendship; both sides are told.
         """
-        user_id = session.user_id
-        assert user_id is not None
-        friend_id = self._existing_user(request)
+        user_id, friend_id = user.id, request.user_id
+        self._check_user(friend_id)
         if not self._directory.are_friends(user_id, friend_id):
             raise ChatError(wire.NOT_FRIENDS)
         # Refuse messages between them from now on, even those queued
@@ -517,8 +495,8 @@ class ChatServer:
 
     # Rooms.
 
-    def _room_of(self, request: Payload) -> Room:
-        room = self._directory.rooms.get(wire.integer(request, "room_id"))
+    def _existing_room(self, room_id: int) -> Room:
+        room = self._directory.rooms.get(room_id)
         if room is None:
             raise ChatError(wire.NO_SUCH_ROOM)
         return room
@@ -539,49 +517,43 @@ class ChatServer:
         )
         self._push_message(stored)
 
-    async def create_room(self, session: Session, request: Payload) -> Reply:
+    async def create_room(self, user: User, request: requests.CreateRoom) -> Reply:
         """
         Create a room; its creator is its first member.
         """
-        user_id, username = session.user_id, session.username
-        assert user_id is not None and username is not None
-        name = wire.string(request, "name")
-        if not wire.valid_name(name):
-            raise ChatError(wire.INVALID_ROOM_NAME)
+        user_id, name = user.id, request.name
         if self._directory.room_id(name) is not None:
             raise ChatError(wire.ROOM_EXISTS)
-        stored = await self._store.create_room(name, user_id, f"{username} created the room")
+        stored = await self._store.create_room(name, user_id, f"{user.name} created the room")
         room = self._directory.add_room(stored.target_id, name)
         self._directory.join(room.id, user_id, stored.id)
         self.log.info("User {user_id} created room {room_id}", user_id=user_id, room_id=room.id)
         return {"type": "create_successful", "room": self._room(room)}
 
-    async def join_room(self, session: Session, request: Payload) -> Reply:
+    async def join_room(self, user: User, request: requests.JoinRoom) -> Reply:
         """
         Join a room by name.
         """
-        user_id, username = session.user_id, session.username
-        assert user_id is not None and username is not None
-        room_id = self._directory.room_id(wire.string(request, "name"))
+        user_id = user.id
+        room_id = self._directory.room_id(request.name)
         if room_id is None:
             raise ChatError(wire.NO_SUCH_ROOM)
         room = self._directory.rooms[room_id]
         if user_id in room.members:
             raise ChatError(wire.ALREADY_IN_ROOM)
         stored = await self._store.join_room(
-            room_id, user_id, user_id, f"{username} joined the room"
+            room_id, user_id, user_id, f"{user.name} joined the room"
         )
         self._directory.join(room.id, user_id, stored.id)
         self._joined(room, user_id, stored)
         return {"type": "join_successful", "room": self._room(room)}
 
-    async def quit_room(self, session: Session, request: Payload) -> Reply:
+    async def quit_room(self, user: User, request: requests.QuitRoom) -> Reply:
         """
         Leave a room; it keeps existing, with its history.
         """
-        user_id, username = session.user_id, session.username
-        assert user_id is not None and username is not None
-        room = self._room_of(request)
+        user_id = user.id
+        room = self._existing_room(request.room_id)
         if user_id not in room.members:
             raise ChatError(wire.NOT_IN_ROOM)
         # No more messages to or from this member from now on; undone if
@@ -589,7 +561,7 @@ class ChatServer:
         joined = room.members[user_id]
         self._directory.leave(room.id, user_id)
         stored = await _undo_on_failure(
-            self._store.quit_room(room.id, user_id, f"{username} left the room"),
+            self._store.quit_room(room.id, user_id, f"{user.name} left the room"),
             lambda: self._directory.join(room.id, user_id, joined),
         )
         self.sessions.push(
@@ -599,14 +571,13 @@ class ChatServer:
         self._push_message(stored)
         return {"type": "me_outroom", "room_id": room.id}
 
-    async def add_friend_to_room(self, session: Session, request: Payload) -> Reply:
+    async def add_friend_to_room(self, user: User, request: requests.AddFriendToRoom) -> Reply:
         """
         Add a friend to one of our rooms; they join at once.
         """
-        user_id, username = session.user_id, session.username
-        assert user_id is not None and username is not None
-        room = self._room_of(request)
-        friend_id = self._existing_user(request)
+        user_id, friend_id = user.id, request.user_id
+        room = self._existing_room(request.room_id)
+        self._check_user(friend_id)
         if user_id not in room.members:
             raise ChatError(wire.NOT_IN_ROOM)
         if not self._directory.are_friends(user_id, friend_id):
@@ -615,19 +586,19 @@ class ChatServer:
             raise ChatError(wire.ALREADY_IN_ROOM)
         friend_name = self._directory.usernames[friend_id]
         stored = await self._store.join_room(
-            room.id, user_id, friend_id, f"{username} added {friend_name} to the room"
+            room.id, user_id, friend_id, f"{user.name} added {friend_name} to the room"
         )
         self._directory.join(room.id, friend_id, stored.id)
         self.sessions.push((friend_id,), {"type": "join_successful", "room": self._room(room)})
         self._joined(room, friend_id, stored)
         return {"type": "ok"}
 
-    def list_rooms(self, session: Session, request: Payload) -> Reply:
+    def list_rooms(self, user: User, request: requests.ListRooms) -> Reply:
         """
         Rooms whose name holds C{query} (literally, in any case), at most
         100, by name.
         """
-        query = (wire.optional_string(request, "query") or "").lower()
+        query = request.query.lower()
         matches = sorted(
             (room for room in self._directory.rooms.values() if query in room.name.lower()),
             key=lambda room: (room.name.lower(), room.id),

@@ -297,7 +297,9 @@ class ReplyOrderTests(ProtocolTestCase):
         seen = self.dispatched()
         protocol.dataReceived(
             frame({"type": "list_rooms", "id": 1})
-            + frame({"type": "send_message", "id": 2, "target_type": 1, "target_id": 1})
+            + frame(
+                {"type": "send_message", "id": 2, "target_type": 1, "target_id": 1, "message": "x"}
+            )
         )
         self.assertEqual([r["id"] for r in seen], [1])
         waiting[0].callback({"type": "room_list", "rooms": []})
@@ -775,7 +777,7 @@ class InternalErrorTests(ProtocolTestCase):
         def explode(*args: Any) -> Any:
             raise Explosion("the secret is /etc/chatd.conf")
 
-        self.patch(self.server, "_conversation", explode)
+        self.patch(self.server, "_check_conversation", explode)
         protocol.dataReceived(frame({"type": "history", "id": 5, "target_type": 0, "target_id": 2}))
         self.assertInternalError(transport.value(), 5)
         self.assertEqual(len(self.flushLoggedErrors(Explosion)), 1)

@@ -109,7 +109,7 @@ class WholeRequestPathTests(SynchronousTestCase):
         Whatever frames arrive, every reply is a JSON object with a type,
         every error carries a known code, and none is internal_error.
         """
-        types = sorted(self.harness.server._handlers)
+        types = sorted(self.harness.server.routes)
         payloads = data.draw(st.lists(requests(types), min_size=1, max_size=8))
         for payload in payloads:
             if self.transport.disconnecting:

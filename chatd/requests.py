@@ -1,0 +1,224 @@
+"""
+The requests of PROTOCOL.md section 5, each parsed into a frozen value.
+
+A request's fields are checked here, before any rule runs (PROTOCOL.md
+section 2): a missing or mistyped field, an integer out of range and a
+value that breaks the rules of section 4 (a name, a password, a message
+text) are refused by C{parse} with the code those sections give, whatever
+state the request names.  What is left for the server are the rules that
+depend on state: who is a friend, who is in which room.
+
+This module is a leaf beside L{chatd.wire}: it knows neither sessions nor
+the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from chatd import wire
+from chatd.wire import PRIVATE, ROOM, ChatError, Payload
+
+HISTORY_LIMIT: Final = 50
+MAX_HISTORY_LIMIT: Final = 100
+MAX_CLIENT_MSG_ID: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """
+    A conversation: a friend (C{PRIVATE}) or a room (C{ROOM}) by id.
+    """
+
+    type: int
+    id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> Target:
+        target_type = wire.integer(request, "target_type")
+        if target_type not in (PRIVATE, ROOM):
+            raise ChatError(wire.INVALID_FIELD, "Field 'target_type' must be 0 or 1.")
+        return cls(target_type, wire.integer(request, "target_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class NoFields:
+    """
+    A request that has no fields of its own: C{logout}, C{ping}.
+    """
+
+    @classmethod
+    def parse(cls, request: Payload) -> NoFields:
+        return _NO_FIELDS
+
+
+_NO_FIELDS: Final = NoFields()
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    username: str
+    password: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> Register:
+        username = wire.string(request, "username")
+        password = wire.string(request, "password")
+        if not wire.valid_name(username):
+            raise ChatError(wire.INVALID_USERNAME)
+        if not wire.valid_password(password):
+            raise ChatError(wire.INVALID_PASSWORD)
+        return cls(username, password)
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """
+    A name and a password; neither is checked against section 4, so that a
+    malformed name fails like a wrong one (C{login_failed}).
+    """
+
+    username: str
+    password: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> Login:
+        return cls(wire.string(request, "username"), wire.string(request, "password"))
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    target: Target
+    message: str
+    client_msg_id: str | None
+
+    @classmethod
+    def parse(cls, request: Payload) -> SendMessage:
+        target = Target.parse(request)
+        text = wire.string(request, "message")
+        client_msg_id = wire.optional_string(request, "client_msg_id")
+        if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
+            raise ChatError(wire.INVALID_FIELD, "Field 'client_msg_id' must be 1-64 characters.")
+        if not wire.valid_message(text):
+            raise ChatError(wire.INVALID_MESSAGE)
+        return cls(target, text, client_msg_id)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """
+    A page of a conversation: newest first unless C{after} is given.
+    """
+
+    target: Target
+    before: int | None
+    after: int | None
+    limit: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> History:
+        target = Target.parse(request)
+        before = wire.optional_integer(request, "before")
+        after = wire.optional_integer(request, "after")
+        limit = wire.integer(request, "limit", HISTORY_LIMIT)
+        if before is not None and after is not None:
+            raise ChatError(wire.INVALID_FIELD, "Give 'before' or 'after', not both.")
+        if not 0 < limit <= MAX_HISTORY_LIMIT:
+            raise ChatError(wire.INVALID_FIELD, "Field 'limit' must be 1-100.")
+        return cls(target, before, after, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    target: Target
+    message_id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> MarkRead:
+        return cls(Target.parse(request), wire.integer(request, "message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class AddFriend:
+    """
+    A malformed name names no one: the rules answer it C{no_such_user}.
+    """
+
+    username: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> AddFriend:
+        return cls(wire.string(request, "username"))
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRoom:
+    name: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> CreateRoom:
+        name = wire.string(request, "name")
+        if not wire.valid_name(name):
+            raise ChatError(wire.INVALID_ROOM_NAME)
+        return cls(name)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveFriendRequest:
+    user_id: int
+    accept: bool
+
+    @classmethod
+    def parse(cls, request: Payload) -> ResolveFriendRequest:
+        return cls(wire.integer(request, "user_id"), wire.boolean(request, "accept", True))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFriend:
+    user_id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> RemoveFriend:
+        return cls(wire.integer(request, "user_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom:
+    """
+    A malformed name names no room: the rules answer it C{no_such_room}.
+    """
+
+    name: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> JoinRoom:
+        return cls(wire.string(request, "name"))
+
+
+@dataclass(frozen=True, slots=True)
+class QuitRoom:
+    room_id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> QuitRoom:
+        return cls(wire.integer(request, "room_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class AddFriendToRoom:
+    room_id: int
+    user_id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> AddFriendToRoom:
+        return cls(wire.integer(request, "room_id"), wire.integer(request, "user_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    query: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> ListRooms:
+        return cls(wire.optional_string(request, "query") or "")
