@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     qt5reactor.install()
     from twisted.internet import reactor
 
-    from client.protocol import ChatClient
+    from client.session import ChatClient
     from client.state import ClientState
     from client.ui.app import ChatApp
     from client.ui.style import apply_style

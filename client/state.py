@@ -5,7 +5,7 @@ conversation holds, and what changed.
 L{ClientState} applies the server's replies and pushes (PROTOCOL.md
 sections 5 and 6) and tells its listeners what changed with small
 L{Change} values.  It does no I/O and imports no Qt: the Qt layer adapts it
-(a bridge turns changes into signals), and L{client.protocol.ChatClient}
+(a bridge turns changes into signals), and L{client.session.ChatClient}
 feeds it.
 
 A conversation is keyed by C{(target_type, target_id)}: C{(0, friend_id)}
@@ -410,6 +410,16 @@ class HistoryStateChanged(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadUpToChanged(Change):
+    """
+    The newest message we told the server we read in C{key} moved.
+    """
+
+    key: Key
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class FriendRequestsChanged(Change):
     """
     The pending incoming friend requests changed.
@@ -471,7 +481,6 @@ class ClientState:
         self.conversations: dict[Key, Conversation] = {}
         self.viewed: Key | None = None
         self.connection = OFFLINE
-        self._outbox: dict[str, PendingMessage] = {}
         self._listeners: list[Listener] = []
         self._handlers: dict[str, Callable[[Payload, bool], None]] = {
             "login_info": self._login_info,
@@ -486,7 +495,6 @@ class ClientState:
             "someone_inroom": self._someone_inroom,
             "someone_outroom": self._someone_outroom,
             "me_outroom": self._me_outroom,
-            "history": self._history_push,
             "server_kick": self._server_kick,
         }
 
@@ -572,10 +580,26 @@ class ClientState:
 
     def outbox(self) -> list[PendingMessage]:
         """
-        @return: the messages still to be acknowledged (not refused), in
-            the order they were written.
+        @return: the messages still to be acknowledged (not refused), each
+            conversation's in the order they were written.
         """
-        return [p for p in self._outbox.values() if p.error is None]
+        return [
+            pending
+            for conversation in self.conversations.values()
+            for pending in conversation.pending
+            if pending.error is None
+        ]
+
+    def _pending(self, client_msg_id: str) -> tuple[Conversation, int] | None:
+        """
+        @return: the conversation holding the pending message
+            C{client_msg_id} and its index there, or L{None}.
+        """
+        for conversation in self.conversations.values():
+            for index, pending in enumerate(conversation.pending):
+                if pending.client_msg_id == client_msg_id:
+                    return conversation, index
+        return None
 
     def catch_up_points(self) -> list[tuple[Key, int | None]]:
         """
@@ -628,8 +652,6 @@ class ClientState:
 
     def _forget(self, key: Key) -> None:
         self.conversations.pop(key, None)
-        for client_msg_id in [i for i, p in self._outbox.items() if p.key == key]:
-            del self._outbox[client_msg_id]
         if self.viewed == key:
             self.viewed = None
 
@@ -662,7 +684,6 @@ class ClientState:
             pending = conversation.pending[index]
             if pending.client_msg_id in mine:
                 del conversation.pending[index]
-                self._outbox.pop(pending.client_msg_id, None)
                 self._tell(PendingRemoved(conversation.key, len(conversation.messages) + index))
 
     def _friend_on_off_line(self, payload: Payload, pushed: bool) -> None:
@@ -766,11 +787,6 @@ class ClientState:
             Notice(KICK_REASONS.get(reason, f"The server closed the connection ({reason})."))
         )
 
-    def _history_push(self, payload: Payload, pushed: bool) -> None:
-        # A history reply applied without saying which way it pages adds
-        # its messages and nothing else.
-        self.apply_history(payload, "after")
-
     def apply_history(self, payload: Payload, direction: str) -> None:
         """
         Add a C{history} reply's messages to their conversation.
@@ -804,6 +820,23 @@ class ClientState:
             conversation.loading_older = loading
             self._tell(HistoryStateChanged(key, conversation.has_older, loading))
 
+    def stop_loading(self) -> None:
+        """
+        Note that no older page is on its way any more (the connection that
+        asked for them is gone).
+        """
+        for key in [k for k, c in self.conversations.items() if c.loading_older]:
+            self.set_loading_older(key, False)
+
+    def set_read_up_to(self, key: Key, message_id: int) -> None:
+        """
+        Note the newest message of C{key} we told the server we read.
+        """
+        conversation = self.conversation(key)
+        if conversation.read_up_to != message_id:
+            conversation.read_up_to = message_id
+            self._tell(ReadUpToChanged(key, message_id))
+
     def add_pending(self, key: Key, text: str, client_msg_id: str) -> PendingMessage:
         """
         Show a message we are sending at the end of its conversation.
@@ -811,7 +844,6 @@ class ClientState:
         pending = PendingMessage(client_msg_id, key, text)
         conversation = self.conversation(key)
         conversation.pending.append(pending)
-        self._outbox[client_msg_id] = pending
         row = len(conversation.messages) + len(conversation.pending) - 1
         self._tell(PendingAdded(key, row, pending))
         return pending
@@ -820,15 +852,13 @@ class ClientState:
         """
         Mark a pending message as refused by the server: it is not resent.
         """
-        pending = self._outbox.get(client_msg_id)
-        if pending is None:
+        found = self._pending(client_msg_id)
+        if found is None:
             return
-        conversation = self.conversation(pending.key)
-        index = conversation.pending.index(pending)
-        failed = replace(pending, error=error)
+        conversation, index = found
+        failed = replace(conversation.pending[index], error=error)
         conversation.pending[index] = failed
-        self._outbox[client_msg_id] = failed
-        self._tell(PendingChanged(pending.key, len(conversation.messages) + index, failed))
+        self._tell(PendingChanged(conversation.key, len(conversation.messages) + index, failed))
 
     def set_viewed(self, key: Key | None) -> None:
         """
@@ -865,7 +895,6 @@ class ClientState:
         self.rooms.clear()
         self.requests.clear()
         self.conversations.clear()
-        self._outbox.clear()
         self.viewed = None
         self._tell(Reset())
         self._tell(FriendRequestsChanged(()))

@@ -1,6 +1,6 @@
 """
 What the client tests share: a scripted chatd server on memory transports
-for L{client.protocol.ChatClient}, and the one L{QApplication} of the
+for L{client.session.ChatClient}, and the one L{QApplication} of the
 process (created lazily, so tests that need no Qt never import it).
 """
 
@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface import implementer
 
-from client.protocol import ChatClient
+from client.session import ChatClient
 from client.state import ClientState
 
 Payload = dict[str, Any]

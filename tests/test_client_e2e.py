@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from client.protocol import ChatClient
+from client.session import ChatClient
 from client.state import ONLINE, PRIVATE, ROOM, Change, ClientState
 from client.ui.app import ChatApp
 from client.ui.models import KindRole, SenderRole, StatusRole, UnreadRole
@@ -149,7 +149,9 @@ class TwoClientsTests(TestCase):
         QTest.keyClick(a.compose, Qt.Key.Key_Return)
         await until(sb, lambda: sb.conversation((PRIVATE, me_a)).unread == 1)
         self.assertEqual(rows(b.friends_model, UnreadRole), [1])
-        self.assertEqual(lzy.notifier.shown[-1][:2], ("ncr", "hello lzy"))
+        notified = lzy.notifier.last
+        assert notified is not None
+        self.assertEqual(notified[:2], ("ncr", "hello lzy"))
         b.select((PRIVATE, me_a))
         await until(sb, lambda: sb.conversation((PRIVATE, me_a)).opened)
         self.assertEqual(rows(b.friends_model, UnreadRole), [0])

@@ -24,6 +24,7 @@ from client.state import (
     ContactRemoved,
     Entry,
     FriendRequestsChanged,
+    HistoryStateChanged,
     MembersChanged,
     Message,
     MessagesInserted,
@@ -31,6 +32,7 @@ from client.state import (
     PendingAdded,
     PendingChanged,
     PendingRemoved,
+    ReadUpToChanged,
     Reset,
     SignedOut,
     parse_time,
@@ -239,6 +241,43 @@ class MessageTests(StateTestCase):
         (changed,) = self.of(PendingChanged)
         self.assertEqual((changed.row, changed.pending.error), (0, "No."))
         self.assertEqual([p.text for p in self.state.outbox()], ["b"])
+
+    def test_outbox_follows_pending(self) -> None:
+        """
+        The outbox is what the timelines hold pending: a conversation that
+        is forgotten (the friend removed us) takes its pending messages
+        with it.
+        """
+        self.state.add_pending((PRIVATE, 2), "a", "m1")
+        self.state.add_pending((ROOM, 1), "b", "m2")
+        self.state.add_pending((PRIVATE, 2), "c", "m3")
+        self.assertEqual(sorted(p.client_msg_id for p in self.state.outbox()), ["m1", "m2", "m3"])
+        self.push("friend_removed", user_id=2)
+        self.assertEqual([p.client_msg_id for p in self.state.outbox()], ["m2"])
+
+    def test_read_marker_announced(self) -> None:
+        """
+        Moving the read marker is a change listeners hear of, once.
+        """
+        self.state.set_read_up_to((PRIVATE, 2), 7)
+        self.state.set_read_up_to((PRIVATE, 2), 7)
+        self.assertEqual(self.of(ReadUpToChanged), [ReadUpToChanged((PRIVATE, 2), 7)])
+        self.assertEqual(self.state.conversation((PRIVATE, 2)).read_up_to, 7)
+
+    def test_stop_loading_announced(self) -> None:
+        """
+        When the connection goes, every page on its way is announced as no
+        longer loading.
+        """
+        self.state.set_loading_older((PRIVATE, 2), True)
+        self.state.set_loading_older((ROOM, 1), True)
+        self.changes.clear()
+        self.state.stop_loading()
+        self.assertEqual(
+            {(c.key, c.loading_older) for c in self.of(HistoryStateChanged)},
+            {((PRIVATE, 2), False), ((ROOM, 1), False)},
+        )
+        self.assertFalse(self.state.conversation((PRIVATE, 2)).loading_older)
 
     def test_time_is_utc(self) -> None:
         """

@@ -552,9 +552,9 @@ class NotificationTests(AppTestCase):
         self.open((PRIVATE, 2), [])
         self.assertTrue(self.main.isActiveWindow())
         self.server.push("on_new_message", message=message(5, LZY, 0, 1, "seen"))
-        self.assertEqual(self.chat.notifier.shown, [])
+        self.assertIsNone(self.chat.notifier.last)
         self.server.push("on_new_message", message=message(6, LZY, 1, 1, "in the room"))
-        self.assertEqual(self.chat.notifier.shown, [("lzy in room1", "in the room", (ROOM, 1))])
+        self.assertEqual(self.chat.notifier.last, ("lzy in room1", "in the room", (ROOM, 1)))
 
     def test_no_notification_for_system_or_history(self) -> None:
         """
@@ -562,7 +562,7 @@ class NotificationTests(AppTestCase):
         """
         self.server.push("on_new_message", message=message(5, LZY, 1, 1, "x", kind="system"))
         self.open((PRIVATE, 3), [message(6, WH, 0, 1, "old")])
-        self.assertEqual(self.chat.notifier.shown, [])
+        self.assertIsNone(self.chat.notifier.last)
 
 
 class PanelTests(AppTestCase):
@@ -685,6 +685,30 @@ class PanelTests(AppTestCase):
         self.assertEqual(self.main.rooms_model.rowCount(), 0)
         self.assertFalse(panel.isVisible())
         self.assertEqual(self.main.pages.currentIndex(), 0)
+
+    def test_member_rows_updated_in_place(self) -> None:
+        """
+        Presence changes update a member's row, a newcomer is inserted and
+        someone who left is removed: the list is never reset, so its
+        selection stays.
+        """
+        self.open((ROOM, 1), [])
+        model = self.main.members_model
+        check_model(self, model)
+        view = self.main.member_panel.members_view
+        view.setCurrentIndex(model.index(1))
+        events: list[str] = []
+        model.modelReset.connect(lambda: events.append("reset"))
+        model.dataChanged.connect(lambda first, last: events.append(f"changed {first.row()}"))
+        model.rowsInserted.connect(lambda parent, first, last: events.append(f"inserted {first}"))
+        model.rowsRemoved.connect(lambda parent, first, last: events.append(f"removed {first}"))
+        self.server.push("room_user_on_off_line", room_id=1, user_id=2, online=False)
+        self.server.push("someone_inroom", room_id=1, user=member(3, "wh", online=False))
+        self.assertEqual(view.currentIndex().row(), 1)
+        self.server.push("someone_outroom", room_id=1, user_id=2)
+        self.assertEqual(events, ["changed 1", "inserted 2", "removed 1"])
+        self.assertEqual(rows(model), ["ncr(1)", "wh(3)"])
+        self.assertFalse(model.index(1).data(OnlineRole))
 
     def test_friend_request_prompt(self) -> None:
         """

@@ -17,7 +17,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from client.protocol import ChatClient, ChatError, Disconnected
+from client.protocol import ChatError, Disconnected
+from client.session import ChatClient
 from client.state import ROOM, Key, MessagesInserted, Payload, User
 from client.ui.bridge import StateBridge
 from client.ui.login import LOGIN, LoginWindow
@@ -52,7 +53,9 @@ class TrayNotifier(QObject):
     """
     Desktop notifications through the system tray.
 
-    @ivar shown: every notification shown, as (title, text, conversation).
+    @ivar last: the latest notification, as (title, text, conversation), or
+        L{None}: a click on the tray's message opens its conversation (the
+        tray shows one message at a time, so nothing older is kept).
     """
 
     #: A notification was clicked: show its conversation.
@@ -60,7 +63,7 @@ class TrayNotifier(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.shown: list[tuple[str, str, Key]] = []
+        self.last: tuple[str, str, Key] | None = None
         self._tray = QSystemTrayIcon(app_icon(), self)
         self._tray.setToolTip("chatd")
         self._tray.messageClicked.connect(self._clicked)
@@ -71,13 +74,13 @@ class TrayNotifier(QObject):
         """
         Show a notification about conversation C{key}.
         """
-        self.shown.append((title, text, key))
+        self.last = (title, text, key)
         if self._tray.isVisible() and QSystemTrayIcon.supportsMessages():
             self._tray.showMessage(title, text, app_icon(), 8000)
 
     def _clicked(self) -> None:
-        if self.shown:
-            self.activated.emit(self.shown[-1][2])
+        if self.last is not None:
+            self.activated.emit(self.last[2])
 
     def hide(self) -> None:
         """

@@ -21,6 +21,7 @@ from client.state import (
     PendingAdded,
     PendingChanged,
     PendingRemoved,
+    ReadUpToChanged,
     Reset,
     SignedOut,
 )
@@ -46,6 +47,7 @@ class StateBridge(QObject):
     pending_removed = pyqtSignal(object)  # PendingRemoved
     pending_changed = pyqtSignal(object)  # PendingChanged
     history_state_changed = pyqtSignal(object)  # HistoryStateChanged
+    read_up_to_changed = pyqtSignal(object)  # ReadUpToChanged
     requests_changed = pyqtSignal(object)  # tuple[User, ...]
     connection_changed = pyqtSignal(str)
     notice = pyqtSignal(str)
@@ -81,6 +83,8 @@ class StateBridge(QObject):
             self.members_changed.emit(change)
         elif isinstance(change, HistoryStateChanged):
             self.history_state_changed.emit(change)
+        elif isinstance(change, ReadUpToChanged):
+            self.read_up_to_changed.emit(change)
         elif isinstance(change, FriendRequestsChanged):
             self.requests_changed.emit(change.requests)
         elif isinstance(change, ConnectionChanged):

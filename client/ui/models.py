@@ -366,11 +366,36 @@ class MemberListModel(QAbstractListModel):
         return None
 
     def _members_changed(self, change: MembersChanged) -> None:
+        """
+        Bring the rows to C{change.members} in place: rows of those who left
+        are removed, rows of those who came or went are updated, newcomers
+        are inserted where they stand, so selection and scrolling stay.
+        The state keeps members in the order they joined, so the rows that
+        stay keep their order.
+        """
         if change.room_id != self.room_id:
             return
-        self.beginResetModel()
-        self._rows = list(change.members)
-        self.endResetModel()
+        new = list(change.members)
+        staying = {m.id for m in new}
+        for row in range(len(self._rows) - 1, -1, -1):
+            if self._rows[row].id not in staying:
+                self.beginRemoveRows(_ROOT, row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+        for row, member in enumerate(new):
+            if row < len(self._rows) and self._rows[row].id == member.id:
+                if self._rows[row] != member:
+                    self._rows[row] = member
+                    index = self.index(row)
+                    self.dataChanged.emit(index, index)
+            else:
+                self.beginInsertRows(_ROOT, row, row)
+                self._rows.insert(row, member)
+                self.endInsertRows()
+        if len(self._rows) > len(new):  # the order changed after all
+            self.beginResetModel()
+            self._rows = new
+            self.endResetModel()
 
 
 class RoomSearchModel(QAbstractListModel):

@@ -1,0 +1,562 @@
+"""
+A chat session that survives the network, without Qt.
+
+L{ChatClient} keeps one connection (L{client.protocol.ChatClientProtocol})
+up through a L{ClientService} with exponential backoff and, on every new
+connection after the first login, logs in again, resends the
+C{send_message} requests that were never acknowledged (with their
+C{client_msg_id}, so the server stores each once), and catches up every
+conversation held with C{history after} its newest message id, so the
+timeline has no gap and, deduplicated by message id, no duplicate.  It
+applies what arrives to a L{ClientState}, and changes that state only
+through its methods, so that every change is announced.
+
+Bots, the load generator and the end-to-end tests use it as it is; the Qt
+client adds windows on top.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, Final, cast
+from uuid import uuid4
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatd.wire import valid_message
+from client.protocol import ChatClientFactory, ChatClientProtocol, ChatError, Disconnected
+from client.state import (
+    CONNECTING,
+    KICK_REASONS,
+    OFFLINE,
+    ONLINE,
+    ROOM,
+    ClientState,
+    Key,
+    Message,
+    Payload,
+    PendingMessage,
+    User,
+)
+
+#: Messages asked for in one page of history.
+PAGE_SIZE: Final = 50
+#: Messages asked for in one page when catching up.
+CATCH_UP_PAGE: Final = 100
+#: Seconds to wait before resending after C{rate_limited}.
+RATE_LIMIT_PAUSE: Final = 1.0
+
+
+def default_retry_policy(jitter: Callable[[], float] = random.random) -> Callable[[int], float]:
+    """
+    @param jitter: adds noise to each delay, so that clients cut off
+        together do not all come back in the same instant.
+    @return: the reconnect delays: 1 s, growing by half each failure, at
+        most 30 s, plus the jitter (up to a second).
+    """
+    return backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=1.5, jitter=jitter)
+
+
+class ChatClient:
+    """
+    A chat session that survives the network, feeding a L{ClientState}.
+
+    Every method that talks to the server returns at once; what comes back
+    is applied to L{state} (whose listeners hear of it) and fires the
+    returned L{Deferred}.
+
+    @ivar state: what the session knows.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        state: ClientState,
+        clock: IReactorTime,
+        retry_policy: Callable[[int], float] | None = None,
+        new_message_id: Callable[[], str] = lambda: uuid4().hex,
+    ) -> None:
+        """
+        @param endpoint: where the server is.
+        @param clock: for pings, reconnect delays and pauses.
+        @param retry_policy: seconds to wait before reconnect attempt C{n}.
+        @param new_message_id: makes the C{client_msg_id} of each message.
+        """
+        self.state = state
+        self._clock = clock
+        self._new_message_id = new_message_id
+        self._endpoint = endpoint
+        self._retry_policy = retry_policy or default_retry_policy()
+        self._service = self._new_service()
+        self._protocol: ChatClientProtocol | None = None
+        # Set once the first login succeeds: every new connection logs in again.
+        self._credentials: tuple[str, str] | None = None
+        # Whether the current connection is logged in.
+        self._ready = False
+        self._in_flight: set[str] = set()
+        self._resend_later: IDelayedCall | None = None
+        self._loading_latest: set[Key] = set()
+
+    def _new_service(self) -> ClientService:
+        return ClientService(
+            self._endpoint,
+            ChatClientFactory(self._clock, self),
+            self._retry_policy,
+            clock=self._clock,
+        )
+
+    @property
+    def online(self) -> bool:
+        """
+        Whether a connection is open and logged in.
+        """
+        return self._ready and self._protocol is not None
+
+    # The connection, as the protocol reports it.
+
+    def connection_made(self, protocol: ChatClientProtocol) -> None:
+        """
+        A new connection is open: after the first login, log in again.
+        """
+        self._protocol = protocol
+        self._ready = False
+        if self._credentials is not None:
+            username, password = self._credentials
+            protocol.request("login", username=username, password=password).addCallbacks(
+                self._logged_in_again,
+                self._login_again_failed,
+                callbackArgs=(protocol,),
+                errbackArgs=(protocol,),
+            )
+
+    def connection_lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
+        """
+        The connection closed: unacknowledged sends stay pending, and the
+        service reconnects unless the session ended.
+        """
+        if protocol is not self._protocol:
+            return
+        self._forget_connection()
+        if self._credentials is None:
+            # Never logged in (or logged out): nothing to come back to.
+            self._stop_service().addErrback(self._bug)
+            self.state.set_connection(OFFLINE)
+        elif self._service.running:
+            self.state.set_connection(CONNECTING)
+            self.log.info("Connection lost; reconnecting")
+
+    def push_received(self, payload: Payload) -> None:
+        """
+        Apply a push to the state, and act on what needs an answer.
+        """
+        kind = payload["type"]
+        self.state.apply_push(payload)
+        if kind == "server_kick" and payload.get("reason") == "logged_in_elsewhere":
+            # Coming back would only push the other session out in turn.
+            self._end_session(KICK_REASONS["logged_in_elsewhere"])
+        elif kind == "login_info":
+            self._synchronise()
+        elif kind == "on_new_message":
+            key = Message.from_payload(payload["message"]).key_for(self.state.me)
+            if key == self.state.viewed:
+                self._mark_read(key)
+
+    def _logged_in_again(self, reply: Payload, protocol: ChatClientProtocol) -> None:
+        if protocol is self._protocol:
+            self._ready = True
+            self.state.set_connection(ONLINE)
+            self.log.info("Logged in again after a reconnect")
+
+    def _login_again_failed(self, failure: Failure, protocol: ChatClientProtocol) -> None:
+        failure.trap(ChatError, Disconnected)
+        if protocol is not self._protocol or failure.check(Disconnected):
+            return
+        error = cast(ChatError, failure.value)
+        if error.code in ("login_failed", "invalid_username", "invalid_password"):
+            self._end_session(f"Logging in again failed: {error.message}")
+        else:
+            # rate_limited, internal_error, ...: try again on a new connection.
+            protocol.transport.loseConnection()
+
+    def _end_session(self, reason: str | None) -> None:
+        self._credentials = None
+        self._ready = False
+        self._stop_service().addErrback(self._bug)
+        self.state.sign_out(reason)
+
+    def _synchronise(self) -> None:
+        """
+        Logged in (again): send what waits, and fill every gap.
+        """
+        protocol = self._protocol
+        if protocol is None:
+            return
+        self._pump_outbox()
+        Deferred.fromCoroutine(self._catch_up(protocol)).addErrback(self._bug)
+
+    async def _catch_up(self, protocol: ChatClientProtocol) -> None:
+        """
+        Ask each held conversation for what it missed, page after page.
+        """
+        for key, last in self.state.catch_up_points():
+            while protocol is self._protocol:
+                fields: dict[str, Any] = {"limit": CATCH_UP_PAGE}
+                if last is not None:
+                    fields["after"] = last
+                try:
+                    page = await protocol.request(
+                        "history", target_type=key[0], target_id=key[1], **fields
+                    )
+                except ChatError:
+                    break
+                except Disconnected:
+                    return
+                self.state.apply_history(page, "latest" if last is None else "after")
+                messages = page.get("messages") or []
+                if last is None or not page.get("has_more") or not messages:
+                    break
+                last = int(messages[-1]["id"])
+        viewed = self.state.viewed
+        if viewed is not None and protocol is self._protocol:
+            if self.state.conversation(viewed).opened:
+                self._mark_read(viewed)
+            else:
+                self._load_latest(viewed)
+
+    # Starting and ending the session.
+
+    def _connect(self) -> Deferred[ChatClientProtocol]:
+        """
+        @return: fires with an open connection, starting one if need be;
+            fails with L{Disconnected} when the first attempt fails.
+        """
+        if self._protocol is not None:
+            return succeed(self._protocol)
+        if not self._service.running:
+            # A new service for each session: asked before it starts, it
+            # counts even a first attempt that fails at once.
+            self._service = self._new_service()
+            d = self._service.whenConnected(failAfterFailures=1)
+            self._service.startService()
+        else:
+            d = self._service.whenConnected(failAfterFailures=1)
+        self.state.set_connection(CONNECTING)
+
+        def unreachable(failure: Failure) -> Failure:
+            if self._credentials is None:
+                self._stop_service().addErrback(self._bug)
+                self.state.set_connection(OFFLINE)
+            return Failure(Disconnected(f"Cannot reach the server: {failure.getErrorMessage()}"))
+
+        return cast("Deferred[ChatClientProtocol]", d.addErrback(unreachable))
+
+    def register(self, username: str, password: str) -> Deferred[User]:
+        """
+        Create an account (it does not log in).
+
+        @return: fires with the new user, or fails with L{ChatError} or
+            L{Disconnected}.
+        """
+        return Deferred.fromCoroutine(self._register(username, password))
+
+    async def _register(self, username: str, password: str) -> User:
+        protocol = await self._connect()
+        try:
+            reply = await protocol.request("register", username=username, password=password)
+        except BaseException:
+            if self._credentials is None:
+                self._stop_service().addErrback(self._bug)
+                self.state.set_connection(OFFLINE)
+            raise
+        return User.from_payload(reply["user"])
+
+    def login(self, username: str, password: str) -> Deferred[User]:
+        """
+        Log in; from now on every new connection logs in again by itself,
+        until L{logout} or the server ends the session.
+
+        @return: fires with the user, or fails with L{ChatError} or
+            L{Disconnected}.
+        """
+        return Deferred.fromCoroutine(self._login(username, password))
+
+    async def _login(self, username: str, password: str) -> User:
+        protocol = await self._connect()
+        try:
+            reply = await protocol.request("login", username=username, password=password)
+        except BaseException:
+            if self._credentials is None:
+                self._stop_service().addErrback(self._bug)
+                self.state.set_connection(OFFLINE)
+            raise
+        self._credentials = (username, password)
+        self._ready = protocol is self._protocol
+        self.state.set_connection(ONLINE)
+        self.log.info("Logged in as {username}", username=username)
+        return User.from_payload(reply["user"])
+
+    def logout(self) -> Deferred[None]:
+        """
+        Log out, close the connection and forget the session.
+
+        @return: fires when all that is done.
+        """
+        protocol = self._protocol if self._ready else None
+        self._credentials = None
+        d: Deferred[Any] = protocol.request("logout") if protocol is not None else succeed(None)
+        d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
+        d.addCallback(lambda _: self._stop_service())
+        d.addCallback(lambda _: self.state.sign_out(None))
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """
+        Close the connection and stop reconnecting (the program ends).
+        """
+        self._credentials = None
+        return self._stop_service()
+
+    def _forget_connection(self) -> None:
+        """
+        Stop using the current connection (it is closed, or closing).
+        """
+        self._protocol = None
+        self._ready = False
+        self._in_flight.clear()
+        self._loading_latest.clear()
+        self.state.stop_loading()
+
+    def _stop_service(self) -> Deferred[None]:
+        if self._resend_later is not None and self._resend_later.active():
+            self._resend_later.cancel()
+        self._resend_later = None
+        # The connection may take a while to close: whatever comes next
+        # (a login after a refused registration) must not use it.
+        self._forget_connection()
+        if not self._service.running:
+            return succeed(None)
+        return cast("Deferred[None]", self._service.stopService())
+
+    # Requests.
+
+    def request(self, kind: str, **fields: Any) -> Deferred[Payload]:
+        """
+        Send a request on the logged-in connection.
+
+        @return: fires with the reply; fails with L{ChatError}, or with
+            L{Disconnected} at once when offline.
+        """
+        if self._protocol is None or not self._ready:
+            return fail(Disconnected())
+        return self._protocol.request(kind, **fields)
+
+    def _applied(self, reply: Payload) -> Payload:
+        self.state.apply_reply(reply)
+        return reply
+
+    def add_friend(self, username: str) -> Deferred[Payload]:
+        """
+        Ask C{username} to be our friend (or accept their request).
+        """
+        return self.request("add_friend", username=username).addCallback(self._applied)
+
+    def resolve_friend_request(self, user_id: int, accept: bool) -> Deferred[Payload]:
+        """
+        Accept or decline the friend request of C{user_id}.
+        """
+        d = self.request("resolve_friend_request", user_id=user_id, accept=accept)
+        return d.addCallback(self._applied)
+
+    def remove_friend(self, user_id: int) -> Deferred[Payload]:
+        """
+        End the friendship with C{user_id}.
+        """
+        return self.request("remove_friend", user_id=user_id).addCallback(self._applied)
+
+    def create_room(self, name: str) -> Deferred[Payload]:
+        """
+        Create a room; we are its first member.
+        """
+        return self.request("create_room", name=name).addCallback(self._applied)
+
+    def join_room(self, name: str) -> Deferred[Payload]:
+        """
+        Join the room called C{name}.
+        """
+        return self.request("join_room", name=name).addCallback(self._applied)
+
+    def quit_room(self, room_id: int) -> Deferred[Payload]:
+        """
+        Leave a room.
+        """
+        return self.request("quit_room", room_id=room_id).addCallback(self._applied)
+
+    def invite(self, room_id: int, user_id: int) -> Deferred[Payload]:
+        """
+        Add a friend to one of our rooms, then fetch the room's news (the
+        server does not push its "added" message back to us).
+        """
+        d = self.request("add_friend_to_room", room_id=room_id, user_id=user_id)
+
+        def added(reply: Payload) -> Payload:
+            self._refresh((ROOM, room_id))
+            return reply
+
+        return d.addCallback(added)
+
+    def list_rooms(self, query: str = "") -> Deferred[list[Payload]]:
+        """
+        @return: fires with the rooms whose name holds C{query}, each
+            C{{id, name, member_count}}.
+        """
+        d = self.request("list_rooms", query=query)
+        return d.addCallback(lambda reply: list(reply.get("rooms", [])))
+
+    # Conversations.
+
+    def view(self, key: Key | None) -> None:
+        """
+        Show conversation C{key} (or none): load its newest page the first
+        time, and tell the server it is read.
+        """
+        self.state.set_viewed(key)
+        if key is None or not self.state.knows(key):
+            return
+        if self.state.conversation(key).opened:
+            self._mark_read(key)
+        else:
+            self._load_latest(key)
+
+    def _load_latest(self, key: Key) -> None:
+        if key in self._loading_latest or not self.online:
+            return
+        self._loading_latest.add(key)
+        d = self.request("history", target_type=key[0], target_id=key[1], limit=PAGE_SIZE)
+
+        def loaded(page: Payload) -> None:
+            self._loading_latest.discard(key)
+            self.state.apply_history(page, "latest")
+            if self.state.viewed == key:
+                self._mark_read(key)
+
+        def failed(failure: Failure) -> None:
+            self._loading_latest.discard(key)
+            failure.trap(ChatError, Disconnected)
+            if failure.check(ChatError):
+                self.state.notice(failure.getErrorMessage())
+
+        d.addCallbacks(loaded, failed)
+
+    def load_older(self, key: Key) -> None:
+        """
+        Fetch the page of messages before the oldest one held, if any.
+        """
+        conversation = self.state.conversation(key)
+        if not conversation.opened:
+            self._load_latest(key)
+            return
+        first = conversation.first_id
+        if conversation.loading_older or not conversation.has_older or first is None:
+            return
+        if not self.online:
+            return
+        self.state.set_loading_older(key, True)
+        d = self.request(
+            "history", target_type=key[0], target_id=key[1], before=first, limit=PAGE_SIZE
+        )
+
+        def failed(failure: Failure) -> None:
+            self.state.set_loading_older(key, False)
+            failure.trap(ChatError, Disconnected)
+
+        d.addCallbacks(lambda page: self.state.apply_history(page, "before"), failed)
+
+    def _refresh(self, key: Key) -> None:
+        """
+        Fetch what a held conversation missed.
+        """
+        conversation = self.state.conversation(key)
+        last = conversation.last_id
+        if last is None:
+            return
+        d = self.request("history", target_type=key[0], target_id=key[1], after=last)
+        d.addCallback(lambda page: self.state.apply_history(page, "after"))
+        d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
+
+    def _mark_read(self, key: Key) -> None:
+        conversation = self.state.conversation(key)
+        last = conversation.last_id
+        if last is None or last <= conversation.read_up_to or not self.online:
+            return
+        before = conversation.read_up_to
+        self.state.set_read_up_to(key, last)
+        d = self.request("mark_read", target_type=key[0], target_id=key[1], message_id=last)
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            if self.state.conversation(key).read_up_to == last:
+                self.state.set_read_up_to(key, before)
+
+        d.addErrback(failed)
+
+    # Sending.
+
+    def send(self, key: Key, text: str) -> PendingMessage:
+        """
+        Send a message.  It shows as pending at once, and goes out now or,
+        when offline, as soon as the session is back.
+
+        @raise ValueError: when C{text} breaks the rules of PROTOCOL.md
+            section 4.
+        """
+        if not valid_message(text):
+            raise ValueError("A message is 1-4000 characters, not only whitespace, no NUL.")
+        pending = self.state.add_pending(key, text, self._new_message_id())
+        self._pump_outbox()
+        return pending
+
+    def _pump_outbox(self) -> None:
+        protocol = self._protocol
+        if protocol is None or not self._ready:
+            return
+        for pending in self.state.outbox():
+            if pending.client_msg_id in self._in_flight:
+                continue
+            self._in_flight.add(pending.client_msg_id)
+            kind, target = pending.key
+            d = protocol.request(
+                "send_message",
+                target_type=kind,
+                target_id=target,
+                message=pending.text,
+                client_msg_id=pending.client_msg_id,
+            )
+            d.addCallbacks(
+                self._sent, self._not_sent, callbackArgs=(pending,), errbackArgs=(pending,)
+            )
+
+    def _sent(self, reply: Payload, pending: PendingMessage) -> None:
+        self._in_flight.discard(pending.client_msg_id)
+        self.state.apply_reply(reply)
+
+    def _not_sent(self, failure: Failure, pending: PendingMessage) -> None:
+        self._in_flight.discard(pending.client_msg_id)
+        failure.trap(ChatError, Disconnected)
+        if failure.check(Disconnected):
+            return  # it stays pending, and goes out again after the reconnect
+        error = cast(ChatError, failure.value)
+        if error.code == "rate_limited":
+            if self._resend_later is None or not self._resend_later.active():
+                self._resend_later = self._clock.callLater(RATE_LIMIT_PAUSE, self._pump_outbox)
+            return
+        self.state.fail_pending(pending.client_msg_id, error.message)
+
+    def _bug(self, failure: Failure) -> None:
+        self.log.failure("The chat session failed", failure)

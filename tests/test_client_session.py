@@ -1,0 +1,488 @@
+"""
+The client's reconnecting session (L{client.session.ChatClient}) on memory
+transports and a fake clock: no reactor, no Qt.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from client.protocol import ChatError, Disconnected
+from client.session import default_retry_policy
+from client.state import (
+    CONNECTING,
+    OFFLINE,
+    ONLINE,
+    PRIVATE,
+    ROOM,
+    Change,
+    SignedOut,
+)
+from tests.qt_support import LZY, NCR, Session, member, message
+
+
+class LoginTests(SynchronousTestCase):
+    """
+    Logging in and out, and a server that cannot be reached.
+    """
+
+    def setUp(self) -> None:
+        self.session = Session()
+        self.changes: list[Change] = []
+        self.session.state.add_listener(self.changes.append)
+
+    def test_login(self) -> None:
+        """
+        Login sends the credentials; the reply fires with the user and the
+        login_info push fills the state.
+        """
+        d = self.session.log_in()
+        self.assertEqual(self.successResultOf(d).username, "ncr")
+        state = self.session.state
+        self.assertEqual(state.connection, ONLINE)
+        self.assertEqual(sorted(state.friends), [2, 3])
+        self.assertEqual(list(state.rooms), [1])
+
+    def test_login_refused(self) -> None:
+        """
+        A refused login fails with the server's error and closes the
+        connection without reconnecting.
+        """
+        d = self.session.client.login("ncr", "wrong00")
+        self.session.server.error(self.session.server.take("login"), "login_failed")
+        self.assertEqual(self.failureResultOf(d, ChatError).value.code, "login_failed")
+        self.assertFalse(self.session.server.open)
+        self.assertEqual(self.session.state.connection, OFFLINE)
+        self.assertEqual(self.session.clock.getDelayedCalls(), [])
+
+    def test_server_unreachable(self) -> None:
+        """
+        When the server cannot be reached, login fails with Disconnected
+        and nothing retries.
+        """
+        self.session.endpoint.refuse = True
+        d = self.session.client.login("ncr", "secret1")
+        self.assertIn("Cannot reach", str(self.failureResultOf(d, Disconnected).value))
+        self.assertEqual(self.session.clock.getDelayedCalls(), [])
+        self.assertEqual(self.session.state.connection, OFFLINE)
+
+    def test_register(self) -> None:
+        """
+        Register sends the new account and fires with the user.
+        """
+        d = self.session.client.register("lzy", "secret1")
+        request = self.session.server.take("register")
+        self.assertEqual((request["username"], request["password"]), ("lzy", "secret1"))
+        self.session.server.reply(request, "register_successful", user={"id": 2, "username": "lzy"})
+        self.assertEqual(self.successResultOf(d).id, 2)
+
+    def test_login_right_after_refused_register(self) -> None:
+        """
+        A login just after a refused registration uses a new connection,
+        not the one still closing.
+        """
+        self.session.endpoint.slow_close = True
+        register = self.session.client.register("ncr", "secret1")
+        first = self.session.server
+        first.error(first.take("register"), "username_taken")
+        self.failureResultOf(register, ChatError)
+        self.assertTrue(first.transport.disconnecting)
+        login = self.session.client.login("ncr", "secret1")
+        second = self.session.server
+        self.assertIsNot(second, first)
+        self.assertEqual(first.sent(), [])
+        first.transport.finish_closing()
+        second.reply(second.take("login"), "login_successful", user={"id": 1, "username": "ncr"})
+        self.assertEqual(self.successResultOf(login).id, 1)
+
+    def test_no_reconnect_before_login(self) -> None:
+        """
+        A connection closed before any login (the server's login deadline
+        after a registration) is not reopened.
+        """
+        d = self.session.client.register("ncr", "secret1")
+        server = self.session.server
+        server.reply(
+            server.take("register"), "register_successful", user={"id": 1, "username": "ncr"}
+        )
+        self.successResultOf(d)
+        server.drop()
+        self.session.clock.advance(60)
+        self.assertEqual(len(self.session.endpoint.connections), 1)
+        self.assertEqual(self.session.state.connection, OFFLINE)
+
+    def test_logout(self) -> None:
+        """
+        Logout asks the server, closes the connection, forgets the session
+        and does not reconnect.
+        """
+        self.session.log_in()
+        d = self.session.client.logout()
+        server = self.session.server
+        server.reply(server.take("logout"), "logout_successful")
+        self.successResultOf(d)
+        self.assertFalse(server.open)
+        self.assertIsNone(self.session.state.user)
+        self.assertIn(SignedOut(None), self.changes)
+        self.session.clock.advance(60)
+        self.assertEqual(len(self.session.endpoint.connections), 1)
+
+    def test_request_offline_fails_at_once(self) -> None:
+        """
+        A request while logged out fails with Disconnected without waiting.
+        """
+        self.failureResultOf(self.session.client.add_friend("lzy"), Disconnected)
+
+
+class ReconnectTests(SynchronousTestCase):
+    """
+    A lost connection comes back, logged in, with nothing lost.
+    """
+
+    def setUp(self) -> None:
+        self.session = Session()
+        self.session.log_in()
+        self.changes: list[Change] = []
+        self.session.state.add_listener(self.changes.append)
+
+    def test_reconnect_logs_in_again(self) -> None:
+        """
+        After a drop the client shows connecting, reconnects after the
+        backoff delay and logs in with the same credentials.
+        """
+        session = self.session
+        first = session.server
+        first.drop()
+        self.assertEqual(session.state.connection, CONNECTING)
+        session.clock.advance(0.9)
+        self.assertEqual(len(session.endpoint.connections), 1)
+        session.clock.advance(0.1)
+        self.assertEqual(len(session.endpoint.connections), 2)
+        request = session.server.take("login")
+        self.assertEqual((request["username"], request["password"]), ("ncr", "secret1"))
+        self.assertEqual(session.state.connection, CONNECTING)
+        session.server.reply(request, "login_successful", user={"id": 1, "username": "ncr"})
+        self.assertEqual(session.state.connection, ONLINE)
+
+    def test_backoff_grows(self) -> None:
+        """
+        With the default policy, failed attempts wait longer and longer.
+        """
+        policy = default_retry_policy(jitter=lambda: 0)
+        self.assertEqual([policy(n) for n in (1, 2, 3)], [1.5, 2.25, 3.375])
+        self.assertEqual(policy(100), 30.0)
+        session = Session(retry_policy=policy)
+        session.log_in()
+        session.endpoint.refuse = True
+        session.server.drop()
+        session.clock.advance(1.5)  # first attempt, refused
+        session.clock.advance(2.24)
+        session.endpoint.refuse = False
+        self.assertEqual(len(session.endpoint.connections), 1)
+        session.clock.advance(0.01)
+        self.assertEqual(len(session.endpoint.connections), 2)
+
+    def test_unacknowledged_send_is_resent(self) -> None:
+        """
+        A send whose reply was lost goes out again after the reconnect with
+        the same client_msg_id, and its message is held once.
+        """
+        session = self.session
+        session.client.send((PRIVATE, 2), "hello")
+        first = session.server.take("send_message")
+        self.assertEqual(first["client_msg_id"], "m1")
+        server = session.reconnect()
+        again = server.take("send_message")
+        self.assertEqual(
+            {k: again[k] for k in ("target_type", "target_id", "message", "client_msg_id")},
+            {"target_type": 0, "target_id": 2, "message": "hello", "client_msg_id": "m1"},
+        )
+        stored = message(7, NCR, 0, 2, "hello", client_msg_id="m1")
+        server.reply(again, "on_new_message", message=stored)
+        conversation = session.state.conversation((PRIVATE, 2))
+        self.assertEqual([m.id for m in conversation.messages], [7])
+        self.assertEqual(conversation.pending, [])
+        self.assertEqual(session.state.outbox(), [])
+
+    def test_send_while_offline_waits(self) -> None:
+        """
+        A message written while offline shows as pending, nothing is sent,
+        and it goes out once the session is back.
+        """
+        session = self.session
+        session.server.drop()
+        session.client.send((ROOM, 1), "while away")
+        conversation = session.state.conversation((ROOM, 1))
+        self.assertEqual([p.text for p in conversation.pending], ["while away"])
+        session.clock.advance(1.0)
+        session.answer_login_again()
+        request = session.server.take("send_message")
+        self.assertEqual((request["message"], request["target_id"]), ("while away", 1))
+
+    def test_resends_keep_their_order(self) -> None:
+        """
+        Several unacknowledged messages go out again in the order written.
+        """
+        session = self.session
+        for text in ("one", "two", "three"):
+            session.client.send((PRIVATE, 2), text)
+        server = session.reconnect()
+        sent = [r["message"] for r in server.sent() if r["type"] == "send_message"]
+        self.assertEqual(sent, ["one", "two", "three"])
+
+    def test_acknowledged_send_is_not_resent(self) -> None:
+        """
+        A message whose reply arrived is not sent again after a reconnect.
+        """
+        session = self.session
+        session.client.send((PRIVATE, 2), "hello")
+        request = session.server.take("send_message")
+        session.server.reply(
+            request, "on_new_message", message=message(7, NCR, 0, 2, client_msg_id="m1")
+        )
+        server = session.reconnect()
+        self.assertEqual([r for r in server.sent() if r["type"] == "send_message"], [])
+
+    def test_catch_up_after_reconnect(self) -> None:
+        """
+        A held conversation is caught up with history after its newest id,
+        page after page, without gap or duplicate.
+        """
+        session = self.session
+        session.server.push("on_new_message", message=message(5, LZY, 0, 1, "before"))
+        server = session.reconnect()
+        page = server.take("history")
+        self.assertEqual((page["target_type"], page["target_id"], page["after"]), (PRIVATE, 2, 5))
+        server.reply(
+            page,
+            "history",
+            target_type=0,
+            target_id=2,
+            messages=[message(6, LZY, 0, 1, "a"), message(7, NCR, 0, 2, "b")],
+            has_more=True,
+        )
+        page = server.take("history")
+        self.assertEqual(page["after"], 7)
+        server.reply(
+            page,
+            "history",
+            target_type=0,
+            target_id=2,
+            messages=[message(7, NCR, 0, 2, "b"), message(9, LZY, 0, 1, "c")],
+            has_more=False,
+        )
+        self.assertEqual(server.sent(), [])
+        conversation = session.state.conversation((PRIVATE, 2))
+        self.assertEqual([m.id for m in conversation.messages], [5, 6, 7, 9])
+
+    def test_catch_up_skips_gone_conversations(self) -> None:
+        """
+        A conversation we are no longer in is not asked for, and a refused
+        page ends that conversation's catch-up only.
+        """
+        session = self.session
+        session.server.push("on_new_message", message=message(5, LZY, 0, 1))
+        session.server.push("on_new_message", message=message(6, LZY, 1, 1))
+        server = session.reconnect(rooms=[])
+        page = server.take("history")
+        self.assertEqual(page["target_type"], PRIVATE)
+        server.error(page, "not_friends")
+        self.assertEqual(server.sent(), [])
+
+    def test_kicked_for_another_login(self) -> None:
+        """
+        A server_kick for a login elsewhere ends the session: no reconnect.
+        """
+        session = self.session
+        session.server.push("server_kick", reason="logged_in_elsewhere")
+        session.server.drop()
+        session.clock.advance(60)
+        self.assertEqual(len(session.endpoint.connections), 1)
+        (signed_out,) = [c for c in self.changes if isinstance(c, SignedOut)]
+        self.assertIn("somewhere else", signed_out.reason or "")
+
+    def test_kicked_for_idleness_reconnects(self) -> None:
+        """
+        A server_kick for idleness is followed by a reconnect.
+        """
+        session = self.session
+        session.server.push("server_kick", reason="idle_timeout")
+        session.server.drop()
+        session.clock.advance(1.0)
+        self.assertEqual(len(session.endpoint.connections), 2)
+        session.server.take("login")
+
+    def test_login_refused_on_reconnect_ends_session(self) -> None:
+        """
+        When logging in again is refused, the session ends instead of
+        retrying forever.
+        """
+        session = self.session
+        session.server.drop()
+        session.clock.advance(1.0)
+        session.server.error(session.server.take("login"), "login_failed", "Wrong.")
+        self.assertIsNone(session.state.user)
+        self.assertFalse(session.server.open)
+        session.clock.advance(60)
+        self.assertEqual(len(session.endpoint.connections), 2)
+
+    def test_rate_limited_relogin_retries(self) -> None:
+        """
+        A rate-limited login after a reconnect drops the connection and
+        tries again later, keeping the session.
+        """
+        session = self.session
+        session.server.drop()
+        session.clock.advance(1.0)
+        session.server.error(session.server.take("login"), "rate_limited")
+        self.assertIsNotNone(session.state.user)
+        session.clock.advance(1.0)
+        self.assertEqual(len(session.endpoint.connections), 3)
+
+
+class ConversationTests(SynchronousTestCase):
+    """
+    Viewing, paging, reading and sending in a conversation.
+    """
+
+    def setUp(self) -> None:
+        self.session = Session()
+        self.session.log_in()
+        self.server = self.session.server
+
+    def open_lzy(self, has_more: bool = True) -> None:
+        self.session.client.view((PRIVATE, 2))
+        page = self.server.take("history")
+        self.assertNotIn("before", page)
+        self.assertNotIn("after", page)
+        self.server.reply(
+            page,
+            "history",
+            target_type=0,
+            target_id=2,
+            messages=[message(10, LZY, 0, 1, "x"), message(11, NCR, 0, 2, "y")],
+            has_more=has_more,
+        )
+
+    def test_view_loads_newest_page_and_marks_read(self) -> None:
+        """
+        Viewing a conversation the first time loads its newest page, then
+        marks its newest message read.
+        """
+        self.open_lzy()
+        mark = self.server.take("mark_read")
+        self.assertEqual(
+            (mark["target_type"], mark["target_id"], mark["message_id"]), (PRIVATE, 2, 11)
+        )
+        conversation = self.session.state.conversation((PRIVATE, 2))
+        self.assertEqual([m.text for m in conversation.messages], ["x", "y"])
+
+    def test_new_message_in_view_is_marked_read(self) -> None:
+        """
+        A message pushed to the viewed conversation is marked read; one to
+        another conversation counts as unread instead.
+        """
+        self.open_lzy()
+        self.server.sent()
+        self.server.push("on_new_message", message=message(12, LZY, 0, 1))
+        self.assertEqual(self.server.take("mark_read")["message_id"], 12)
+        self.server.push("on_new_message", message=message(13, LZY, 1, 1))
+        self.assertEqual(self.server.sent(), [])
+        self.assertEqual(self.session.state.conversation((ROOM, 1)).unread, 1)
+
+    def test_load_older(self) -> None:
+        """
+        Loading older asks for the page before the oldest id held, once at
+        a time, and stops when the server says there is no more.
+        """
+        self.open_lzy()
+        self.server.sent()
+        self.session.client.load_older((PRIVATE, 2))
+        self.session.client.load_older((PRIVATE, 2))
+        (page,) = [r for r in self.server.sent() if r["type"] == "history"]
+        self.assertEqual(page["before"], 10)
+        self.server.reply(
+            page,
+            "history",
+            target_type=0,
+            target_id=2,
+            messages=[message(4, LZY, 0, 1, "old")],
+            has_more=False,
+        )
+        conversation = self.session.state.conversation((PRIVATE, 2))
+        self.assertEqual([m.id for m in conversation.messages], [4, 10, 11])
+        self.assertFalse(conversation.has_older)
+        self.session.client.load_older((PRIVATE, 2))
+        self.assertEqual(self.server.sent(), [])
+
+    def test_refused_send_is_marked_and_not_resent(self) -> None:
+        """
+        A message the server refuses stays visible as failed and is not
+        sent again after a reconnect.
+        """
+        self.session.client.send((PRIVATE, 3), "hi")
+        self.server.error(self.server.take("send_message"), "not_friends", "You are not friends.")
+        (pending,) = self.session.state.conversation((PRIVATE, 3)).pending
+        self.assertEqual(pending.error, "You are not friends.")
+        server = self.session.reconnect()
+        self.assertEqual([r for r in server.sent() if r["type"] == "send_message"], [])
+
+    def test_rate_limited_send_is_retried(self) -> None:
+        """
+        A send answered rate_limited goes out again a second later.
+        """
+        self.session.client.send((PRIVATE, 2), "hi")
+        self.server.error(self.server.take("send_message"), "rate_limited")
+        self.assertEqual(self.server.sent(), [])
+        self.session.clock.advance(1.0)
+        self.assertEqual(self.server.take("send_message")["client_msg_id"], "m1")
+
+    def test_invalid_message_is_not_sent(self) -> None:
+        """
+        A message breaking the text rules raises before anything is sent.
+        """
+        self.assertRaises(ValueError, self.session.client.send, (PRIVATE, 2), "   ")
+        self.assertEqual(self.session.state.outbox(), [])
+
+    def test_invite_fetches_the_rooms_news(self) -> None:
+        """
+        After adding a friend to a held room, the room is caught up (the
+        server does not push its "added" message to the inviter).
+        """
+        self.server.push("on_new_message", message=message(20, LZY, 1, 1))
+        d = self.session.client.invite(1, 3)
+        request = self.server.take("add_friend_to_room")
+        self.assertEqual((request["room_id"], request["user_id"]), (1, 3))
+        self.server.reply(request, "ok")
+        self.successResultOf(d)
+        self.assertEqual(self.server.take("history")["after"], 20)
+
+    def test_replies_apply_to_state(self) -> None:
+        """
+        Room and friend requests apply their replies to the state.
+        """
+        client, server = self.session.client, self.server
+        client.create_room("room2")
+        server.reply(
+            server.take("create_room"),
+            "create_successful",
+            room={"id": 2, "name": "room2", "members": [member(1, "ncr")]},
+        )
+        client.quit_room(1)
+        server.reply(server.take("quit_room"), "me_outroom", room_id=1)
+        client.resolve_friend_request(4, True)
+        server.reply(
+            server.take("resolve_friend_request"),
+            "add_friend_result",
+            friend=member(4, "tr"),
+            accepted=True,
+        )
+        rooms = client.list_rooms("ro")
+        server.reply(
+            server.take("list_rooms"),
+            "room_list",
+            rooms=[{"id": 1, "name": "room1", "member_count": 2}],
+        )
+        self.assertEqual(list(self.session.state.rooms), [2])
+        self.assertIn(4, self.session.state.friends)
+        self.assertEqual(self.successResultOf(rooms)[0]["name"], "room1")
