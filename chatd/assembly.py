@@ -20,6 +20,7 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from chatd import wire
 from chatd.database import make_pool
 from chatd.directory import Directory
 from chatd.passwords import Passwords, cheap_hasher
@@ -61,7 +62,7 @@ class Assembly:
             session.stop_reading()
         await self.store.writer.idle()
         for session in self.sessions.everyone():
-            session.kick("shutdown")
+            session.kick(wire.SHUTDOWN)
         # The reactor drops what is still buffered when it stops: give the
         # kicks time to reach clients that are reading.
         closed = self.sessions.all_closed()

@@ -174,7 +174,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
             self.log.info("Closing a connection that did not log in in time")
             self._close()
         else:
-            self.kick("idle_timeout")
+            self.kick(wire.IDLE_TIMEOUT)
 
     # Incoming frames.
 
@@ -302,7 +302,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         elif answer.code in wire.PROTOCOL_ERRORS:
             self._errors_in_a_row += 1
             if self._errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
-                self.kick("too_many_errors")
+                self.kick(wire.TOO_MANY_ERRORS)
         else:
             self._errors_in_a_row = 0
         return not self._closing

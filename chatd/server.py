@@ -272,7 +272,7 @@ class ChatServer:
         if older is None:
             self._announce_presence(user_id, online=True)
         else:
-            older.kick("logged_in_elsewhere")
+            older.kick(wire.LOGGED_IN_ELSEWHERE)
         self.log.info("User {user_id} logged in", user_id=user_id)
         return [reply, await self._login_info(user_id)]
 

@@ -59,6 +59,12 @@ NO_SUCH_MESSAGE: Final = "no_such_message"
 NOT_ALLOWED: Final = "not_allowed"
 INTERNAL_ERROR: Final = "internal_error"
 
+# The reasons of a server_kick push (PROTOCOL.md sections 5 and 8).
+LOGGED_IN_ELSEWHERE: Final = "logged_in_elsewhere"
+IDLE_TIMEOUT: Final = "idle_timeout"
+SHUTDOWN: Final = "shutdown"
+TOO_MANY_ERRORS: Final = "too_many_errors"
+
 #: Every code, with the sentence people see when the raiser gives none.
 MESSAGES: Final[dict[str, str]] = {
     BAD_FRAME: "The frame is not a JSON object with a string type.",

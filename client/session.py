@@ -28,11 +28,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClien
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatd import wire
 from chatd.wire import valid_message
+from client import texts
 from client.protocol import ChatClientFactory, ChatClientProtocol, ChatError, Disconnected
 from client.state import (
     CONNECTING,
-    KICK_REASONS,
     OFFLINE,
     ONLINE,
     ROOM,
@@ -158,9 +159,9 @@ class ChatClient:
         """
         kind = payload["type"]
         self.state.apply_push(payload)
-        if kind == "server_kick" and payload.get("reason") == "logged_in_elsewhere":
+        if kind == "server_kick" and payload.get("reason") == wire.LOGGED_IN_ELSEWHERE:
             # Coming back would only push the other session out in turn.
-            self._end_session(KICK_REASONS["logged_in_elsewhere"])
+            self._end_session(texts.kicked(wire.LOGGED_IN_ELSEWHERE))
         elif kind == "login_info":
             self._synchronise()
         elif kind == "on_new_message":
@@ -179,7 +180,7 @@ class ChatClient:
         if protocol is not self._protocol or failure.check(Disconnected):
             return
         error = cast(ChatError, failure.value)
-        if error.code in ("login_failed", "invalid_username", "invalid_password"):
+        if error.code in texts.LOGIN_REFUSED:
             self._end_session(f"Logging in again failed: {error.message}")
         else:
             # rate_limited, internal_error, ...: try again on a new connection.
@@ -517,7 +518,7 @@ class ChatClient:
             section 4.
         """
         if not valid_message(text):
-            raise ValueError("A message is 1-4000 characters, not only whitespace, no NUL.")
+            raise ValueError(texts.MESSAGE_RULE)
         pending = self.state.add_pending(key, text, self._new_message_id())
         self._pump_outbox()
         return pending
@@ -552,7 +553,7 @@ class ChatClient:
         if failure.check(Disconnected):
             return  # it stays pending, and goes out again after the reconnect
         error = cast(ChatError, failure.value)
-        if error.code == "rate_limited":
+        if error.code == wire.RATE_LIMITED:
             if self._resend_later is None or not self._resend_later.active():
                 self._resend_later = self._clock.callLater(RATE_LIMIT_PAUSE, self._pump_outbox)
             return

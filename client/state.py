@@ -27,19 +27,12 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from chatd.wire import PRIVATE, ROOM
+from client import texts
 
 Payload = dict[str, Any]
 
 #: A conversation: C{(target_type, target_id)}.
 Key = tuple[int, int]
-
-#: What people are told when the server closes the connection, by reason.
-KICK_REASONS: Final = {
-    "logged_in_elsewhere": "You logged in from somewhere else, so this session ended.",
-    "idle_timeout": "The server closed the idle connection; reconnecting.",
-    "shutdown": "The server is shutting down; reconnecting when it is back.",
-    "too_many_errors": "The server closed the connection after errors; reconnecting.",
-}
 
 #: Connection statuses, as L{ConnectionChanged} reports them.
 OFFLINE: Final = "offline"
@@ -782,10 +775,7 @@ class ClientState:
         self._tell(ContactRemoved((ROOM, room_id)))
 
     def _server_kick(self, payload: Payload, pushed: bool) -> None:
-        reason = str(payload.get("reason"))
-        self._tell(
-            Notice(KICK_REASONS.get(reason, f"The server closed the connection ({reason})."))
-        )
+        self._tell(Notice(texts.kicked(str(payload.get("reason")))))
 
     def apply_history(self, payload: Payload, direction: str) -> None:
         """

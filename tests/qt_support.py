@@ -6,8 +6,6 @@ process (created lazily, so tests that need no Qt never import it).
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -20,28 +18,9 @@ from zope.interface import implementer
 
 from client.session import ChatClient
 from client.state import ClientState
+from tests.support import frame, unframe
 
 Payload = dict[str, Any]
-
-
-def frame(payload: Payload) -> bytes:
-    """
-    @return: C{payload} as one frame of the wire.
-    """
-    data = json.dumps(payload).encode()
-    return struct.pack("!I", len(data)) + data
-
-
-def unframe(data: bytes) -> list[Payload]:
-    """
-    @return: the payloads of the frames in C{data}.
-    """
-    payloads = []
-    while data:
-        (length,) = struct.unpack("!I", data[:4])
-        payloads.append(json.loads(data[4 : 4 + length]))
-        data = data[4 + length :]
-    return payloads
 
 
 class FakeConnection:

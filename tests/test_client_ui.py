@@ -508,6 +508,20 @@ class ConversationTests(AppTestCase):
         self.session.clock.advance(1.0)
         self.session.answer_login_again()
         self.assertEqual(self.server.take("send_message")["message"], "are you there?")
+        # Online again: the notice about being offline has ended with it.
+        self.assertEqual(self.main.notice_bar.text(), "")
+
+    def test_other_notice_outlives_reconnect(self) -> None:
+        """
+        Coming back online takes only the offline notice away, not a newer
+        one.
+        """
+        self.open((PRIVATE, 2), [])
+        self.server.drop()
+        self.main.show_notice("Something else.")
+        self.session.clock.advance(1.0)
+        self.session.answer_login_again()
+        self.assertEqual(self.main.notice_bar.text(), "Something else.")
 
     def test_refused_message_is_marked(self) -> None:
         """

@@ -17,26 +17,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from client import texts
 from client.protocol import ChatError, Disconnected
 from client.session import ChatClient
-from client.state import ROOM, Key, MessagesInserted, Payload, User
+from client.state import ONLINE, ROOM, Key, MessagesInserted, Payload, User
 from client.ui.bridge import StateBridge
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
 from client.ui.models import label
 from client.ui.style import app_icon
-
-#: Friendlier words for some error codes, where the server's are terse.
-FRIENDLY_ERRORS = {
-    "login_failed": "Wrong username or password.",
-    "username_taken": "That username is taken; pick another one.",
-    "rate_limited": "Too many attempts. Wait a minute, then try again.",
-    "no_such_user": "There is no user with that name.",
-    "no_such_room": "There is no room with that name.",
-    "room_exists": "A room with that name exists already; join it instead.",
-    "already_friends": "You are friends already.",
-    "already_in_room": "You are in that room already.",
-}
 
 
 def describe(failure: Failure) -> str:
@@ -45,7 +34,7 @@ def describe(failure: Failure) -> str:
     """
     error = failure.value
     if isinstance(error, ChatError):
-        return FRIENDLY_ERRORS.get(error.code, error.message)
+        return texts.FRIENDLY_ERRORS.get(error.code, error.message)
     return str(error)
 
 
@@ -142,6 +131,7 @@ class ChatApp(QObject):
 
         self.bridge.messages_inserted.connect(self._messages_inserted)
         self.bridge.signed_out.connect(self._signed_out)
+        self.bridge.connection_changed.connect(self._connection_changed)
         self.notifier.activated.connect(self._show_conversation)
         self._leaving = False
 
@@ -231,7 +221,11 @@ class ChatApp(QObject):
             self.main_window.show_notice(str(e))
             return
         if not self.client.online:
-            self.main_window.show_notice("You are offline: the message will go out on reconnect.")
+            self.main_window.show_notice(texts.OFFLINE_SEND)
+
+    def _connection_changed(self, status: str) -> None:
+        if status == ONLINE:
+            self.main_window.withdraw_notice(texts.OFFLINE_SEND)
 
     def _messages_inserted(self, change: MessagesInserted) -> None:
         if not change.live or self._in_view(change.key):

@@ -33,6 +33,7 @@ from PyQt5.QtWidgets import (
 from twisted.internet.interfaces import IReactorTime
 
 from chatd.wire import valid_message
+from client import texts
 from client.state import OFFLINE, ONLINE, PRIVATE, ROOM, Contact, Key, MembersChanged, User
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
@@ -414,7 +415,7 @@ class MainWindow(QMainWindow):
         if key is None or not text.strip():
             return
         if not valid_message(text):
-            self.show_notice("A message is at most 4000 characters, with no NUL character.")
+            self.show_notice(texts.MESSAGE_RULE)
             return
         self.compose.clear()
         self.send_requested.emit(key, text)
@@ -541,6 +542,12 @@ class MainWindow(QMainWindow):
         Show C{text} in the message bar for 60 s.
         """
         self.notice_bar.show_notice(text)
+
+    def withdraw_notice(self, text: str) -> None:
+        """
+        Take C{text} out of the message bar if it is still shown.
+        """
+        self.notice_bar.withdraw(text)
 
     def show_room_search(self, rooms: list[dict[str, Any]]) -> None:
         """

@@ -102,6 +102,14 @@ class NoticeBar(QLabel):
         self._restyle(True)
         self._clearing = self._clock.callLater(NOTICE_SECONDS, self.clear)
 
+    def withdraw(self, text: str) -> None:
+        """
+        Empty the bar if it still shows C{text}: a notice about a state
+        that has ended goes when the state ends.
+        """
+        if self.text() == text:
+            self.clear()
+
     def clear(self) -> None:
         """
         Empty the bar now.
