@@ -11,6 +11,7 @@ be imported.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -71,6 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = excepthook
     options = parse_arguments(sys.argv[1:] if argv is None else argv)
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+
+    from PyQt5.QtCore import QLibraryInfo
+
+    from client.platform_check import xcb_problem
+
+    problem = xcb_problem(os.environ, sys.platform, QLibraryInfo.location(QLibraryInfo.PluginsPath))
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
 
     from PyQt5.QtWidgets import QApplication
 
