@@ -297,6 +297,7 @@ class ChatServer:
                     "target_type": entry.target_type,
                     "target_id": entry.target_id,
                     "count": entry.count,
+                    "mentions": entry.mentions,
                     "last_message_id": entry.last_message_id,
                 }
                 for entry in unread

@@ -105,7 +105,15 @@ class PrivateMessageTests(TestCase):
         info = await lzy.push("login_info")
         self.assertEqual(
             info["unread"],
-            [{"target_type": 0, "target_id": 1, "count": 2, "last_message_id": sent[-1]["id"]}],
+            [
+                {
+                    "target_type": 0,
+                    "target_id": 1,
+                    "count": 2,
+                    "mentions": 0,
+                    "last_message_id": sent[-1]["id"],
+                }
+            ],
         )
         self.assertEqual(info["friends"], [{"id": 1, "username": "ncr", "online": True}])
         page = await lzy.request("history", target_type=0, target_id=1)

@@ -303,6 +303,22 @@ class LoginTests(ServerTestCase):
     C{login}, C{login_info} and C{logout}.
     """
 
+    def test_login_info_counts_mentions(self) -> None:
+        """
+        login_info.unread counts, beside the unread messages, those that
+        mention the user (PROTOCOL.md section 5).
+        """
+        ncr, lzy = self.h.user("ncr"), self.h.user("lzy")
+        self.h.friends(ncr, lzy)
+        lzy_id = self.offline(lzy)
+        self.successResultOf(
+            self.h.store.add_message(ncr.user_id, PRIVATE, lzy_id, "@lzy look", mentions=(lzy_id,))
+        )
+        self.send(ncr, PRIVATE, lzy_id, "plain")
+        _, info = self.login("lzy")
+        [entry] = info["unread"]
+        self.assertEqual((entry["count"], entry["mentions"]), (2, 1))
+
     def test_login(self) -> None:
         """
         A login answers the User, follows it with C{login_info}, and makes
@@ -477,12 +493,14 @@ class LoginTests(ServerTestCase):
                         "target_type": PRIVATE,
                         "target_id": bob.user_id,
                         "count": 1,
+                        "mentions": 0,
                         "last_message_id": private["id"],
                     },
                     {
                         "target_type": ROOM,
                         "target_id": room,
                         "count": 1,
+                        "mentions": 0,
                         "last_message_id": in_room["id"],
                     },
                 ],
