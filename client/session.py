@@ -251,9 +251,7 @@ class ChatClient:
         self.state.set_connection(CONNECTING)
 
         def unreachable(failure: Failure) -> Failure:
-            if self._credentials is None:
-                self._stop_service().addErrback(self._bug)
-                self.state.set_connection(OFFLINE)
+            self._offline_unless_signed_in()
             return Failure(Disconnected(f"Cannot reach the server: {failure.getErrorMessage()}"))
 
         return cast("Deferred[ChatClientProtocol]", d.addErrback(unreachable))
@@ -268,15 +266,33 @@ class ChatClient:
         return Deferred.fromCoroutine(self._register(username, password))
 
     async def _register(self, username: str, password: str) -> User:
+        _, reply = await self._account_request("register", username, password)
+        return User.from_payload(reply["user"])
+
+    async def _account_request(
+        self, kind: str, username: str, password: str
+    ) -> tuple[ChatClientProtocol, Payload]:
+        """
+        Connect if need be and send C{register} or C{login}; when it fails
+        outside a session, go offline again.
+
+        @return: the connection it went over, and the reply.
+        """
         protocol = await self._connect()
         try:
-            reply = await protocol.request("register", username=username, password=password)
+            return protocol, await protocol.request(kind, username=username, password=password)
         except BaseException:
-            if self._credentials is None:
-                self._stop_service().addErrback(self._bug)
-                self.state.set_connection(OFFLINE)
+            self._offline_unless_signed_in()
             raise
-        return User.from_payload(reply["user"])
+
+    def _offline_unless_signed_in(self) -> None:
+        """
+        Outside a session (never logged in, or logged out), stop the
+        connection service: nothing is to be reconnected.
+        """
+        if self._credentials is None:
+            self._stop_service().addErrback(self._bug)
+            self.state.set_connection(OFFLINE)
 
     def login(self, username: str, password: str) -> Deferred[User]:
         """
@@ -289,14 +305,7 @@ class ChatClient:
         return Deferred.fromCoroutine(self._login(username, password))
 
     async def _login(self, username: str, password: str) -> User:
-        protocol = await self._connect()
-        try:
-            reply = await protocol.request("login", username=username, password=password)
-        except BaseException:
-            if self._credentials is None:
-                self._stop_service().addErrback(self._bug)
-                self.state.set_connection(OFFLINE)
-            raise
+        protocol, reply = await self._account_request("login", username, password)
         self._credentials = (username, password)
         self._ready = protocol is self._protocol
         self.state.set_connection(ONLINE)
