@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass, field
 
-from chatd.store import Snapshot
+from chatd.store import Snapshot, StoredMessage
+from chatd.wire import PRIVATE
 
 
 @dataclass(slots=True)
@@ -23,12 +24,15 @@ class Room:
     """
     A room and its members.
 
+    @ivar owner_id: the id of its owner (its creator), who may delete
+        anyone's messages in it (PROTOCOL.md section 10), or L{None}.
     @ivar members: user id -> the id of the system message of their latest
         join, from which on they see the room's history.
     """
 
     id: int
     name: str
+    owner_id: int | None = None
     members: dict[int, int] = field(default_factory=dict)
 
 
@@ -56,7 +60,7 @@ class Directory:
         for a, b in snapshot.friendships:
             directory.befriend(a, b)
         for room_id, name in snapshot.rooms.items():
-            directory.add_room(room_id, name)
+            directory.add_room(room_id, name, snapshot.owners.get(room_id))
         for room_id, user_id, joined in snapshot.members:
             directory.join(room_id, user_id, joined)
         return directory
@@ -113,11 +117,11 @@ class Directory:
         """
         return self._room_ids.get(name.lower())
 
-    def add_room(self, room_id: int, name: str) -> Room:
+    def add_room(self, room_id: int, name: str, owner_id: int | None = None) -> Room:
         """
         Record a new room, with no members yet.
         """
-        room = self.rooms[room_id] = Room(room_id, name)
+        room = self.rooms[room_id] = Room(room_id, name, owner_id)
         self._room_ids[name.lower()] = room_id
         return room
 
@@ -141,6 +145,30 @@ class Directory:
         """
         self._rooms_of.get(user_id, set()).discard(room_id)
         self.rooms[room_id].members.pop(user_id, None)
+
+    def can_read(self, user_id: int, message: StoredMessage) -> bool:
+        """
+        @return: whether C{user_id} may read C{message}: it is of a
+            friendship of theirs, or of a room they are in and not older
+            than their latest join (PROTOCOL.md section 10, readable).
+        """
+        if message.target_type == PRIVATE:
+            sender, recipient = message.sender_id, message.target_id
+            if user_id == sender:
+                return self.are_friends(user_id, recipient)
+            return user_id == recipient and self.are_friends(user_id, sender)
+        joined = self.rooms[message.target_id].members.get(user_id)
+        return joined is not None and joined <= message.id
+
+    def readers(self, message: StoredMessage) -> list[int]:
+        """
+        @return: the ids of the users who may read C{message}, ascending.
+        """
+        if message.target_type == PRIVATE:
+            pair = sorted((message.sender_id, message.target_id))
+            return pair if self.are_friends(*pair) else []
+        members = self.rooms[message.target_id].members
+        return sorted(user_id for user_id, joined in members.items() if joined <= message.id)
 
     def co_members(self, user_id: int) -> list[tuple[int, list[int]]]:
         """

@@ -89,20 +89,88 @@ class Login:
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
+    """
+    A message to send, perhaps answering another (C{reply_to}).
+    """
+
     target: Target
     message: str
     client_msg_id: str | None
+    reply_to: int | None
 
     @classmethod
     def parse(cls, request: Payload) -> SendMessage:
         target = Target.parse(request)
         text = wire.string(request, "message")
         client_msg_id = wire.optional_string(request, "client_msg_id")
+        reply_to = wire.optional_integer(request, "reply_to")
         if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
             raise ChatError(wire.INVALID_FIELD, "Field 'client_msg_id' must be 1-64 characters.")
         if not wire.valid_message(text):
             raise ChatError(wire.INVALID_MESSAGE)
-        return cls(target, text, client_msg_id)
+        return cls(target, text, client_msg_id, reply_to)
+
+
+@dataclass(frozen=True, slots=True)
+class EditMessage:
+    """
+    A message's new text.  An empty text passes here: it is a valid caption
+    of a file message (PROTOCOL.md section 10), which only the message's
+    kind can tell.
+    """
+
+    message_id: int
+    message: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> EditMessage:
+        message_id = wire.integer(request, "message_id")
+        text = wire.string(request, "message")
+        if text and not wire.valid_message(text):
+            raise ChatError(wire.INVALID_MESSAGE)
+        return cls(message_id, text)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage:
+    message_id: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> DeleteMessage:
+        return cls(wire.integer(request, "message_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    """
+    Add (C{on}, the default) or remove one's C{emoji} on a message.
+    """
+
+    message_id: int
+    emoji: str
+    on: bool
+
+    @classmethod
+    def parse(cls, request: Payload) -> React:
+        message_id = wire.integer(request, "message_id")
+        emoji = wire.string(request, "emoji")
+        on = wire.boolean(request, "on", True)
+        if not wire.valid_emoji(emoji):
+            raise ChatError(
+                wire.INVALID_FIELD,
+                "Field 'emoji' must be 1-32 characters without spaces or control characters.",
+            )
+        return cls(message_id, emoji, on)
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    target: Target
+    typing: bool
+
+    @classmethod
+    def parse(cls, request: Payload) -> Typing:
+        return cls(Target.parse(request), wire.boolean(request, "typing"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ L{ChatError} for anything the client got wrong.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from inspect import iscoroutine
 from typing import Final, TypeVar
 
@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from chatd import requests, wire
 from chatd.directory import Directory, Room
+from chatd.mentions import mentioned_names
 from chatd.passwords import Passwords
 from chatd.requests import Target
 from chatd.routes import Route, User
@@ -35,6 +36,9 @@ T = TypeVar("T")
 Reply = Payload | list[Payload]
 
 MAX_ROOM_LIST: Final = 100
+
+#: The kinds of message their sender may edit and delete.
+EDITABLE: Final = frozenset({"text", "file"})
 
 
 class LoginThrottle:
@@ -80,6 +84,36 @@ class LoginThrottle:
             del self._failures[key]
 
 
+class TypingThrottle:
+    """
+    At most one C{typing} push a second per user and conversation.
+    """
+
+    def __init__(self, clock: IReactorTime, interval: float = 1.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        # user id -> conversation -> when its latest push went out
+        self._pushed: dict[int, dict[Target, float]] = {}
+
+    def allow(self, user_id: int, target: Target) -> bool:
+        """
+        @return: whether C{user_id} may push a C{typing} to C{target} now;
+            if so, it counts as pushed.
+        """
+        now = self._clock.seconds()
+        pushed = self._pushed.setdefault(user_id, {})
+        if now - pushed.get(target, -self._interval) < self._interval:
+            return False
+        pushed[target] = now
+        return True
+
+    def forget(self, user_id: int) -> None:
+        """
+        C{user_id} went offline.
+        """
+        self._pushed.pop(user_id, None)
+
+
 class ChatServer:
     """
     The request handlers, and what happens when a session ends.
@@ -100,6 +134,7 @@ class ChatServer:
         self.sessions = sessions
         self._directory = directory
         self._throttle = LoginThrottle(clock)
+        self._typing = TypingThrottle(clock)
         #: Every request type: its parser, its handler, its scheduling.
         self.routes: dict[str, Route] = {
             "register": Route(requests.Register.parse, self.register, before_login=True),
@@ -119,6 +154,10 @@ class ChatServer:
             "quit_room": Route(requests.QuitRoom.parse, self.quit_room),
             "add_friend_to_room": Route(requests.AddFriendToRoom.parse, self.add_friend_to_room),
             "list_rooms": Route(requests.ListRooms.parse, self.list_rooms),
+            "edit_message": Route(requests.EditMessage.parse, self.edit_message),
+            "delete_message": Route(requests.DeleteMessage.parse, self.delete_message),
+            "react": Route(requests.React.parse, self.react),
+            "typing": Route(requests.Typing.parse, self.typing),
         }
 
     def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
@@ -167,6 +206,7 @@ class ChatServer:
         user_id = session.user_id
         if user_id is not None and self.sessions.detach(session):
             self.log.info("User {user_id} is offline", user_id=user_id)
+            self._typing.forget(user_id)
             self._announce_presence(user_id, online=False)
 
     # Objects of PROTOCOL.md section 3.
@@ -190,19 +230,33 @@ class ChatServer:
         }
 
     def _message(self, message: StoredMessage) -> Payload:
+        usernames = self._directory.usernames
         payload: Payload = {
             "id": message.id,
             "client_msg_id": message.client_msg_id,
             "sender_id": message.sender_id,
-            "sender_name": self._directory.usernames.get(message.sender_id),
+            "sender_name": usernames.get(message.sender_id),
             "target_type": message.target_type,
             "target_id": message.target_id,
         }
         if message.target_type == ROOM:
             payload["room_name"] = self._directory.rooms[message.target_id].name
+        quote = message.reply_to
         payload["kind"] = message.kind
         payload["message"] = message.body
         payload["time"] = message.time
+        payload["edited_at"] = message.edited_at
+        payload["deleted"] = message.deleted
+        payload["reply_to"] = quote and {
+            "id": quote.id,
+            "sender_id": quote.sender_id,
+            "sender_name": usernames.get(quote.sender_id),
+            "message": quote.body,
+            "deleted": quote.deleted,
+        }
+        payload["mentions"] = list(message.mentions)
+        payload["reactions"] = _reactions(message)
+        payload["file"] = None
         return payload
 
     # Presence.
@@ -346,10 +400,39 @@ class ChatServer:
         """
         target = request.target
         self._check_conversation(user.id, target)
+        readers: Container[int]
+        if target.type == PRIVATE:
+            readers, since = (target.id,), 0
+        else:
+            readers = members = self._directory.rooms[target.id].members
+            since = members[user.id]
         d = self._store.add_message(
-            user.id, target.type, target.id, request.message, request.client_msg_id
+            user.id,
+            target.type,
+            target.id,
+            request.message,
+            request.client_msg_id,
+            reply_to=request.reply_to,
+            since=since,
+            mentions=self._mentions(request.message, user.id, readers),
         )
         return d.addCallback(self._message_stored)
+
+    def _mentions(self, text: str, sender_id: int, readers: Container[int]) -> tuple[int, ...]:
+        """
+        @return: the ids of the users C{text} mentions among C{readers}, but
+            its sender, ascending.
+        """
+        if "@" not in text:
+            return ()
+        mentioned = {self._directory.user_id(name) for name in mentioned_names(text)}
+        return tuple(
+            sorted(
+                user_id
+                for user_id in mentioned
+                if user_id is not None and user_id != sender_id and user_id in readers
+            )
+        )
 
     def _message_stored(self, result: tuple[StoredMessage, bool]) -> Reply:
         stored, new = result
@@ -408,6 +491,109 @@ class ChatServer:
         self._check_conversation(user.id, target)
         d = self._store.mark_read(user.id, target.type, target.id, request.message_id)
         return d.addCallback(lambda _: {"type": "ok"})
+
+    # Version 2 messages (PROTOCOL.md section 10).
+
+    async def _readable(self, user_id: int, message_id: int) -> StoredMessage:
+        """
+        @return: the message C{message_id} as stored now.
+        @raise ChatError: C{no_such_message} unless it exists and C{user_id}
+            may read it.
+        """
+        message = await self._store.message(message_id)
+        if message is None or not self._directory.can_read(user_id, message):
+            raise ChatError(wire.NO_SUCH_MESSAGE)
+        return message
+
+    def _push_to_readers(self, user_id: int, message: StoredMessage, payload: Payload) -> None:
+        """
+        Push C{payload}, about C{message}, to everyone online who may read
+        it but C{user_id}.
+        """
+        readers = self._directory.readers(message)
+        self.sessions.push([reader for reader in readers if reader != user_id], payload)
+
+    async def edit_message(self, user: User, request: requests.EditMessage) -> Reply:
+        """
+        Replace the text of one's own message; its mentions are found again.
+        """
+        message = await self._readable(user.id, request.message_id)
+        if message.sender_id != user.id or message.kind not in EDITABLE or message.deleted:
+            raise ChatError(wire.NOT_ALLOWED, "Only its sender may edit a message.")
+        if not request.message and message.kind != "file":
+            raise ChatError(wire.INVALID_MESSAGE)
+        readers = self._directory.readers(message)
+        edited, changed = await self._store.edit_message(
+            message.id, request.message, self._mentions(request.message, user.id, readers)
+        )
+        payload = {"type": "message_edited", "message": self._message(edited)}
+        if changed:
+            self._push_to_readers(user.id, edited, payload)
+        return payload
+
+    async def delete_message(self, user: User, request: requests.DeleteMessage) -> Reply:
+        """
+        Make a message a tombstone: one's own, or any in a room one owns.
+        """
+        message = await self._readable(user.id, request.message_id)
+        if message.kind not in EDITABLE or message.deleted or not self._may_delete(user, message):
+            raise ChatError(wire.NOT_ALLOWED, "You may not delete that message.")
+        await self._store.delete_message(message.id)
+        payload = {
+            "type": "message_deleted",
+            "target_type": message.target_type,
+            "target_id": message.target_id,
+            "message_id": message.id,
+        }
+        self._push_to_readers(user.id, message, payload)
+        return payload
+
+    def _may_delete(self, user: User, message: StoredMessage) -> bool:
+        if message.sender_id == user.id:
+            return True
+        if message.target_type == ROOM:
+            return self._directory.rooms[message.target_id].owner_id == user.id
+        return False
+
+    async def react(self, user: User, request: requests.React) -> Reply:
+        """
+        Add or remove one's reaction to a message.
+        """
+        message = await self._readable(user.id, request.message_id)
+        reacted, changed = await self._store.react(message.id, user.id, request.emoji, request.on)
+        payload = {
+            "type": "reactions_changed",
+            "target_type": reacted.target_type,
+            "target_id": reacted.target_id,
+            "message_id": reacted.id,
+            "reactions": _reactions(reacted),
+        }
+        if changed:
+            self._push_to_readers(user.id, reacted, payload)
+        return payload
+
+    def typing(self, user: User, request: requests.Typing) -> Reply:
+        """
+        Tell the others of a conversation that we started or stopped
+        typing: at once, stored nowhere, at most once a second per
+        conversation (extras are dropped).
+        """
+        target = request.target
+        self._check_conversation(user.id, target)
+        if self._typing.allow(user.id, target):
+            payload: Payload = {
+                "type": "typing",
+                "target_type": target.type,
+                "target_id": target.id,
+                "user_id": user.id,
+                "typing": request.typing,
+            }
+            if target.type == PRIVATE:
+                self.sessions.push((target.id,), payload)
+            else:
+                members = self._directory.rooms[target.id].members
+                self.sessions.push([m for m in members if m != user.id], payload)
+        return {"type": "ok"}
 
     # Friends.
 
@@ -526,7 +712,7 @@ class ChatServer:
         if self._directory.room_id(name) is not None:
             raise ChatError(wire.ROOM_EXISTS)
         stored = await self._store.create_room(name, user_id, f"{user.name} created the room")
-        room = self._directory.add_room(stored.target_id, name)
+        room = self._directory.add_room(stored.target_id, name, user_id)
         self._directory.join(room.id, user_id, stored.id)
         self.log.info("User {user_id} created room {room_id}", user_id=user_id, room_id=room.id)
         return {"type": "create_successful", "room": self._room(room)}
@@ -611,6 +797,10 @@ class ChatServer:
                 for room in matches[:MAX_ROOM_LIST]
             ],
         }
+
+
+def _reactions(message: StoredMessage) -> list[Payload]:
+    return [{"emoji": emoji, "user_ids": list(users)} for emoji, users in message.reactions]
 
 
 async def _undo_on_failure(change: Deferred[T], undo: Callable[[], None]) -> T:

@@ -108,12 +108,15 @@ class Snapshot:
     @ivar users: user id -> username.
     @ivar friendships: accepted pairs, each once.
     @ivar rooms: room id -> name.
+    @ivar owners: room id -> the id of its owner, for the rooms that have
+        one.
     @ivar members: C{(room_id, user_id, joined_message_id)} rows.
     """
 
     users: dict[int, str] = field(default_factory=dict)
     friendships: list[tuple[int, int]] = field(default_factory=list)
     rooms: dict[int, str] = field(default_factory=dict)
+    owners: dict[int, int] = field(default_factory=dict)
     members: list[tuple[int, int, int]] = field(default_factory=list)
 
 
@@ -462,6 +465,8 @@ def _load_directory_txn(txn: Transaction) -> Snapshot:
     directory.friendships = txn.fetchall()
     txn.execute("SELECT id, name FROM rooms")
     directory.rooms = dict(txn.fetchall())
+    txn.execute("SELECT id, owner_id FROM rooms WHERE owner_id IS NOT NULL")
+    directory.owners = dict(txn.fetchall())
     txn.execute("SELECT room_id, user_id, joined_message_id FROM room_members")
     directory.members = txn.fetchall()
     return directory

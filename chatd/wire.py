@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+import unicodedata
 from typing import Any, Final
 
 #: Largest payload the server accepts by default (C{--max-frame}).
@@ -293,14 +294,15 @@ def optional_string(request: Payload, name: str) -> str | None:
     return string(request, name)
 
 
-def boolean(request: Payload, name: str, default: bool) -> bool:
+def boolean(request: Payload, name: str, default: bool | None = None) -> bool:
     """
-    @return: the boolean field C{name}, or C{default} when absent or null.
-    @raise ChatError: C{invalid_field} when it is present and not
-        C{true}/C{false}.
+    @return: the boolean field C{name}, or C{default} when it is absent or
+        null and a default is given.
+    @raise ChatError: C{invalid_field} when it is missing (without a
+        default) or not C{true}/C{false}.
     """
     value = request.get(name)
-    if value is None:
+    if value is None and default is not None:
         return default
     if not isinstance(value, bool):
         raise _invalid(name, "true or false")
@@ -335,3 +337,17 @@ def valid_message(text: str) -> bool:
         without NUL.
     """
     return 0 < len(text) <= MAX_MESSAGE and not text.isspace() and "\0" not in text
+
+
+MAX_EMOJI_LENGTH: Final = 32
+
+
+def valid_emoji(emoji: str) -> bool:
+    """
+    @return: whether C{emoji} is 1-32 code points with no Unicode
+        White_Space and no control character (category Cc): any short
+        symbol or word, so that a sequence joined by U+200D is one emoji.
+    """
+    return 0 < len(emoji) <= MAX_EMOJI_LENGTH and not any(
+        c.isspace() or unicodedata.category(c) == "Cc" for c in emoji
+    )

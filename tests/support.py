@@ -67,6 +67,16 @@ class ImmediateReactor(MemoryReactorClock):
 #: The wall clock of test databases: 2026-11-24T06:00:30.123Z.
 FIXED_NOW = 1795500030.123
 
+#: The version 2 fields of a Message with nothing to say (PROTOCOL.md 3).
+PLAIN = {
+    "edited_at": None,
+    "deleted": False,
+    "reply_to": None,
+    "mentions": [],
+    "reactions": [],
+    "file": None,
+}
+
 
 def inline_pools(
     path: str, reactor: ImmediateReactor, busy_timeout_ms: int = 5000

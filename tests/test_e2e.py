@@ -276,7 +276,6 @@ class RoomTests(TestCase):
 _UNBUILT_TOP = {"token"}  # sessions (section 13)
 _UNBUILT_ROOM = {"topic"}  # moderation (section 12)
 _UNBUILT_MEMBER = {"role"}  # moderation (section 12)
-_UNBUILT_MESSAGE = {"edited_at", "deleted", "reply_to", "mentions", "reactions", "file"}  # 10, 14
 
 
 def _drop_unbuilt(frame: dict) -> None:
@@ -293,10 +292,6 @@ def _drop_unbuilt(frame: dict) -> None:
         for member in room.get("members", []):
             for key in _UNBUILT_MEMBER:
                 member.pop(key, None)
-    message = frame.get("message")
-    if isinstance(message, dict):
-        for key in _UNBUILT_MESSAGE:
-            message.pop(key, None)
 
 
 def _protocol_md() -> str:

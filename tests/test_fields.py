@@ -28,6 +28,9 @@ MISSING: Any = object()
 #: Integer-field values that are not integers in [0, 2**53).
 NOT_INTEGERS = ["1", 1.0, True, None, -1, 2**53, [1], {"n": 1}]
 
+#: A message id no message has.
+NOWHERE = 10**9
+
 
 @dataclass
 class Case:
@@ -122,6 +125,11 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                     ({"client_msg_id": ""}, wire.INVALID_FIELD),
                     ({"client_msg_id": "x" * 65}, wire.INVALID_FIELD),
                     ({"client_msg_id": 7}, wire.INVALID_FIELD),
+                ]
+                + [
+                    ({"reply_to": value}, wire.INVALID_FIELD)
+                    for value in NOT_INTEGERS
+                    if value is not None
                 ],
             ),
             Case(
@@ -191,6 +199,43 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                 {"query": "nothing matches this"},
                 None,
                 [({"query": value}, wire.INVALID_FIELD) for value in [5, True, ["x"]]],
+            ),
+            Case(
+                "edit_message",
+                {"message_id": NOWHERE, "message": "fixed"},
+                wire.NO_SUCH_MESSAGE,
+                integer_spoils("message_id")
+                + string_spoils("message")
+                + [
+                    ({"message": " \n"}, wire.INVALID_MESSAGE),
+                    ({"message": "a\0b"}, wire.INVALID_MESSAGE),
+                    ({"message": "x" * 4001}, wire.INVALID_MESSAGE),
+                ],
+            ),
+            Case(
+                "delete_message",
+                {"message_id": NOWHERE},
+                wire.NO_SUCH_MESSAGE,
+                integer_spoils("message_id"),
+            ),
+            Case(
+                "react",
+                {"message_id": NOWHERE, "emoji": "\U0001f44d"},
+                wire.NO_SUCH_MESSAGE,
+                integer_spoils("message_id")
+                + string_spoils("emoji")
+                + [
+                    ({"emoji": value}, wire.INVALID_FIELD)
+                    for value in ["", "a b", "\u3000", "a\x07", "\x85", "x" * 33]
+                ]
+                + [({"on": value}, wire.INVALID_FIELD) for value in ["true", 1, [True]]],
+            ),
+            Case(
+                "typing",
+                {"target_type": ROOM, "target_id": lzys, "typing": True},
+                wire.NOT_IN_ROOM,
+                target_spoils()
+                + [({"typing": value}, wire.INVALID_FIELD) for value in [MISSING, None, "true", 1]],
             ),
         ]
 
@@ -293,7 +338,20 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(requests.ListRooms.parse({}), requests.ListRooms(""))
         self.assertEqual(
             requests.SendMessage.parse({"target_type": 1, "target_id": 4, "message": "x"}),
-            requests.SendMessage(Target(ROOM, 4), "x", None),
+            requests.SendMessage(Target(ROOM, 4), "x", None, None),
+        )
+        self.assertEqual(
+            requests.React.parse({"message_id": 3, "emoji": "x"}), requests.React(3, "x", True)
+        )
+
+    def test_empty_edit_reaches_the_rules(self) -> None:
+        """
+        An empty new text passes the fields: it is the caption a file
+        message may have, which only the message's kind can tell.
+        """
+        self.assertEqual(
+            requests.EditMessage.parse({"message_id": 3, "message": ""}),
+            requests.EditMessage(3, ""),
         )
 
     def test_null_is_absent(self) -> None:

@@ -18,7 +18,7 @@ from chatd.directory import Directory
 from chatd.passwords import cheap_hasher
 from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 from chatd.writer import GroupCommit
-from tests.support import FIXED_NOW, FakeSession, InlineThreadPool, ServerHarness
+from tests.support import FIXED_NOW, PLAIN, FakeSession, InlineThreadPool, ServerHarness
 from tests.test_writer import HeldPool
 
 #: The commit time of every message in these tests.
@@ -848,6 +848,7 @@ class PrivateMessageTests(ServerTestCase):
                     "kind": "text",
                     "message": "hello bob",
                     "time": TIME,
+                    **PLAIN,
                 },
             },
         )
@@ -1242,6 +1243,7 @@ class CreateRoomTests(ServerTestCase):
                     "kind": "system",
                     "message": "alice created the room",
                     "time": TIME,
+                    **PLAIN,
                 }
             ],
         )
@@ -1327,6 +1329,7 @@ class JoinRoomTests(ServerTestCase):
                 "kind": "system",
                 "message": "bob joined the room",
                 "time": TIME,
+                **PLAIN,
             },
         )
         self.assertEqual(self.bob.pushes() + self.dave.pushes(), [])
@@ -1612,6 +1615,7 @@ class RoomMessageTests(ServerTestCase):
                 "kind": "text",
                 "message": "hello room",
                 "time": TIME,
+                **PLAIN,
             },
         )
         self.assertEqual(self.alice.frames, self.dave.frames)
@@ -1864,3 +1868,129 @@ class DirectoryConsistencyTests(ServerTestCase):
         self.assertTrue(self.h.directory.are_friends(alice.user_id, bob.user_id))
         self.assertIn(bob.user_id, self.h.directory.rooms[room].members)
         self.assertEqual(alice.pushes() + bob.pushes(), [])
+
+
+class TypingTests(ServerTestCase):
+    """
+    C{typing}: pushed at once, stored nowhere, at most one push a second
+    per user and conversation (PROTOCOL.md section 10).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.bob, self.carol = (self.h.user(n) for n in ["alice", "bob", "carol"])
+        self.h.friends(self.alice, self.bob)
+        self.room = self.create(self.alice, "lobby")
+        self.join(self.carol, "lobby")
+        for session in [self.alice, self.bob, self.carol]:
+            session.frames.clear()
+
+    def typing(self, session: FakeSession, target_type: int, target_id: int, typing: bool) -> None:
+        reply = self.h.call(
+            session, "typing", target_type=target_type, target_id=target_id, typing=typing
+        )
+        self.assertEqual(reply, {"type": "ok"})
+
+    def test_one_push_a_second(self) -> None:
+        """
+        Within a second of a push, further C{typing} requests for the same
+        conversation are answered C{ok} and dropped; a second later one
+        goes through again.  Each conversation has its own second.
+        """
+        assert self.bob.user_id is not None and self.alice.user_id is not None
+        self.typing(self.alice, PRIVATE, self.bob.user_id, True)
+        self.typing(self.alice, PRIVATE, self.bob.user_id, False)
+        self.typing(self.alice, ROOM, self.room, True)
+        self.h.reactor.advance(0.999)
+        self.typing(self.alice, PRIVATE, self.bob.user_id, True)
+        pushed = {
+            "type": "typing",
+            "target_type": PRIVATE,
+            "target_id": self.bob.user_id,
+            "user_id": self.alice.user_id,
+            "typing": True,
+        }
+        self.assertEqual(self.bob.pushes(), [pushed])
+        self.assertEqual(
+            self.carol.pushes(),
+            [{**pushed, "target_type": ROOM, "target_id": self.room}],
+        )
+        self.h.reactor.advance(0.001)
+        self.typing(self.alice, PRIVATE, self.bob.user_id, False)
+        self.assertEqual(self.bob.pushes(), [{**pushed, "typing": False}])
+        self.assertEqual(self.alice.pushes(), [])
+
+    def test_others_have_their_own_second(self) -> None:
+        """
+        One user's typing does not hold back another's in the same room.
+        """
+        self.typing(self.alice, ROOM, self.room, True)
+        self.typing(self.carol, ROOM, self.room, True)
+        self.assertEqual([p["user_id"] for p in self.alice.pushes()], [self.carol.user_id])
+        self.assertEqual([p["user_id"] for p in self.carol.pushes()], [self.alice.user_id])
+
+    def test_not_stored(self) -> None:
+        """
+        Typing leaves no trace in history.
+        """
+        assert self.bob.user_id is not None
+        self.typing(self.alice, PRIVATE, self.bob.user_id, True)
+        page = self.h.call(self.alice, "history", target_type=PRIVATE, target_id=self.bob.user_id)
+        self.assertEqual(page["messages"], [])
+
+
+class RoomOwnerTests(ServerTestCase):
+    """
+    Until roles (PROTOCOL.md section 12), a room's creator is its owner and
+    may delete anyone's messages there; the owner is stored, so it survives
+    a restart.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.bob, self.carol = (self.h.user(n) for n in ["alice", "bob", "carol"])
+        self.room = self.create(self.alice, "lobby")
+        self.join(self.bob, "lobby")
+        self.join(self.carol, "lobby")
+
+    def test_owner_deletes_anyones(self) -> None:
+        """
+        The creator deletes a member's message; another member may not.
+        """
+        first = self.send(self.bob, ROOM, self.room, "one")
+        second = self.send(self.bob, ROOM, self.room, "two")
+        self.assertEqual(
+            self.refusal(self.carol, "delete_message", message_id=first["id"]).code,
+            wire.NOT_ALLOWED,
+        )
+        self.h.call(self.alice, "delete_message", message_id=first["id"])
+        restarted = ServerHarness(self, self.path)
+        alice = self.login_on(restarted, "alice")
+        restarted.call(alice, "delete_message", message_id=second["id"])
+        page = restarted.call(alice, "history", target_type=ROOM, target_id=self.room)
+        self.assertEqual([m["deleted"] for m in page["messages"][-2:]], [True, True])
+
+    def login_on(self, harness: ServerHarness, name: str) -> FakeSession:
+        session = FakeSession()
+        harness.call(session, "login", username=name, password="secret1")
+        return session
+
+    def test_edit_mentions_only_readers(self) -> None:
+        """
+        An edit mentions only members who can read the message: one who
+        joined after it is not listed, nor the sender.
+        """
+        dave = self.h.user("dave")
+        message = self.send(self.bob, ROOM, self.room, "hello")
+        self.join(dave, "lobby")
+        edited = self.h.call(
+            self.bob,
+            "edit_message",
+            message_id=message["id"],
+            message="hello @carol @dave @bob @ALICE",
+        )["message"]
+        self.assertEqual(edited["mentions"], sorted([self.alice.user_id, self.carol.user_id]))
+        self.assertEqual(
+            self.refusal(dave, "react", message_id=message["id"], emoji="x").code,
+            wire.NO_SUCH_MESSAGE,
+        )

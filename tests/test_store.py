@@ -723,6 +723,7 @@ class DirectoryLoadTests(StoreTestCase):
             "users": {alice: "alice", bob: "bob", carol: "carol", dave: "dave"},
             "friendships": sorted([(min(alice, bob), max(alice, bob)), (alice, carol)]),
             "rooms": {lobby.target_id: "Lobby", empty.target_id: "empty"},
+            "owners": {lobby.target_id: alice, empty.target_id: bob},
             "members": sorted(
                 [
                     (lobby.target_id, alice, lobby.id),
@@ -739,6 +740,7 @@ class DirectoryLoadTests(StoreTestCase):
         self.assertEqual(sorted(snapshot.friendships), expected["friendships"])
         self.assertEqual(len(snapshot.friendships), len(set(snapshot.friendships)))
         self.assertEqual(snapshot.rooms, expected["rooms"])
+        self.assertEqual(snapshot.owners, expected["owners"])
         self.assertEqual(sorted(snapshot.members), expected["members"])
 
     def test_load_directory(self) -> None:

@@ -938,3 +938,44 @@ class MessageTextTests(SynchronousTestCase):
         """
         self.assertFalse(wire.valid_message("a\0b"))
         self.assertFalse(wire.valid_message("\0"))
+
+
+class EmojiTests(SynchronousTestCase):
+    """
+    A reaction's emoji: 1-32 code points, no White_Space, no control
+    character (PROTOCOL.md section 10).
+    """
+
+    def test_symbols_and_words(self) -> None:
+        """
+        A single emoji, a sequence joined by U+200D, a flag, a word and 32
+        code points are allowed.
+        """
+        for emoji in [
+            "\U0001f44d",
+            "\U0001f468\u200d\U0001f469\u200d\U0001f467",
+            "\U0001f1e8\U0001f1f3",
+            "+1",
+            "好",
+            "x" * 32,
+        ]:
+            self.assertTrue(wire.valid_emoji(emoji), repr(emoji))
+
+    def test_refused(self) -> None:
+        """
+        Empty, 33 code points, any Unicode whitespace and any control
+        character are refused.
+        """
+        for emoji in [
+            "",
+            "x" * 33,
+            "a b",
+            "\u00a0",
+            "\u3000",
+            "\u2028",
+            "x\t",
+            "\x07",
+            "\x85",
+            "\x7f",
+        ]:
+            self.assertFalse(wire.valid_emoji(emoji), repr(emoji))
