@@ -221,12 +221,17 @@ class ChatServer:
             "online": self.sessions.online(user_id),
         }
 
+    def _member(self, room: Room, user_id: int) -> Payload:
+        member = self._friend(user_id)
+        member["role"] = "owner" if user_id == room.owner_id else "member"
+        return member
+
     def _room(self, room: Room) -> Payload:
         members = sorted(room.members.items(), key=lambda item: item[1])
         return {
             "id": room.id,
             "name": room.name,
-            "members": [self._friend(user_id) for user_id, _ in members],
+            "members": [self._member(room, user_id) for user_id, _ in members],
         }
 
     def _message(self, message: StoredMessage) -> Payload:
@@ -699,7 +704,7 @@ class ChatServer:
             {
                 "type": "someone_inroom",
                 "room_id": room.id,
-                "user": self._friend(user_id),
+                "user": self._member(room, user_id),
             },
         )
         self._push_message(stored)

@@ -36,12 +36,14 @@ from client.state import (
     CONNECTING,
     OFFLINE,
     ONLINE,
+    PRIVATE,
     ROOM,
     ClientState,
     Key,
     Message,
     Payload,
     PendingMessage,
+    Quote,
     User,
 )
 
@@ -51,6 +53,12 @@ PAGE_SIZE: Final = 50
 CATCH_UP_PAGE: Final = 100
 #: Seconds to wait before resending after C{rate_limited}.
 RATE_LIMIT_PAUSE: Final = 1.0
+#: Seconds between our C{typing: true} while the user types (PROTOCOL.md 10).
+TYPING_EVERY: Final = 3.0
+#: Seconds without a keystroke after which the user stopped typing.
+TYPING_IDLE: Final = 5.0
+#: Seconds someone shows as typing after their latest C{typing: true}.
+TYPING_SHOWN: Final = 6.0
 
 
 def default_retry_policy(jitter: Callable[[], float] = random.random) -> Callable[[int], float]:
@@ -104,6 +112,12 @@ class ChatClient:
         self._in_flight: set[str] = set()
         self._resend_later: IDelayedCall | None = None
         self._loading_latest: set[Key] = set()
+        # Our own typing: the conversation told, when, and the idle timer.
+        self._typing_to: Key | None = None
+        self._typing_since = 0.0
+        self._typing_idle: IDelayedCall | None = None
+        # Others' typing: when each shown "is typing" ends.
+        self._typing_shown: dict[tuple[Key, int], IDelayedCall] = {}
 
     def _new_service(self) -> ClientService:
         return ClientService(
@@ -165,9 +179,34 @@ class ChatClient:
         elif kind == "login_info":
             self._synchronise()
         elif kind == "on_new_message":
-            key = Message.from_payload(payload["message"]).key_for(self.state.me)
+            message = Message.from_payload(payload["message"])
+            key = message.key_for(self.state.me)
+            if message.sender_id is not None:
+                self._typing_ended(key, message.sender_id)
             if key == self.state.viewed:
                 self._mark_read(key)
+        elif kind == "typing":
+            self._typing_pushed(payload)
+
+    def _typing_pushed(self, payload: Payload) -> None:
+        """
+        Someone is typing: they show as typing until their C{typing: false},
+        their next message, or L{TYPING_SHOWN} seconds after this.
+        """
+        user_id = int(payload["user_id"])
+        key = (int(payload["target_type"]), int(payload["target_id"]))
+        if key[0] == PRIVATE:
+            key = (PRIVATE, user_id)
+        self._typing_ended(key, user_id)
+        if payload.get("typing") and key in self.state.conversations:
+            self._typing_shown[key, user_id] = self._clock.callLater(
+                TYPING_SHOWN, self.state.set_typing, key, user_id, None
+            )
+
+    def _typing_ended(self, key: Key, user_id: int) -> None:
+        shown = self._typing_shown.pop((key, user_id), None)
+        if shown is not None and shown.active():
+            shown.cancel()
 
     def _logged_in_again(self, reply: Payload, protocol: ChatClientProtocol) -> None:
         if protocol is self._protocol:
@@ -518,17 +557,20 @@ class ChatClient:
 
     # Sending.
 
-    def send(self, key: Key, text: str) -> PendingMessage:
+    def send(self, key: Key, text: str, reply_to: Message | None = None) -> PendingMessage:
         """
-        Send a message.  It shows as pending at once, and goes out now or,
-        when offline, as soon as the session is back.
+        Send a message, perhaps answering C{reply_to}.  It shows as pending
+        at once, and goes out now or, when offline, as soon as the session
+        is back.
 
         @raise ValueError: when C{text} breaks the rules of PROTOCOL.md
             section 4.
         """
         if not valid_message(text):
             raise ValueError(texts.MESSAGE_RULE)
-        pending = self.state.add_pending(key, text, self._new_message_id())
+        self.stop_typing()
+        quote = None if reply_to is None else Quote.of(reply_to)
+        pending = self.state.add_pending(key, text, self._new_message_id(), quote)
         self._pump_outbox()
         return pending
 
@@ -547,6 +589,7 @@ class ChatClient:
                 target_id=target,
                 message=pending.text,
                 client_msg_id=pending.client_msg_id,
+                reply_to=None if pending.reply_to is None else pending.reply_to.id,
             )
             d.addCallbacks(
                 self._sent, self._not_sent, callbackArgs=(pending,), errbackArgs=(pending,)
@@ -567,6 +610,66 @@ class ChatClient:
                 self._resend_later = self._clock.callLater(RATE_LIMIT_PAUSE, self._pump_outbox)
             return
         self.state.fail_pending(pending.client_msg_id, error.message)
+
+    # Version 2 messages (PROTOCOL.md section 10).
+
+    def edit(self, message_id: int, text: str) -> Deferred[Payload]:
+        """
+        Replace the text of one of our messages.
+
+        @raise ValueError: when C{text} breaks the rules of section 4.
+        """
+        if not valid_message(text):
+            raise ValueError(texts.MESSAGE_RULE)
+        d = self.request("edit_message", message_id=message_id, message=text)
+        return d.addCallback(self._applied)
+
+    def delete(self, message_id: int) -> Deferred[Payload]:
+        """
+        Delete a message: it becomes a tombstone for everyone.
+        """
+        return self.request("delete_message", message_id=message_id).addCallback(self._applied)
+
+    def react(self, message_id: int, emoji: str, on: bool) -> Deferred[Payload]:
+        """
+        Add (C{on}) or take back our C{emoji} on a message.
+        """
+        d = self.request("react", message_id=message_id, emoji=emoji, on=on)
+        return d.addCallback(self._applied)
+
+    def typed(self, key: Key) -> None:
+        """
+        The user typed in the box of conversation C{key}: tell the others,
+        at most every L{TYPING_EVERY} seconds, and that they stopped once no
+        key was struck for L{TYPING_IDLE} seconds.
+        """
+        if self._typing_to != key:
+            self.stop_typing()
+        now = self._clock.seconds()
+        if self._typing_to is None or now - self._typing_since >= TYPING_EVERY:
+            self._tell_typing(key, True)
+            self._typing_to, self._typing_since = key, now
+        if self._typing_idle is not None and self._typing_idle.active():
+            self._typing_idle.reset(TYPING_IDLE)
+        else:
+            self._typing_idle = self._clock.callLater(TYPING_IDLE, self.stop_typing)
+
+    def stop_typing(self) -> None:
+        """
+        The user stopped typing (sent, emptied the box, left the
+        conversation): tell the others, if they were told otherwise.
+        """
+        if self._typing_idle is not None and self._typing_idle.active():
+            self._typing_idle.cancel()
+        self._typing_idle = None
+        key, self._typing_to = self._typing_to, None
+        if key is not None:
+            self._tell_typing(key, False)
+
+    def _tell_typing(self, key: Key, typing: bool) -> None:
+        if self.online and self.state.knows(key):
+            d = self.request("typing", target_type=key[0], target_id=key[1], typing=typing)
+            d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
 
     def _bug(self, failure: Failure) -> None:
         self.log.failure("The chat session failed", failure)

@@ -69,6 +69,7 @@ class Member:
     id: int
     username: str
     online: bool
+    role: str = "member"
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Member:
@@ -76,7 +77,19 @@ class Member:
         @return: the person a C{Friend} or C{Member} object of the wire
             describes.
         """
-        return cls(int(payload["id"]), str(payload["username"]), bool(payload["online"]))
+        return cls(
+            int(payload["id"]),
+            str(payload["username"]),
+            bool(payload["online"]),
+            str(payload.get("role", "member")),
+        )
+
+    @property
+    def moderates(self) -> bool:
+        """
+        Whether, as a room member, they may delete others' messages.
+        """
+        return self.role in ("owner", "moderator")
 
 
 @dataclass(slots=True)
@@ -99,11 +112,79 @@ class Room:
 
 
 @dataclass(frozen=True, slots=True)
+class Quote:
+    """
+    What a reply shows of the message it answers: its sender and the start
+    of its current text, or nothing once it was deleted.
+    """
+
+    id: int
+    sender_id: int | None
+    sender_name: str | None
+    text: str
+    deleted: bool
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> Quote:
+        """
+        @return: the quote a C{Quote} object of the wire describes.
+        """
+        sender_id = payload.get("sender_id")
+        return cls(
+            int(payload["id"]),
+            None if sender_id is None else int(sender_id),
+            payload.get("sender_name"),
+            str(payload.get("message", "")),
+            bool(payload.get("deleted", False)),
+        )
+
+    @classmethod
+    def of(cls, message: Message) -> Quote:
+        """
+        @return: the quote of C{message} as the server would make it.
+        """
+        return cls(
+            message.id,
+            message.sender_id,
+            message.sender_name,
+            message.text[:QUOTE_LENGTH],
+            message.deleted,
+        )
+
+
+#: Code points of the quoted text a reply carries (PROTOCOL.md section 10).
+QUOTE_LENGTH: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """
+    One emoji on a message and who put it there, ascending.
+    """
+
+    emoji: str
+    user_ids: tuple[int, ...]
+
+
+def reactions_from(payloads: Iterable[Payload]) -> tuple[Reaction, ...]:
+    """
+    @return: the reactions of a C{reactions} list of the wire.
+    """
+    return tuple(
+        Reaction(str(r["emoji"]), tuple(int(u) for u in r.get("user_ids", ()))) for r in payloads
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """
     A message the server stored.
 
     @ivar time: the server's commit time in UTC, as the wire has it.
+    @ivar edited_at: the time of its latest edit, or L{None}.
+    @ivar deleted: a tombstone: its text is gone.
+    @ivar reply_to: the quote of the message it answers, or L{None}.
+    @ivar mentions: the ids of the users it mentions, ascending.
     """
 
     id: int
@@ -115,6 +196,11 @@ class Message:
     kind: str
     text: str
     time: str
+    edited_at: str | None = None
+    deleted: bool = False
+    reply_to: Quote | None = None
+    mentions: tuple[int, ...] = ()
+    reactions: tuple[Reaction, ...] = ()
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Message:
@@ -122,6 +208,7 @@ class Message:
         @return: the message a C{Message} object of the wire describes.
         """
         sender_id = payload.get("sender_id")
+        quote = payload.get("reply_to")
         return cls(
             id=int(payload["id"]),
             client_msg_id=payload.get("client_msg_id"),
@@ -132,7 +219,27 @@ class Message:
             kind=str(payload.get("kind", "text")),
             text=str(payload["message"]),
             time=str(payload["time"]),
+            edited_at=payload.get("edited_at"),
+            deleted=bool(payload.get("deleted", False)),
+            reply_to=None if quote is None else Quote.from_payload(quote),
+            mentions=tuple(int(u) for u in payload.get("mentions", ())),
+            reactions=reactions_from(payload.get("reactions", ())),
         )
+
+    def tombstone(self) -> Message:
+        """
+        @return: this message as the server keeps it once deleted.
+        """
+        return replace(
+            self, text="", deleted=True, edited_at=None, reply_to=None, mentions=(), reactions=()
+        )
+
+    @property
+    def editable(self) -> bool:
+        """
+        Whether its sender may still edit or delete it.
+        """
+        return self.kind in ("text", "file") and not self.deleted
 
     @property
     def system(self) -> bool:
@@ -183,6 +290,7 @@ class PendingMessage:
     client_msg_id: str
     key: Key
     text: str
+    reply_to: Quote | None = None
     error: str | None = None
 
 
@@ -198,6 +306,7 @@ class Contact:
     @ivar online: for a friend, whether they are online; for a room, whether
         any other member is.
     @ivar detail: a short line under the name (presence, member count).
+    @ivar mentions: how many of the unread messages mention us.
     """
 
     key: Key
@@ -205,6 +314,7 @@ class Contact:
     online: bool
     unread: int
     detail: str
+    mentions: int = 0
 
     @property
     def id(self) -> int:
@@ -224,7 +334,9 @@ class Conversation:
     @ivar has_older: whether older messages may exist on the server.
     @ivar loading_older: whether a C{history before} page is on its way.
     @ivar unread: messages from others we have not seen.
+    @ivar mentions: how many of those mention us.
     @ivar read_up_to: the newest message id we told the server we read.
+    @ivar typing: who is typing in it now: user id -> name.
     """
 
     def __init__(self, key: Key) -> None:
@@ -236,7 +348,9 @@ class Conversation:
         self.has_older = True
         self.loading_older = False
         self.unread = 0
+        self.mentions = 0
         self.read_up_to = 0
+        self.typing: dict[int, str] = {}
 
     def timeline(self) -> list[Entry]:
         """
@@ -262,8 +376,23 @@ class Conversation:
         """
         @return: whether the message with this id is held.
         """
+        return self.find(message_id) is not None
+
+    def find(self, message_id: int) -> int | None:
+        """
+        @return: the row of the message with this id, or L{None}.
+        """
         i = bisect_left(self._ids, message_id)
-        return i < len(self._ids) and self._ids[i] == message_id
+        return i if i < len(self._ids) and self._ids[i] == message_id else None
+
+    def last_own(self, me: int) -> Message | None:
+        """
+        @return: the newest message of ours we may still edit, or L{None}.
+        """
+        for message in reversed(self.messages):
+            if message.sender_id == me and message.editable:
+                return message
+        return None
 
     def insert(self, messages: Iterable[Message]) -> list[tuple[int, list[Message]]]:
         """
@@ -356,6 +485,28 @@ class MessagesInserted(Change):
     row: int
     messages: tuple[Message, ...]
     live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChanged(Change):
+    """
+    The stored message at C{row} changed: edited, deleted, reacted to, or
+    the message it quotes changed.
+    """
+
+    key: Key
+    row: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged(Change):
+    """
+    Who is typing in C{key} changed.
+    """
+
+    key: Key
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +640,10 @@ class ClientState:
             "someone_outroom": self._someone_outroom,
             "me_outroom": self._me_outroom,
             "server_kick": self._server_kick,
+            "message_edited": self._message_edited,
+            "message_deleted": self._message_deleted,
+            "reactions_changed": self._reactions_changed,
+            "typing": self._typing,
         }
 
     # Listeners.
@@ -552,16 +707,17 @@ class ClientState:
         kind, target = key
         conversation = self.conversations.get(key)
         unread = conversation.unread if conversation is not None else 0
+        mentions = conversation.mentions if conversation is not None else 0
         if kind == PRIVATE:
             friend = self.friends[target]
             detail = "online" if friend.online else "offline"
-            return Contact(key, friend.username, friend.online, unread, detail)
+            return Contact(key, friend.username, friend.online, unread, detail, mentions)
         room = self.rooms[target]
         others_online = any(m.online and m.id != self.me for m in room.members.values())
         count = len(room.members)
         online = sum(1 for m in room.members.values() if m.online)
         detail = f"{count} member{'s' if count != 1 else ''}, {online} online"
-        return Contact(key, room.name, others_online, unread, detail)
+        return Contact(key, room.name, others_online, unread, detail, mentions)
 
     def contacts(self, kind: int) -> list[Contact]:
         """
@@ -635,11 +791,13 @@ class ClientState:
         for key in [k for k in self.conversations if not self.knows(k)]:
             self._forget(key)
         for conversation in self.conversations.values():
-            conversation.unread = 0
+            conversation.unread = conversation.mentions = 0
         for entry in payload.get("unread", ()):
             key = (int(entry["target_type"]), int(entry["target_id"]))
             if self.knows(key) and key != self.viewed:
-                self.conversation(key).unread = int(entry["count"])
+                conversation = self.conversation(key)
+                conversation.unread = int(entry["count"])
+                conversation.mentions = int(entry.get("mentions", 0))
         self._tell(Reset())
         self._tell(FriendRequestsChanged(tuple(self.requests.values())))
 
@@ -657,9 +815,83 @@ class ClientState:
             self._settle(conversation, [message])
             return
         self._insert(conversation, [message], live=pushed and from_others)
+        if pushed and from_others and message.sender_id in conversation.typing:
+            self.set_typing(key, message.sender_id, None)
         if pushed and from_others and key != self.viewed and self.knows(key):
             conversation.unread += 1
+            if self.me in message.mentions:
+                conversation.mentions += 1
             self._tell(ContactChanged(self.contact(key)))
+
+    def _message_edited(self, payload: Payload, pushed: bool) -> None:
+        self._change(Message.from_payload(payload["message"]))
+
+    def _message_deleted(self, payload: Payload, pushed: bool) -> None:
+        held = self._held(payload)
+        if held is not None:
+            self._change(held.tombstone())
+
+    def _reactions_changed(self, payload: Payload, pushed: bool) -> None:
+        held = self._held(payload)
+        if held is not None:
+            self._change(replace(held, reactions=reactions_from(payload.get("reactions", ()))))
+
+    def _held(self, payload: Payload) -> Message | None:
+        """
+        @return: the held message a push about C{message_id} is about.
+        """
+        key = (int(payload["target_type"]), int(payload["target_id"]))
+        if key[0] == PRIVATE and key[1] == self.me:
+            # A private message to us: its conversation is its sender's,
+            # which the push does not name; look in every friend's.
+            candidates = [c for k, c in self.conversations.items() if k[0] == PRIVATE]
+        else:
+            candidates = [self.conversations[key]] if key in self.conversations else []
+        message_id = int(payload["message_id"])
+        for conversation in candidates:
+            row = conversation.find(message_id)
+            if row is not None:
+                return conversation.messages[row]
+        return None
+
+    def _change(self, message: Message) -> None:
+        """
+        Replace the held copy of C{message}, and the quotes of it that
+        replies hold.
+        """
+        conversation = self.conversations.get(message.key_for(self.me))
+        if conversation is None:
+            return
+        row = conversation.find(message.id)
+        if row is None:
+            return
+        self._replace(conversation, row, message)
+        quote = Quote.of(message)
+        for index, reply in enumerate(conversation.messages):
+            if reply.reply_to is not None and reply.reply_to.id == message.id:
+                self._replace(conversation, index, replace(reply, reply_to=quote))
+
+    def _replace(self, conversation: Conversation, row: int, message: Message) -> None:
+        if conversation.messages[row] != message:
+            conversation.messages[row] = message
+            self._tell(MessageChanged(conversation.key, row, message))
+
+    def _typing(self, payload: Payload, pushed: bool) -> None:
+        key = (int(payload["target_type"]), int(payload["target_id"]))
+        user_id = int(payload["user_id"])
+        if key[0] == PRIVATE:
+            key = (PRIVATE, user_id)
+        if not self.knows(key) or user_id == self.me:
+            return
+        if not payload.get("typing"):
+            self.set_typing(key, user_id, None)
+            return
+        if key[0] == PRIVATE:
+            name = self.friends[user_id].username
+        else:
+            member = self.rooms[key[1]].members.get(user_id)
+            name = member.username if member is not None else "?"
+        self.set_typing(key, user_id, name)
 
     def _insert(self, conversation: Conversation, messages: list[Message], live: bool) -> None:
         """
@@ -789,6 +1021,12 @@ class ClientState:
             return
         conversation = self.conversation(key)
         messages = [Message.from_payload(m) for m in payload.get("messages", ())]
+        for message in messages:
+            # A message held already may have been edited, deleted or
+            # reacted to meanwhile.
+            row = conversation.find(message.id)
+            if row is not None:
+                self._replace(conversation, row, message)
         self._insert(conversation, messages, live=False)
         if direction == "latest":
             conversation.opened = True
@@ -827,11 +1065,13 @@ class ClientState:
             conversation.read_up_to = message_id
             self._tell(ReadUpToChanged(key, message_id))
 
-    def add_pending(self, key: Key, text: str, client_msg_id: str) -> PendingMessage:
+    def add_pending(
+        self, key: Key, text: str, client_msg_id: str, reply_to: Quote | None = None
+    ) -> PendingMessage:
         """
         Show a message we are sending at the end of its conversation.
         """
-        pending = PendingMessage(client_msg_id, key, text)
+        pending = PendingMessage(client_msg_id, key, text, reply_to)
         conversation = self.conversation(key)
         conversation.pending.append(pending)
         row = len(conversation.messages) + len(conversation.pending) - 1
@@ -858,9 +1098,29 @@ class ClientState:
         if key is None or not self.knows(key):
             return
         conversation = self.conversation(key)
-        if conversation.unread:
-            conversation.unread = 0
+        if conversation.unread or conversation.mentions:
+            conversation.unread = conversation.mentions = 0
             self._tell(ContactChanged(self.contact(key)))
+
+    def set_typing(self, key: Key, user_id: int, name: str | None) -> None:
+        """
+        Note that C{user_id} is typing in C{key} (as C{name}), or, with
+        L{None}, no longer is.
+        """
+        conversation = self.conversations.get(key)
+        if conversation is None:
+            if name is None:
+                return
+            conversation = self.conversation(key)
+        typing = conversation.typing
+        if name is None:
+            if typing.pop(user_id, None) is None:
+                return
+        elif typing.get(user_id) == name:
+            return
+        else:
+            typing[user_id] = name
+        self._tell(TypingChanged(key, tuple(typing.values())))
 
     def set_connection(self, status: str) -> None:
         """

@@ -176,8 +176,11 @@ def message(
     client_msg_id: str | None = None,
     kind: str = "text",
     time: str = "2026-11-24T06:00:30.123Z",
+    **version_2: Any,
 ) -> Payload:
     """
+    @param version_2: version 2 fields (C{reply_to}, C{reactions}, ...)
+        other than their defaults.
     @return: a C{Message} object of the wire.
     """
     payload: Payload = {
@@ -191,6 +194,10 @@ def message(
     if target_type == 1:
         payload["room_name"] = f"room{target_id}"
     payload.update(kind=kind, message=text, time=time)
+    payload.update(
+        edited_at=None, deleted=False, reply_to=None, mentions=[], reactions=[], file=None
+    )
+    payload.update(version_2)
     return payload
 
 

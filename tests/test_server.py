@@ -39,6 +39,13 @@ def member(session: FakeSession, online: bool = True) -> Payload:
     return {"id": session.user_id, "username": session.username, "online": online}
 
 
+def in_room(session: FakeSession, role: str = "member", online: bool = True) -> Payload:
+    """
+    @return: the PROTOCOL.md Member object of C{session}'s user in a room.
+    """
+    return {**member(session, online), "role": role}
+
+
 class FailingPool:
     """
     A writer pool whose every transaction fails as a broken database does.
@@ -481,9 +488,9 @@ class LoginTests(ServerTestCase):
                         "id": room,
                         "name": "lobby",
                         "members": [
-                            {**alice_user, "online": True},
-                            {**bob_user, "online": True},
-                            {**carol_user, "online": False},
+                            {**alice_user, "online": True, "role": "owner"},
+                            {**bob_user, "online": True, "role": "member"},
+                            {**carol_user, "online": False, "role": "member"},
                         ],
                     }
                 ],
@@ -1225,7 +1232,7 @@ class CreateRoomTests(ServerTestCase):
             reply,
             {
                 "type": "create_successful",
-                "room": {"id": room, "name": "Lobby", "members": [member(self.alice)]},
+                "room": {"id": room, "name": "Lobby", "members": [in_room(self.alice, "owner")]},
             },
         )
         page = self.history(self.alice, ROOM, room)
@@ -1305,15 +1312,15 @@ class JoinRoomTests(ServerTestCase):
         self.assertCountEqual(
             members,
             [
-                member(self.alice),
-                member(self.bob),
-                {"id": self.carol_id, "username": "carol", "online": False},
+                in_room(self.alice, "owner"),
+                in_room(self.bob),
+                {"id": self.carol_id, "username": "carol", "online": False, "role": "member"},
             ],
         )
         pushes = self.alice.pushes()
         self.assertCountEqual([p["type"] for p in pushes], ["someone_inroom", "on_new_message"])
         self.assertIn(
-            {"type": "someone_inroom", "room_id": self.room, "user": member(self.bob)}, pushes
+            {"type": "someone_inroom", "room_id": self.room, "user": in_room(self.bob)}, pushes
         )
         [message] = [p["message"] for p in pushes if p["type"] == "on_new_message"]
         self.assertEqual(
@@ -1407,7 +1414,7 @@ class QuitRoomTests(ServerTestCase):
         self.assertEqual(self.h.error(self.carol, "create_room", name="Lobby"), wire.ROOM_EXISTS)
         reply = self.h.call(self.carol, "join_room", name="lobby")
         self.assertEqual(
-            reply["room"], {"id": self.room, "name": "lobby", "members": [member(self.carol)]}
+            reply["room"], {"id": self.room, "name": "lobby", "members": [in_room(self.carol)]}
         )
         stored, _ = self.successResultOf(self.h.store.room_history(self.room, 0, None, None, 100))
         self.assertEqual(
@@ -1466,14 +1473,15 @@ class AddFriendToRoomTests(ServerTestCase):
         room = bob_pushes[0]["room"]
         self.assertEqual((room["id"], room["name"]), (self.room, "lobby"))
         self.assertCountEqual(
-            room["members"], [member(self.alice), member(self.carol), member(self.bob)]
+            room["members"],
+            [in_room(self.alice, "owner"), in_room(self.carol), in_room(self.bob)],
         )
         message = bob_pushes[1]["message"]
         self.assertEqual(
             (message["kind"], message["sender_id"], message["message"], message["target_id"]),
             ("system", self.alice.user_id, "alice added bob to the room", self.room),
         )
-        inroom = {"type": "someone_inroom", "room_id": self.room, "user": member(self.bob)}
+        inroom = {"type": "someone_inroom", "room_id": self.room, "user": in_room(self.bob)}
         self.assertCountEqual(
             self.carol.pushes(), [inroom, {"type": "on_new_message", "message": message}]
         )
@@ -1492,7 +1500,8 @@ class AddFriendToRoomTests(ServerTestCase):
         _, info = self.login("dave")
         self.assertEqual([r["id"] for r in info["rooms"]], [self.room])
         self.assertIn(
-            {"id": dave_id, "username": "dave", "online": True}, info["rooms"][0]["members"]
+            {"id": dave_id, "username": "dave", "online": True, "role": "member"},
+            info["rooms"][0]["members"],
         )
 
     def test_refusals(self) -> None:
@@ -1763,9 +1772,9 @@ class RoomPresenceTests(ServerTestCase):
         self.assertCountEqual(
             one["members"],
             [
-                member(alice),
-                member(self.bob),
-                {"id": carol_id, "username": "carol", "online": False},
+                in_room(alice, "owner"),
+                in_room(self.bob),
+                {"id": carol_id, "username": "carol", "online": False, "role": "member"},
             ],
         )
 

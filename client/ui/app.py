@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from client import texts
 from client.protocol import ChatError, Disconnected
 from client.session import ChatClient
-from client.state import ONLINE, ROOM, Key, MessagesInserted, Payload, User
+from client.state import ONLINE, ROOM, Key, Message, MessagesInserted, Payload, User
 from client.ui.bridge import StateBridge
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
@@ -118,6 +118,11 @@ class ChatApp(QObject):
         main.conversation_selected.connect(client.view)
         main.older_requested.connect(client.load_older)
         main.send_requested.connect(self.send)
+        main.edit_requested.connect(self.edit)
+        main.delete_requested.connect(self.delete)
+        main.react_requested.connect(self.react)
+        main.typed.connect(client.typed)
+        main.typing_stopped.connect(client.stop_typing)
         main.add_friend_requested.connect(self.add_friend)
         main.create_room_requested.connect(self.create_room)
         main.join_room_requested.connect(self.join_room)
@@ -211,17 +216,41 @@ class ChatApp(QObject):
 
     # Conversations.
 
-    def send(self, key: Key, text: str) -> None:
+    def send(self, key: Key, text: str, reply_to: Message | None = None) -> None:
         """
-        Send C{text}; it shows as pending until the server has it.
+        Send C{text}, perhaps answering C{reply_to}; it shows as pending
+        until the server has it.
         """
         try:
-            self.client.send(key, text)
+            self.client.send(key, text, reply_to)
         except ValueError as e:
             self.main_window.show_notice(str(e))
             return
         if not self.client.online:
             self.main_window.show_notice(texts.OFFLINE_SEND)
+
+    def edit(self, message_id: int, text: str) -> None:
+        """
+        Replace the text of one of our messages.
+        """
+        try:
+            d = self.client.edit(message_id, text)
+        except ValueError as e:
+            self.main_window.show_notice(str(e))
+            return
+        d.addErrback(self._report)
+
+    def delete(self, message_id: int) -> None:
+        """
+        Delete a message for everyone.
+        """
+        self.client.delete(message_id).addErrback(self._report)
+
+    def react(self, message_id: int, emoji: str, on: bool) -> None:
+        """
+        Add or take back our reaction.
+        """
+        self.client.react(message_id, emoji, on).addErrback(self._report)
 
     def _connection_changed(self, status: str) -> None:
         if status == ONLINE:
@@ -233,8 +262,13 @@ class ChatApp(QObject):
         for message in change.messages:
             if message.system:
                 continue
+            mentioned = self.state.me in message.mentions
             sender = message.sender_name or "?"
-            if change.key[0] == ROOM:
+            if mentioned:
+                title = f"{sender} mentioned you"
+                if change.key[0] == ROOM:
+                    title += f" in {self.state.name_of(change.key)}"
+            elif change.key[0] == ROOM:
                 title = f"{sender} in {self.state.name_of(change.key)}"
             else:
                 title = sender

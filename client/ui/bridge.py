@@ -16,6 +16,7 @@ from client.state import (
     FriendRequestsChanged,
     HistoryStateChanged,
     MembersChanged,
+    MessageChanged,
     MessagesInserted,
     Notice,
     PendingAdded,
@@ -24,6 +25,7 @@ from client.state import (
     ReadUpToChanged,
     Reset,
     SignedOut,
+    TypingChanged,
 )
 
 
@@ -43,6 +45,8 @@ class StateBridge(QObject):
     contact_changed = pyqtSignal(object)  # Contact
     members_changed = pyqtSignal(object)  # MembersChanged
     messages_inserted = pyqtSignal(object)  # MessagesInserted
+    message_changed = pyqtSignal(object)  # MessageChanged
+    typing_changed = pyqtSignal(object)  # TypingChanged
     pending_added = pyqtSignal(object)  # PendingAdded
     pending_removed = pyqtSignal(object)  # PendingRemoved
     pending_changed = pyqtSignal(object)  # PendingChanged
@@ -67,6 +71,10 @@ class StateBridge(QObject):
     def _changed(self, change: Change) -> None:
         if isinstance(change, MessagesInserted):
             self.messages_inserted.emit(change)
+        elif isinstance(change, MessageChanged):
+            self.message_changed.emit(change)
+        elif isinstance(change, TypingChanged):
+            self.typing_changed.emit(change)
         elif isinstance(change, PendingAdded):
             self.pending_added.emit(change)
         elif isinstance(change, PendingRemoved):

@@ -6,7 +6,7 @@ system messages set apart.  Delegates only paint what the models hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Final
 
@@ -24,18 +24,21 @@ from PyQt5.QtGui import (
 )
 from PyQt5.QtWidgets import QAbstractItemView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from client.state import PRIVATE
+from client.state import PRIVATE, Message, Quote, Reaction
 from client.ui import style
 from client.ui.models import (
     FAILED,
     PENDING,
     DateRole,
     DetailRole,
+    EntryRole,
     ErrorRole,
     IdRole,
     IsMeRole,
     KeyRole,
     KindRole,
+    MentionsMeRole,
+    MentionsRole,
     MomentRole,
     NameRole,
     OnlineRole,
@@ -145,6 +148,16 @@ class ContactDelegate(QStyledItemDelegate):
             painter.setFont(badge_font)
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
             right = badge.left() - 8
+        if index.data(MentionsRole):
+            # A separate "@" badge: someone called us here.
+            badge = QRectF(right - 20, rect.center().y() - 10, 20, 20)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(style.WARNING))
+            painter.drawEllipse(badge)
+            painter.setPen(QColor("#FFFFFF"))
+            painter.setFont(_font(option.font, 8.5, bold=True))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, "@")
+            right = badge.left() - 8
 
         left = avatar.right() + 10
         name_font = _font(option.font, bold=unread > 0 or selected)
@@ -235,6 +248,9 @@ class MemberDelegate(QStyledItemDelegate):
 class _BubbleLayout:
     """
     Where the parts of one timeline row go, relative to the row's top left.
+
+    @ivar quote: the quote of the message it answers, if any.
+    @ivar chips: each reaction's chip.
     """
 
     height: int
@@ -245,6 +261,21 @@ class _BubbleLayout:
     document: QTextDocument
     text_origin: QPointF
     footer: QRectF
+    quote: QRectF | None = None
+    chips: list[tuple[QRectF, Reaction]] = field(default_factory=list)
+
+
+#: What a click on a timeline row hit: a quote (the id of the message it
+#: quotes) or a reaction chip (its emoji).
+Hit = tuple[str, int | str]
+
+
+#: What a deleted message shows in its place.
+DELETED: Final = "message deleted"
+
+
+def _chip_text(reaction: Reaction) -> str:
+    return f"{reaction.emoji} {len(reaction.user_ids)}"
 
 
 def day_label(day: date, today: date | None = None) -> str:
@@ -360,19 +391,61 @@ class MessageDelegate(QStyledItemDelegate):
             name_rect = QRectF(left + 2, y, usable, name_height)
             avatar_rect = QRectF(self.MARGIN, y + 2, self.AVATAR, self.AVATAR)
             y += name_height + 2
-        document = self._document(str(index.data()), max(60, max_text), option.font)
+        entry = index.data(EntryRole)
+        deleted = isinstance(entry, Message) and entry.deleted
+        text_font = option.font
+        if deleted:
+            text_font = QFont(option.font)
+            text_font.setItalic(True)
+        text = DELETED if deleted else str(index.data())
+        document = self._document(text, max(60, max_text), text_font)
         text_size = document.size()
         footer_text = self._footer_text(index)
         footer_width = QFontMetrics(small).horizontalAdvance(footer_text)
         inner = max(text_size.width(), footer_width)
+        quote = entry.reply_to if entry is not None else None
+        quote_height = 0.0
+        if quote is not None:
+            quote_height = 2 * QFontMetrics(small).height() + 10
+            inner = max(inner, min(max_text, 240))
+        reactions = entry.reactions if isinstance(entry, Message) else ()
+        chip_height = QFontMetrics(option.font).height() + 6
+        chip_sizes = [self._chip_width(option.font, r) for r in reactions]
+        if chip_sizes:
+            inner = max(inner, min(max_text, max(chip_sizes)))
+        # The reaction chips flow in lines as wide as the text allows.
+        chip_places: list[tuple[float, float, float]] = []
+        line_width = max(inner, float(max_text)) if chip_sizes else inner
+        x = 0.0
+        line = 0
+        for chip_width in chip_sizes:
+            if x > 0 and x + chip_width > line_width:
+                x, line = 0.0, line + 1
+            chip_places.append((x, line * (chip_height + 4), chip_width))
+            x += chip_width + 4
+        if chip_places:
+            inner = max(inner, max(cx + cw for cx, _, cw in chip_places))
+        chips_height = (line + 1) * (chip_height + 4) + 2 if chip_places else 0.0
         bubble_width = inner + 2 * self.PAD_X
-        bubble_height = text_size.height() + footer_height + 2 * self.PAD_Y + 1
+        bubble_height = (
+            quote_height + text_size.height() + chips_height + footer_height + 2 * self.PAD_Y + 1
+        )
         bubble_left = width - self.MARGIN - bubble_width if own else left
         bubble = QRectF(bubble_left, y, bubble_width, bubble_height)
-        origin = QPointF(bubble.left() + self.PAD_X, bubble.top() + self.PAD_Y)
+        quote_rect = None
+        top = bubble.top() + self.PAD_Y
+        if quote is not None:
+            quote_rect = QRectF(bubble.left() + self.PAD_X, top, inner, quote_height - 6)
+            top += quote_height
+        origin = QPointF(bubble.left() + self.PAD_X, top)
+        chips_top = origin.y() + text_size.height() + 4
+        chips = [
+            (QRectF(origin.x() + cx, chips_top + cy, cw, chip_height), reaction)
+            for (cx, cy, cw), reaction in zip(chip_places, reactions, strict=True)
+        ]
         footer = QRectF(
             bubble.left() + self.PAD_X,
-            origin.y() + text_size.height() + 1,
+            origin.y() + text_size.height() + chips_height + 1,
             inner,
             footer_height,
         )
@@ -380,8 +453,20 @@ class MessageDelegate(QStyledItemDelegate):
         if avatar_rect is not None:
             height = max(height, avatar_rect.bottom())
         return _BubbleLayout(
-            int(height + 1), date_rect, name_rect, avatar_rect, bubble, document, origin, footer
+            int(height + 1),
+            date_rect,
+            name_rect,
+            avatar_rect,
+            bubble,
+            document,
+            origin,
+            footer,
+            quote_rect,
+            chips,
         )
+
+    def _chip_width(self, font: QFont, reaction: Reaction) -> float:
+        return float(QFontMetrics(font).horizontalAdvance(_chip_text(reaction)) + 16)
 
     def _footer_text(self, index: QModelIndex) -> str:
         status = index.data(StatusRole)
@@ -389,7 +474,25 @@ class MessageDelegate(QStyledItemDelegate):
             return "Sending…"
         if status == FAILED:
             return f"Not sent: {index.data(ErrorRole)}"
-        return str(index.data(TimeRole) or "")
+        entry = index.data(EntryRole)
+        edited = isinstance(entry, Message) and entry.edited_at is not None
+        return str(index.data(TimeRole) or "") + (" · edited" if edited else "")
+
+    def hit(self, option: QStyleOptionViewItem, index: QModelIndex, point: QPointF) -> Hit | None:
+        """
+        @param point: where the row was clicked, relative to its top left.
+        @return: the quote or reaction chip under C{point}, if any.
+        """
+        if index.data(KindRole) == "system":
+            return None
+        layout = self._layout(option, index)
+        entry = index.data(EntryRole)
+        if layout.quote is not None and layout.quote.contains(point):
+            return ("quote", entry.reply_to.id)
+        for rect, reaction in layout.chips:
+            if rect.contains(point):
+                return ("reaction", reaction.emoji)
+        return None
 
     # Painting.
 
@@ -404,6 +507,11 @@ class MessageDelegate(QStyledItemDelegate):
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.translate(option.rect.topLeft())
+        if option.state & QStyle.StateFlag.State_Selected:
+            # Marked for a moment: the message a quote was clicked for.
+            painter.fillRect(
+                QRectF(0, 0, option.rect.width(), layout.height), QColor(style.MENTION)
+            )
         if layout.date_rect is not None:
             self._paint_day(painter, option, layout.date_rect, index.data(DateRole))
         if index.data(KindRole) == "system":
@@ -429,15 +537,29 @@ class MessageDelegate(QStyledItemDelegate):
             )
         if status == PENDING:
             painter.setOpacity(0.65)
-        painter.setBrush(QColor(style.BUBBLE_OWN if own else style.BUBBLE_OTHER))
+        entry = index.data(EntryRole)
+        mentions_me = bool(index.data(MentionsMeRole))
+        if mentions_me:
+            painter.setBrush(QColor(style.MENTION))
+        else:
+            painter.setBrush(QColor(style.BUBBLE_OWN if own else style.BUBBLE_OTHER))
         if status == FAILED:
             painter.setPen(QPen(QColor(style.DANGER), 1.2))
+        elif mentions_me:
+            painter.setPen(QPen(QColor(style.WARNING), 1.2))
         elif own:
             painter.setPen(Qt.PenStyle.NoPen)
         else:
             painter.setPen(QPen(QColor(style.BORDER), 1))
         painter.drawRoundedRect(layout.bubble.adjusted(0.5, 0.5, -0.5, -0.5), 12, 12)
-        self._paint_document(painter, layout.document, layout.text_origin, QColor(style.TEXT))
+        if layout.quote is not None:
+            self._paint_quote(painter, option, layout.quote, entry.reply_to)
+        deleted = isinstance(entry, Message) and entry.deleted
+        colour = QColor(style.MUTED if deleted else style.TEXT)
+        self._paint_document(painter, layout.document, layout.text_origin, colour)
+        me = self._view_me()
+        for rect, reaction in layout.chips:
+            self._paint_chip(painter, option, rect, reaction, me in reaction.user_ids)
         painter.setFont(_font(option.font, 8))
         painter.setPen(QColor(style.DANGER if status == FAILED else style.MUTED))
         painter.drawText(
@@ -445,6 +567,54 @@ class MessageDelegate(QStyledItemDelegate):
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
             self._footer_text(index),
         )
+        painter.restore()
+
+    def _view_me(self) -> int:
+        model = self._view.model()
+        me = getattr(model, "me", None)
+        return int(me) if me is not None else -1
+
+    def _paint_quote(
+        self, painter: QPainter, option: QStyleOptionViewItem, rect: QRectF, quote: Quote
+    ) -> None:
+        painter.save()
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(style.QUOTE))
+        painter.drawRoundedRect(rect, 6, 6)
+        painter.setBrush(style.colour_for(quote.sender_id or 0))
+        painter.drawRoundedRect(QRectF(rect.left(), rect.top(), 3, rect.height()), 1.5, 1.5)
+        small = _font(option.font, 8)
+        metrics = QFontMetrics(small)
+        line = metrics.height()
+        text_rect = QRectF(rect.left() + 9, rect.top() + 3, rect.width() - 14, line)
+        painter.setFont(_font(option.font, 8, bold=True))
+        painter.setPen(style.colour_for(quote.sender_id or 0))
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignLeft, quote.sender_name or "?")
+        small.setItalic(quote.deleted)
+        painter.setFont(small)
+        painter.setPen(QColor(style.MUTED))
+        shown = DELETED if quote.deleted else " ".join(quote.text.split())
+        elided = metrics.elidedText(shown, Qt.TextElideMode.ElideRight, int(text_rect.width()))
+        painter.drawText(text_rect.translated(0, line), Qt.AlignmentFlag.AlignLeft, elided)
+        painter.restore()
+
+    def _paint_chip(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        rect: QRectF,
+        reaction: Reaction,
+        mine: bool,
+    ) -> None:
+        painter.save()
+        painter.setBrush(QColor(style.ACCENT_LIGHT if mine else style.CHAT))
+        painter.setPen(QPen(QColor(style.ACCENT if mine else style.BORDER), 1))
+        painter.drawRoundedRect(
+            rect.adjusted(0.5, 0.5, -0.5, -0.5), rect.height() / 2, rect.height() / 2
+        )
+        painter.setFont(option.font)
+        painter.setPen(QColor(style.ACCENT_DARK if mine else style.TEXT))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, _chip_text(reaction))
         painter.restore()
 
     def _paint_document(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from PyQt5.QtCore import QItemSelection, QPoint, Qt, pyqtSignal
-from PyQt5.QtGui import QCloseEvent
+from PyQt5.QtGui import QCloseEvent, QTextCursor
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -30,18 +30,32 @@ from PyQt5.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatd.wire import valid_message
 from client import texts
-from client.state import OFFLINE, ONLINE, PRIVATE, ROOM, Contact, Key, MembersChanged, User
+from client.state import (
+    OFFLINE,
+    ONLINE,
+    PRIVATE,
+    ROOM,
+    Contact,
+    HistoryStateChanged,
+    Key,
+    MembersChanged,
+    Message,
+    TypingChanged,
+    User,
+)
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
 from client.ui.models import ContactListModel, MemberListModel, TimelineModel, label
 from client.ui.style import ACCENT_DARK, app_icon, restyle
 from client.ui.widgets import (
     ActionPanel,
+    ComposeContext,
     ComposeEdit,
+    EmojiPicker,
     JoinRoomPanel,
     MemberPanel,
     NoticeBar,
@@ -49,11 +63,14 @@ from client.ui.widgets import (
     TimelineView,
     avatar_pixmap,
     button,
+    typing_line,
 )
 
 #: What the status chip says for each connection status.
 STATUS_TEXT: Final = {ONLINE: "Online", OFFLINE: "Offline"}
 CONNECTING_TEXT: Final = "Reconnecting…"
+#: Seconds a message reached from a quote stays marked.
+FLASH_SECONDS: Final = 1.5
 
 
 def _section(title: str, *buttons: QWidget) -> QHBoxLayout:
@@ -79,7 +96,12 @@ class MainWindow(QMainWindow):
 
     conversation_selected = pyqtSignal(object)  # Key | None
     older_requested = pyqtSignal(object)  # Key
-    send_requested = pyqtSignal(object, str)  # Key, text
+    send_requested = pyqtSignal(object, str, object)  # Key, text, Message replied to | None
+    edit_requested = pyqtSignal(int, str)  # message id, new text
+    delete_requested = pyqtSignal(int)  # message id
+    react_requested = pyqtSignal(int, str, bool)  # message id, emoji, on
+    typed = pyqtSignal(object)  # Key
+    typing_stopped = pyqtSignal()
     add_friend_requested = pyqtSignal(str)
     create_room_requested = pyqtSignal(str)
     join_room_requested = pyqtSignal(str)
@@ -107,6 +129,13 @@ class MainWindow(QMainWindow):
         self._current: Key | None = None
         self._timelines: dict[Key, TimelineModel] = {}
         self._removing = False
+        # What the input box is writing besides a new message.
+        self._replying: Message | None = None
+        self._editing: Message | None = None
+        # The message a click on a quote asked for, while older pages load.
+        self._jumping_to: int | None = None
+        self._unflash: IDelayedCall | None = None
+        self._clock = clock
 
         self.friends_model = ContactListModel(bridge, PRIVATE, self)
         self.rooms_model = ContactListModel(bridge, ROOM, self)
@@ -138,6 +167,8 @@ class MainWindow(QMainWindow):
         bridge.contact_changed.connect(self._contact_changed)
         bridge.contact_added.connect(self._contact_added)
         bridge.members_changed.connect(self._members_changed)
+        bridge.typing_changed.connect(self._typing_changed)
+        bridge.history_state_changed.connect(self._history_state_changed)
         bridge.requests_changed.connect(self.request_banner.set_requests)
         bridge.connection_changed.connect(self._connection_changed)
         bridge.notice.connect(self.notice_bar.show_notice)
@@ -305,7 +336,20 @@ class MainWindow(QMainWindow):
         self.history_view = TimelineView()
         self.history_view.setItemDelegate(MessageDelegate(self.history_view))
         self.history_view.older_wanted.connect(self._older_wanted)
+        self.history_view.quote_clicked.connect(self.jump_to)
+        self.history_view.reaction_clicked.connect(self._toggle_reaction)
+        self.history_view.reply_wanted.connect(self.start_reply)
+        self.history_view.edit_wanted.connect(self.start_edit)
+        self.history_view.delete_wanted.connect(self.ask_delete)
+        self.history_view.react_wanted.connect(self.pick_reaction)
         chat_layout.addWidget(self.history_view, 1)
+        self.typing_label = QLabel()
+        self.typing_label.setObjectName("Typing")
+        self.typing_label.setContentsMargins(18, 2, 18, 2)
+        chat_layout.addWidget(self.typing_label)
+        self.compose_context = ComposeContext()
+        self.compose_context.cancelled.connect(self.cancel_compose)
+        chat_layout.addWidget(self.compose_context)
 
         composer = QFrame()
         composer.setObjectName("Composer")
@@ -314,6 +358,9 @@ class MainWindow(QMainWindow):
         composer_layout.setSpacing(8)
         self.compose = ComposeEdit()
         self.compose.submitted.connect(self.send)
+        self.compose.edit_last_wanted.connect(self._edit_last)
+        self.compose.cancelled.connect(self.cancel_compose)
+        self.compose.textChanged.connect(self._compose_changed)
         composer_layout.addWidget(self.compose, 1)
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
@@ -325,7 +372,7 @@ class MainWindow(QMainWindow):
         buttons.addWidget(self.clear_button)
         composer_layout.addLayout(buttons)
         chat_layout.addWidget(composer)
-        hint = QLabel("Enter sends · Shift+Enter starts a new line")
+        hint = QLabel("Enter sends · Shift+Enter starts a new line · ↑ edits your last message")
         hint.setObjectName("Hint")
         hint.setContentsMargins(18, 0, 0, 6)
         hint.setStyleSheet("background: #FFFFFF;")
@@ -363,6 +410,12 @@ class MainWindow(QMainWindow):
             return
         self._current = key
         self.close_panels()
+        self.cancel_compose()
+        self._jumping_to = None
+        self.typing_stopped.emit()
+        self._update_names()
+        typing = self.state.conversations[key].typing if key in self.state.conversations else {}
+        self.typing_label.setText(typing_line(tuple(typing.values())))
         if key is None:
             self.pages.setCurrentIndex(0)
             self.history_view.show_timeline(None)
@@ -408,7 +461,8 @@ class MainWindow(QMainWindow):
 
     def send(self) -> None:
         """
-        Send what the input box holds to the conversation shown.
+        Send what the input box holds to the conversation shown: a new
+        message (perhaps a reply), or the new text of the message edited.
         """
         key = self._current
         text = self.compose.toPlainText()
@@ -417,9 +471,145 @@ class MainWindow(QMainWindow):
         if not valid_message(text):
             self.show_notice(texts.MESSAGE_RULE)
             return
+        editing, replying = self._editing, self._replying
+        self.cancel_compose()
         self.compose.clear()
-        self.send_requested.emit(key, text)
+        if editing is not None:
+            if text != editing.text:
+                self.edit_requested.emit(editing.id, text)
+            return
+        self.send_requested.emit(key, text, replying)
         self.history_view.scroll_to_newest()
+
+    def _compose_changed(self) -> None:
+        key = self._current
+        if key is None or self._editing is not None:
+            return
+        if self.compose.toPlainText():
+            self.typed.emit(key)
+        else:
+            self.typing_stopped.emit()
+
+    # Replies, edits, deletions and reactions.
+
+    def start_reply(self, message: Message) -> None:
+        """
+        Write a reply to C{message}: its quote shows above the input box.
+        """
+        self.cancel_compose()
+        self._replying = message
+        who = message.sender_name or "?"
+        self.compose_context.show_text(f"Replying to {who}: {message.text}")
+        self.compose.setFocus()
+
+    def start_edit(self, message: Message) -> None:
+        """
+        Edit one of our messages in the input box.
+        """
+        self.cancel_compose()
+        self._editing = message
+        self.send_button.setText("Save")
+        self.compose_context.show_text("Editing your message · Enter saves, Esc cancels")
+        self.compose.setPlainText(message.text)
+        self.compose.moveCursor(QTextCursor.MoveOperation.End)
+        self.compose.setFocus()
+
+    def cancel_compose(self) -> None:
+        """
+        Stop replying or editing; an edit's text leaves the input box.
+        """
+        editing = self._editing
+        self._replying = self._editing = None
+        self.compose_context.hide()
+        self.send_button.setText("Send")
+        if editing is not None:
+            self.compose.clear()
+
+    def _edit_last(self) -> None:
+        key = self._current
+        if key is None:
+            return
+        message = self.state.conversation(key).last_own(self.state.me)
+        if message is not None:
+            self.start_edit(message)
+
+    def ask_delete(self, message: Message) -> None:
+        """
+        Ask, then delete C{message} for everyone.
+        """
+        self.confirm(
+            "Delete message",
+            "Delete this message for everyone? This cannot be undone.",
+            "Delete",
+            lambda: self.delete_requested.emit(message.id),
+        )
+
+    def pick_reaction(self, message: Message, where: QPoint) -> None:
+        """
+        Open the emoji picker to react to C{message}.
+        """
+        picker = EmojiPicker(self)
+        picker.picked.connect(lambda emoji: self._react(message, emoji))
+        picker.move(where)
+        picker.show()
+        picker.field.setFocus()
+
+    def _react(self, message: Message, emoji: str) -> None:
+        mine = any(r.emoji == emoji and self.state.me in r.user_ids for r in message.reactions)
+        if not mine:
+            self.react_requested.emit(message.id, emoji, True)
+
+    def _toggle_reaction(self, message: Message, emoji: str) -> None:
+        mine = any(r.emoji == emoji and self.state.me in r.user_ids for r in message.reactions)
+        self.react_requested.emit(message.id, emoji, not mine)
+
+    def jump_to(self, message_id: int) -> None:
+        """
+        Scroll to the message C{message_id} and mark it, loading older
+        pages until it is there.
+        """
+        key = self._current
+        if key is None:
+            return
+        model = self.timeline(key)
+        row = model.row_of(message_id)
+        if row is not None:
+            self._jumping_to = None
+            self.history_view.flash(row)
+            if self._unflash is not None and self._unflash.active():
+                self._unflash.cancel()
+            self._unflash = self._clock.callLater(FLASH_SECONDS, self.history_view.unflash)
+            return
+        if not model.has_older:
+            self._jumping_to = None
+            self.show_notice("That message is no longer in this conversation.")
+            return
+        self._jumping_to = message_id
+        if not model.loading_older:
+            self.older_requested.emit(key)
+
+    def _history_state_changed(self, change: HistoryStateChanged) -> None:
+        if (
+            change.key == self._current
+            and self._jumping_to is not None
+            and not change.loading_older
+        ):
+            self.jump_to(self._jumping_to)
+
+    def _typing_changed(self, change: TypingChanged) -> None:
+        if change.key == self._current:
+            self.typing_label.setText(typing_line(change.names))
+
+    def _update_names(self) -> None:
+        key = self._current
+        if key is None:
+            self.compose.set_names([])
+        elif key[0] == ROOM:
+            room = self.state.rooms.get(key[1])
+            members = room.members.values() if room is not None else ()
+            self.compose.set_names([m.username for m in members if m.id != self.state.me])
+        else:
+            self.compose.set_names([self.state.name_of(key)])
 
     def _older_wanted(self) -> None:
         if self._current is not None:
@@ -606,6 +796,7 @@ class MainWindow(QMainWindow):
     def _members_changed(self, change: MembersChanged) -> None:
         if self._current == (ROOM, change.room_id):
             self._update_invitable()
+            self._update_names()
 
     def _show_header(self) -> None:
         key = self._current

@@ -13,6 +13,7 @@ from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
 
 from client.state import (
     PRIVATE,
+    ROOM,
     Contact,
     Entry,
     HistoryStateChanged,
@@ -20,11 +21,13 @@ from client.state import (
     Member,
     MembersChanged,
     Message,
+    MessageChanged,
     MessagesInserted,
     PendingAdded,
     PendingChanged,
     PendingMessage,
     PendingRemoved,
+    parse_time,
 )
 from client.ui.bridge import StateBridge
 
@@ -45,6 +48,12 @@ OwnRole: Final = Qt.ItemDataRole.UserRole + 13
 ErrorRole: Final = Qt.ItemDataRole.UserRole + 14
 IsMeRole: Final = Qt.ItemDataRole.UserRole + 15
 MomentRole: Final = Qt.ItemDataRole.UserRole + 16
+#: The timeline row itself: a L{Message} or a L{PendingMessage}.
+EntryRole: Final = Qt.ItemDataRole.UserRole + 17
+#: Whether a timeline row mentions us.
+MentionsMeRole: Final = Qt.ItemDataRole.UserRole + 18
+#: How many unread messages of a contact mention us.
+MentionsRole: Final = Qt.ItemDataRole.UserRole + 19
 
 #: The invisible root of a list model.
 _ROOT: Final = QModelIndex()
@@ -99,6 +108,8 @@ class ContactListModel(QAbstractListModel):
             return contact.online
         if role == UnreadRole:
             return contact.unread
+        if role == MentionsRole:
+            return contact.mentions
         if role == DetailRole:
             return contact.detail
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -171,6 +182,7 @@ class TimelineModel(QAbstractListModel):
         self.loading_older = conversation.loading_older
         self._times: dict[int, datetime] = {}
         bridge.messages_inserted.connect(self._inserted)
+        bridge.message_changed.connect(self._changed)
         bridge.pending_added.connect(self._pending_added)
         bridge.pending_removed.connect(self._pending_removed)
         bridge.pending_changed.connect(self._pending_changed)
@@ -182,6 +194,7 @@ class TimelineModel(QAbstractListModel):
         """
         bridge = self._bridge
         bridge.messages_inserted.disconnect(self._inserted)
+        bridge.message_changed.disconnect(self._changed)
         bridge.pending_added.disconnect(self._pending_added)
         bridge.pending_removed.disconnect(self._pending_removed)
         bridge.pending_changed.disconnect(self._pending_changed)
@@ -210,14 +223,45 @@ class TimelineModel(QAbstractListModel):
                 return self._time(entry).date()
         return datetime.now().astimezone().date()
 
+    @property
+    def me(self) -> int:
+        """
+        Our own user id.
+        """
+        return self._bridge.state.me
+
+    @property
+    def may_delete_others(self) -> bool:
+        """
+        Whether we may delete others' messages here: in a room we own or
+        moderate.
+        """
+        state = self._bridge.state
+        room = state.rooms.get(self.key[1]) if self.key[0] == ROOM else None
+        member = room.members.get(state.me) if room is not None else None
+        return member is not None and member.moderates
+
+    def row_of(self, message_id: int) -> int | None:
+        """
+        @return: the row of the stored message C{message_id}, or L{None}.
+        """
+        for row, entry in enumerate(self._rows):
+            if isinstance(entry, Message) and entry.id == message_id:
+                return row
+        return None
+
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         entry = self._rows[index.row()]
+        if role == EntryRole:
+            return entry
         if isinstance(entry, PendingMessage):
             return self._pending_data(entry, index.row(), role)
         if role == Qt.ItemDataRole.DisplayRole:
             return entry.text
+        if role == MentionsMeRole:
+            return self._bridge.state.me in entry.mentions
         if role == SenderRole:
             return entry.sender_name or ""
         if role == SenderIdRole:
@@ -237,7 +281,11 @@ class TimelineModel(QAbstractListModel):
         if role == IdRole:
             return entry.id
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._time(entry).strftime("%A %d %B %Y, %H:%M:%S")
+            tip = self._time(entry).strftime("%A %d %B %Y, %H:%M:%S")
+            if entry.edited_at is not None:
+                edited = parse_time(entry.edited_at).astimezone()
+                tip += edited.strftime("\nEdited %A %d %B %Y, %H:%M:%S")
+            return tip
         return None
 
     def _pending_data(self, entry: PendingMessage, row: int, role: int) -> Any:
@@ -275,6 +323,13 @@ class TimelineModel(QAbstractListModel):
         if last + 1 < len(self._rows):
             following = self.index(last + 1)
             self.dataChanged.emit(following, following)
+
+    def _changed(self, change: MessageChanged) -> None:
+        if change.key != self.key:
+            return
+        self._rows[change.row] = change.message
+        index = self.index(change.row)
+        self.dataChanged.emit(index, index)
 
     def _pending_added(self, change: PendingAdded) -> None:
         if change.key != self.key:

@@ -28,6 +28,8 @@ DANGER: Final = "#E5484D"
 WARNING: Final = "#F5A524"
 SELECTED: Final = "#E1E7F0"
 HOVER: Final = "#EBEFF5"
+MENTION: Final = "#FFF6DD"
+QUOTE: Final = "#F0F2F5"
 
 #: Colours for avatars and sender names, picked by user or room id.
 AVATAR_COLOURS: Final = (
@@ -159,6 +161,42 @@ QLineEdit:focus, QPlainTextEdit:focus, QComboBox:focus {{
 #Compose {{
     border-radius: 10px;
     padding: 6px 8px;
+}}
+#Typing {{
+    color: {MUTED};
+    font-size: 8.5pt;
+    font-style: italic;
+    background: {CHAT};
+}}
+#ComposeContext {{
+    background: #FFFFFF;
+    border-top: 1px solid {BORDER};
+}}
+#ComposeContextLabel {{
+    color: {ACCENT_DARK};
+    font-size: 9pt;
+    border-left: 3px solid {ACCENT};
+    padding-left: 8px;
+}}
+#EmojiPicker {{
+    background: #FFFFFF;
+    border: 1px solid {BORDER};
+    border-radius: 10px;
+}}
+#EmojiChoice {{
+    font-size: 15pt;
+    padding: 2px;
+    border-radius: 6px;
+}}
+#EmojiChoice:hover {{
+    background: {HOVER};
+}}
+#Completions {{
+    background: #FFFFFF;
+    border: 1px solid {BORDER};
+    selection-background-color: {ACCENT_LIGHT};
+    selection-color: {TEXT};
+    padding: 2px;
 }}
 QPushButton {{
     background: #FFFFFF;

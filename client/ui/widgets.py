@@ -7,23 +7,28 @@ user wants; none of them talks to the server.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
-from PyQt5.QtCore import QModelIndex, QPoint, QPointF, QRectF, Qt, pyqtSignal
+from PyQt5.QtCore import QModelIndex, QPoint, QPointF, QRectF, QStringListModel, Qt, pyqtSignal
 from PyQt5.QtGui import (
     QColor,
     QGuiApplication,
     QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPen,
     QPixmap,
     QPolygonF,
+    QTextCursor,
     QWheelEvent,
 )
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QCompleter,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -33,15 +38,24 @@ from PyQt5.QtWidgets import (
     QPushButton,
     QScrollBar,
     QSizePolicy,
+    QStyleOptionViewItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from chatd.wire import valid_name
-from client.state import Member, User
-from client.ui.delegates import MemberDelegate, draw_avatar
-from client.ui.models import MemberListModel, NameRole, RoomSearchModel, TimelineModel, label
+from chatd.wire import MAX_EMOJI_LENGTH, valid_emoji, valid_name
+from client.state import Member, Message, User
+from client.ui.delegates import Hit, MemberDelegate, MessageDelegate, draw_avatar
+from client.ui.models import (
+    EntryRole,
+    MemberListModel,
+    NameRole,
+    RoomSearchModel,
+    TimelineModel,
+    label,
+)
 from client.ui.style import MUTED, restyle
 
 #: Seconds a notice stays in the message bar.
@@ -130,10 +144,14 @@ class NoticeBar(QLabel):
 
 class ComposeEdit(QPlainTextEdit):
     """
-    The message input: Enter sends, Shift+Enter starts a new line.
+    The message input: Enter sends, Shift+Enter starts a new line, Up in an
+    empty box edits our last message, Escape cancels a reply or an edit,
+    and C{@} completes the names of the conversation's members.
     """
 
     submitted = pyqtSignal()
+    edit_last_wanted = pyqtSignal()
+    cancelled = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -141,10 +159,54 @@ class ComposeEdit(QPlainTextEdit):
         self.setPlaceholderText("Write a message…")
         self.setTabChangesFocus(True)
         self.setFixedHeight(64)
+        self._names = QStringListModel(self)
+        self.completer = QCompleter(self._names, self)
+        self.completer.setWidget(self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        self.completer.setMaxVisibleItems(6)
+        self.completer.activated[str].connect(self._complete)
+        popup = self.completer.popup()
+        if popup is not None:
+            popup.setObjectName("Completions")
+
+    def set_names(self, names: list[str]) -> None:
+        """
+        The names C{@} completes: the members of the conversation shown.
+        """
+        ordered = sorted(names, key=str.lower)
+        self._names.setStringList(ordered)
+
+    def _mention_prefix(self) -> str | None:
+        """
+        @return: the name typed after an C{@} just before the cursor, or
+            L{None} when the cursor is not in a mention.
+        """
+        cursor = self.textCursor()
+        before = self.toPlainText()[: cursor.position()]
+        match = _MENTION_PREFIX.search(before)
+        return match.group(1) if match else None
+
+    def _complete(self, name: str) -> None:
+        prefix = self._mention_prefix()
+        if prefix is None:
+            return
+        cursor = self.textCursor()
+        cursor.movePosition(
+            QTextCursor.MoveOperation.Left, QTextCursor.MoveMode.KeepAnchor, len(prefix)
+        )
+        cursor.insertText(name + " ")
+        self.setTextCursor(cursor)
 
     def keyPressEvent(self, event: QKeyEvent | None) -> None:
         assert event is not None
-        enter = event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+        popup = self.completer.popup()
+        key = event.key()
+        if popup is not None and popup.isVisible() and key in _COMPLETER_KEYS:
+            # The completion list takes these keys.
+            event.ignore()
+            return
+        enter = key in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
         if enter and not event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             event.accept()
             self.submitted.emit()
@@ -154,7 +216,156 @@ class ComposeEdit(QPlainTextEdit):
             self.insertPlainText("\n")
             event.accept()
             return
+        if key == Qt.Key.Key_Up and not self.toPlainText():
+            event.accept()
+            self.edit_last_wanted.emit()
+            return
+        if key == Qt.Key.Key_Escape:
+            event.accept()
+            self.cancelled.emit()
+            return
         super().keyPressEvent(event)
+        self._offer_names()
+
+    def _offer_names(self) -> None:
+        prefix = self._mention_prefix()
+        popup = self.completer.popup()
+        if prefix is None or popup is None:
+            if popup is not None:
+                popup.hide()
+            return
+        self.completer.setCompletionPrefix(prefix)
+        if self.completer.completionCount() == 0:
+            popup.hide()
+            return
+        completions = self.completer.completionModel()
+        if completions is not None:
+            popup.setCurrentIndex(completions.index(0, 0))
+        rect = self.cursorRect()
+        rect.setWidth(popup.sizeHintForColumn(0) + 40)
+        self.completer.complete(rect)
+
+
+#: An C{@} at the start or after a character that cannot be in a name, then
+#: the start of a name, just before the cursor (PROTOCOL.md section 10).
+_MENTION_PREFIX: Final = re.compile(r"(?:^|(?<=[^A-Za-z0-9_]))@([A-Za-z0-9_]*)$")
+
+_COMPLETER_KEYS: Final = frozenset(
+    {
+        Qt.Key.Key_Return,
+        Qt.Key.Key_Enter,
+        Qt.Key.Key_Tab,
+        Qt.Key.Key_Escape,
+        Qt.Key.Key_Up,
+        Qt.Key.Key_Down,
+    }
+)
+
+
+class ComposeContext(QFrame):
+    """
+    The line above the input box while a reply or an edit is being
+    written: what it answers or changes, and a button to cancel it.
+    """
+
+    cancelled = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ComposeContext")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(18, 6, 14, 0)
+        layout.setSpacing(8)
+        self.label = QLabel()
+        self.label.setObjectName("ComposeContextLabel")
+        self.label.setTextFormat(Qt.TextFormat.PlainText)
+        layout.addWidget(self.label, 1)
+        close = button("✕", "Flat", "Cancel (Esc)")
+        close.clicked.connect(self.cancelled)
+        layout.addWidget(close)
+        self.hide()
+
+    def show_text(self, text: str) -> None:
+        """
+        Show C{text}, cut to one line.
+        """
+        one_line = " ".join(text.split())
+        metrics = self.label.fontMetrics()
+        width = max(200, self.width() - 80)
+        self.label.setText(metrics.elidedText(one_line, Qt.TextElideMode.ElideRight, width))
+        self.label.setToolTip(text)
+        self.show()
+
+
+#: The emoji the picker offers first: the most used in chat.
+COMMON_EMOJI: Final = (
+    "👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "🔥",
+    "👀", "✅", "👏", "😄", "🤔", "😍", "🙌", "💯",
+    "😅", "👌", "🚀", "😊", "😭", "🥳", "👎", "❌",
+)  # fmt: skip
+
+
+class EmojiPicker(QFrame):
+    """
+    A popup of common emoji and a field for any other (a symbol or a short
+    word); picking one emits it and closes the popup.
+    """
+
+    picked = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent, Qt.WindowType.Popup)
+        self.setObjectName("EmojiPicker")
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.setSpacing(8)
+        grid = QGridLayout()
+        grid.setSpacing(2)
+        for n, emoji in enumerate(COMMON_EMOJI):
+            choice = QToolButton()
+            choice.setObjectName("EmojiChoice")
+            choice.setText(emoji)
+            choice.setAutoRaise(True)
+            choice.setCursor(Qt.CursorShape.PointingHandCursor)
+            choice.clicked.connect(lambda _=False, e=emoji: self._pick(e))
+            grid.addWidget(choice, n // 8, n % 8)
+        layout.addLayout(grid)
+        row = QHBoxLayout()
+        self.field = QLineEdit()
+        self.field.setPlaceholderText("Any emoji or word")
+        self.field.setMaxLength(MAX_EMOJI_LENGTH)
+        self.field.returnPressed.connect(self._pick_typed)
+        row.addWidget(self.field, 1)
+        add = button("React", "Primary")
+        add.clicked.connect(self._pick_typed)
+        row.addWidget(add)
+        layout.addLayout(row)
+
+    def _pick_typed(self) -> None:
+        emoji = self.field.text().strip()
+        if valid_emoji(emoji):
+            self._pick(emoji)
+        else:
+            self.field.setToolTip("No spaces, at most 32 characters.")
+            self.field.selectAll()
+
+    def _pick(self, emoji: str) -> None:
+        self.picked.emit(emoji)
+        self.close()
+
+
+def typing_line(names: tuple[str, ...]) -> str:
+    """
+    @return: the line under a conversation saying who is typing.
+    """
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing…"
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]} are typing…"
+    return "Several people are typing…"
 
 
 class TimelineView(QListView):
@@ -165,10 +376,17 @@ class TimelineView(QListView):
     """
 
     older_wanted = pyqtSignal()
+    quote_clicked = pyqtSignal(int)  # the id of the quoted message
+    reaction_clicked = pyqtSignal(object, str)  # Message, emoji
+    reply_wanted = pyqtSignal(object)  # Message
+    edit_wanted = pyqtSignal(object)  # Message
+    delete_wanted = pyqtSignal(object)  # Message
+    react_wanted = pyqtSignal(object, QPoint)  # Message, where to pick
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("HistoryView")
+        self.setMouseTracking(True)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setResizeMode(QListView.ResizeMode.Adjust)
@@ -201,10 +419,12 @@ class TimelineView(QListView):
         if old is not None:
             old.rowsAboutToBeInserted.disconnect(self._before_insert)
             old.rowsInserted.disconnect(self._after_insert)
+            old.dataChanged.disconnect(self._row_changed)
         self.setModel(model)
         if model is not None:
             model.rowsAboutToBeInserted.connect(self._before_insert)
             model.rowsInserted.connect(self._after_insert)
+            model.dataChanged.connect(self._row_changed)
         self.scroll_to_newest()
 
     def scroll_to_newest(self) -> None:
@@ -248,6 +468,14 @@ class TimelineView(QListView):
         if value <= self._bar().minimum():
             self._want_older()
 
+    def _row_changed(self, *_: Any) -> None:
+        # An edit or a reaction may make a row taller: keep the newest
+        # message in view if it was.
+        stick = self.at_bottom()
+        self.executeDelayedItemsLayout()
+        if stick:
+            self.scrollToBottom()
+
     def _want_older(self) -> None:
         model = self.timeline()
         if model is not None and model.has_older and not model.loading_older:
@@ -266,15 +494,88 @@ class TimelineView(QListView):
         if stick:
             self.scroll_to_newest()
 
+    def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
+        assert event is not None
+        super().mouseReleaseEvent(event)
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        hit = self._hit(event.pos())
+        if hit is None:
+            return
+        message, (part, value) = hit
+        if part == "quote":
+            self.quote_clicked.emit(int(value))
+        else:
+            self.reaction_clicked.emit(message, str(value))
+
+    def mouseMoveEvent(self, event: QMouseEvent | None) -> None:
+        assert event is not None
+        super().mouseMoveEvent(event)
+        pointing = self._hit(event.pos()) is not None
+        viewport = self.viewport()
+        if viewport is not None:
+            viewport.setCursor(
+                Qt.CursorShape.PointingHandCursor if pointing else Qt.CursorShape.ArrowCursor
+            )
+
+    def _hit(self, position: QPoint) -> tuple[Message, Hit] | None:
+        index = self.indexAt(position)
+        delegate = self.itemDelegate()
+        entry = index.data(EntryRole) if index.isValid() else None
+        if not isinstance(entry, Message) or not isinstance(delegate, MessageDelegate):
+            return None
+        option = QStyleOptionViewItem()
+        option.initFrom(self)
+        option.rect = self.visualRect(index)
+        point = QPointF(position - option.rect.topLeft())
+        hit = delegate.hit(option, index, point)
+        return None if hit is None else (entry, hit)
+
+    def flash(self, row: int) -> None:
+        """
+        Scroll to C{row} and mark it for a moment.
+        """
+        model = self.model()
+        if model is None:
+            return
+        index = model.index(row, 0)
+        self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setCurrentIndex(index)
+
+    def unflash(self) -> None:
+        """
+        Take away the mark of L{flash}.
+        """
+        self.clearSelection()
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+
     def _menu(self, position: QPoint) -> None:
         index = self.indexAt(position)
         if not index.isValid():
             return
+        entry = index.data(EntryRole)
         # popup(), not exec_(): a slot must not run a nested event loop.
         menu = QMenu(self)
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        text = str(index.data())
-        menu.addAction("Copy text", lambda: self._copy(text))
+        if isinstance(entry, Message) and entry.editable:
+            at = self.mapToGlobal(position)
+            menu.addAction("Reply", lambda: self.reply_wanted.emit(entry))
+            menu.addAction("React…", lambda: self.react_wanted.emit(entry, at))
+            menu.addAction("Copy text", lambda: self._copy(entry.text))
+            model = self.timeline()
+            mine = model is not None and entry.sender_id == model.me
+            if mine:
+                menu.addAction("Edit", lambda: self.edit_wanted.emit(entry))
+            if mine or (model is not None and model.may_delete_others):
+                menu.addSeparator()
+                menu.addAction("Delete…", lambda: self.delete_wanted.emit(entry))
+        elif not (isinstance(entry, Message) and entry.deleted):
+            text = str(index.data())
+            menu.addAction("Copy text", lambda: self._copy(text))
+        if menu.isEmpty():
+            menu.deleteLater()
+            return
         menu.popup(self.mapToGlobal(position))
 
     def _copy(self, text: str) -> None:
