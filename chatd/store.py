@@ -608,30 +608,9 @@ def _unread_txn(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class _MessageRow:
-    """
-    One row of L{_MESSAGE_SELECT}: a message and the Quote of the one it
-    answers, before its mentions and reactions are added.
-    """
-
-    id: int
-    client_msg_id: str | None
-    sender_id: int
-    target_type: int
-    target_id: int
-    kind: str
-    body: str
-    time: str
-    edited_at: str | None
-    deleted: int
-    reply_to: int | None
-    quote_sender_id: int | None
-    quote_body: str | None
-    quote_deleted: int | None
-
-
-# Messages with their quotes, in one statement; "m" is the message.
+# Messages with their quotes, in one statement; "m" is the message.  Its
+# columns are those of _MESSAGE_COLUMNS, in that order: the fields of a
+# StoredMessage up to deleted, then the quote's.
 _MESSAGE_SELECT = (
     "SELECT m.id, m.client_msg_id, m.sender_id, m.target_type, m.target_id, m.kind, m.body,"
     " m.created_at AS time, m.edited_at, m.deleted, m.reply_to,"
@@ -640,63 +619,75 @@ _MESSAGE_SELECT = (
     " q.deleted AS quote_deleted"
     " FROM messages AS m LEFT JOIN messages AS q ON q.id = m.reply_to"
 )
+_MESSAGE_COLUMNS = (
+    *(f.name for f in fields(StoredMessage)[:10]),
+    "reply_to",
+    "quote_sender_id",
+    "quote_body",
+    "quote_deleted",
+)
+
+# The mentions and reactions of a page's messages, in one statement: rows
+# of (message id, emoji or NULL for a mention, user id), a message's
+# mentions first, by user, then its reactions in the order of their emoji.
+_EXTRAS_SELECT = (
+    "SELECT message_id, NULL, user_id, 0 FROM mentions WHERE message_id IN ({marks})"
+    " UNION ALL"
+    " SELECT message_id, emoji, user_id, since FROM reactions WHERE message_id IN ({marks})"
+    " ORDER BY 1, 4, 3"
+)
 
 
 def _messages(txn: Transaction) -> list[StoredMessage]:
     """
     @return: the messages L{_MESSAGE_SELECT} just selected, in its order,
-        with their mentions and reactions: two more statements, however
-        many messages.
+        with their mentions and reactions: one more statement, however
+        many messages.  Rows are read by position, a page being thousands
+        of values; the columns are checked by name against
+        L{_MESSAGE_COLUMNS} first.
     """
-    rows = _rows(txn, _MessageRow)
+    columns = tuple(column[0] for column in txn.description)
+    if columns != _MESSAGE_COLUMNS:
+        raise ValueError(f"columns {columns} are not {_MESSAGE_COLUMNS}")
+    rows = txn.fetchall()
     if not rows:
         return []
-    ids = [row.id for row in rows]
+    ids = [row[0] for row in rows]
     marks = ", ".join("?" * len(ids))
-    txn.execute(
-        f"SELECT message_id, emoji, user_id FROM reactions WHERE message_id IN ({marks})"
-        " ORDER BY message_id, since, user_id",
-        ids,
-    )
-    reactions: dict[int, dict[str, list[int]]] = {}
-    for message_id, emoji, user_id in txn.fetchall():
-        reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
-    txn.execute(
-        f"SELECT message_id, user_id FROM mentions WHERE message_id IN ({marks})"
-        " ORDER BY message_id, user_id",
-        ids,
-    )
+    txn.execute(_EXTRAS_SELECT.format(marks=marks), ids + ids)
     mentions: dict[int, list[int]] = {}
-    for message_id, user_id in txn.fetchall():
-        mentions.setdefault(message_id, []).append(user_id)
-    return [
-        StoredMessage(
-            row.id,
-            row.client_msg_id,
-            row.sender_id,
-            row.target_type,
-            row.target_id,
-            row.kind,
-            row.body,
-            row.time,
-            row.edited_at,
-            bool(row.deleted),
-            _quote(row),
-            tuple(mentions.get(row.id, ())),
-            tuple((emoji, tuple(users)) for emoji, users in reactions.get(row.id, {}).items()),
+    reactions: dict[int, dict[str, list[int]]] = {}
+    for message_id, emoji, user_id, _ in txn.fetchall():
+        if emoji is None:
+            mentions.setdefault(message_id, []).append(user_id)
+        else:
+            reactions.setdefault(message_id, {}).setdefault(emoji, []).append(user_id)
+    messages = []
+    for row in rows:
+        message_id, reply_to = row[0], row[10]
+        quote = None
+        if reply_to is not None:
+            deleted = bool(row[13])
+            quote = StoredQuote(reply_to, row[11], "" if deleted else row[12], deleted)
+        held = reactions.get(message_id)
+        messages.append(
+            StoredMessage(
+                message_id,
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                bool(row[9]),
+                quote,
+                tuple(mentions[message_id]) if message_id in mentions else (),
+                tuple((e, tuple(users)) for e, users in held.items()) if held else (),
+            )
         )
-        for row in rows
-    ]
-
-
-def _quote(row: _MessageRow) -> StoredQuote | None:
-    if row.reply_to is None:
-        return None
-    assert row.quote_sender_id is not None and row.quote_body is not None
-    deleted = bool(row.quote_deleted)
-    return StoredQuote(
-        row.reply_to, row.quote_sender_id, "" if deleted else row.quote_body, deleted
-    )
+    return messages
 
 
 def _message_txn(txn: Transaction, message_id: int) -> StoredMessage | None:

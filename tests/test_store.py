@@ -892,17 +892,14 @@ class QueryPlanTests(StoreTestCase):
                 quotes = [step for step in plans[0] if " q " in step + " "]
                 self.assertEqual(len(quotes), 1)
                 self.assertTrue(quotes[0].startswith("SEARCH q USING INTEGER PRIMARY KEY"))
-                # The page's reactions and mentions: one search each.
-                self.assertEqual(
-                    plans[1:],
-                    [
-                        [
-                            "SEARCH reactions USING INDEX reactions_message (message_id=?)",
-                            "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY",
-                        ],
-                        ["SEARCH mentions USING PRIMARY KEY (message_id=?)"],
-                    ],
+                # The page's mentions and reactions: one statement, one
+                # search of each table's index.
+                [extras] = plans[1:]
+                self.assertIn("SEARCH mentions USING PRIMARY KEY (message_id=?)", extras)
+                self.assertIn(
+                    "SEARCH reactions USING INDEX reactions_message (message_id=?)", extras
                 )
+                self.assertEqual([step for step in extras if step.startswith("SCAN")], [])
 
     def test_literals_are_the_wire_constants(self) -> None:
         """
