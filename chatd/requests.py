@@ -1,5 +1,6 @@
 """
-The requests of PROTOCOL.md section 5, each parsed into a frozen value.
+The requests of PROTOCOL.md sections 5 and 10, each parsed into a frozen
+value.
 
 A request's fields are checked here, before any rule runs (PROTOCOL.md
 section 2): a missing or mistyped field, an integer out of range and a

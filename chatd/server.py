@@ -1,5 +1,6 @@
 """
-The rules of chatd: one method per request type of PROTOCOL.md section 5.
+The rules of chatd: one method per request type of PROTOCOL.md sections 5
+and 10.
 
 L{ChatServer} knows neither bytes nor SQL.  Its route table
 (L{ChatServer.routes}) names, for each request type, the parser of its

@@ -228,6 +228,7 @@ class ChatClient:
     def _end_session(self, reason: str | None) -> None:
         self._credentials = None
         self._ready = False
+        self._forget_typing()
         self._stop_service().addErrback(self._bug)
         self.state.sign_out(reason)
 
@@ -267,6 +268,7 @@ class ChatClient:
         if viewed is not None and protocol is self._protocol:
             if self.state.conversation(viewed).opened:
                 self._mark_read(viewed)
+                self._reload_newest(viewed)
             else:
                 self._load_latest(viewed)
 
@@ -359,6 +361,7 @@ class ChatClient:
         """
         protocol = self._protocol if self._ready else None
         self._credentials = None
+        self._forget_typing()
         d: Deferred[Any] = protocol.request("logout") if protocol is not None else succeed(None)
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
         d.addCallback(lambda _: self._stop_service())
@@ -539,6 +542,16 @@ class ChatClient:
         d.addCallback(lambda page: self.state.apply_history(page, "after"))
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
 
+    def _reload_newest(self, key: Key) -> None:
+        """
+        Fetch the newest page of a held conversation again: edits,
+        deletions and reactions made while we were away replace the held
+        copies (C{history after} brings only new messages).
+        """
+        d = self.request("history", target_type=key[0], target_id=key[1], limit=PAGE_SIZE)
+        d.addCallback(lambda page: self.state.apply_history(page, "after"))
+        d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
+
     def _mark_read(self, key: Key) -> None:
         conversation = self.state.conversation(key)
         last = conversation.last_id
@@ -665,6 +678,17 @@ class ChatClient:
         key, self._typing_to = self._typing_to, None
         if key is not None:
             self._tell_typing(key, False)
+
+    def _forget_typing(self) -> None:
+        """
+        The session ended: nobody's typing is shown or told any more.
+        """
+        self._typing_to = None
+        for delayed in [self._typing_idle, *self._typing_shown.values()]:
+            if delayed is not None and delayed.active():
+                delayed.cancel()
+        self._typing_idle = None
+        self._typing_shown.clear()
 
     def _tell_typing(self, key: Key, typing: bool) -> None:
         if self.online and self.state.knows(key):

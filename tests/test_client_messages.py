@@ -298,6 +298,35 @@ class SessionTests(SynchronousTestCase):
         ]
         self.assertEqual(sent, [(PRIVATE, True), (PRIVATE, False), (ROOM, True)])
 
+    def test_reconnect_refreshes_the_conversation_in_view(self) -> None:
+        """
+        After a reconnect, the conversation in view is caught up and its
+        newest page fetched again, so that what changed while we were away
+        (here, an edit and a deletion) replaces what we held.
+        """
+        session = self.session
+        session.client.view((PRIVATE, 2))
+        page = self.server.take("history")
+        held = [message(5, LZY, PRIVATE, 1, "typo"), message(6, LZY, PRIVATE, 1, "oops")]
+        self.server.reply(
+            page, "history", target_type=0, target_id=2, messages=held, has_more=False
+        )
+        server = session.reconnect()
+        caught_up = server.take("history")
+        self.assertEqual(caught_up["after"], 6)
+        server.reply(caught_up, "history", target_type=0, target_id=2, messages=[], has_more=False)
+        newest = server.take("history")
+        self.assertEqual((newest.get("after"), newest.get("before")), (None, None))
+        changed = [
+            message(5, LZY, PRIVATE, 1, "fixed", edited_at="2026-11-24T06:02:00.000Z"),
+            message(6, LZY, PRIVATE, 1, "", deleted=True),
+        ]
+        server.reply(
+            newest, "history", target_type=0, target_id=2, messages=changed, has_more=False
+        )
+        texts = [(m.text, m.deleted) for m in session.state.conversation((PRIVATE, 2)).messages]
+        self.assertEqual(texts, [("fixed", False), ("", True)])
+
     def test_others_typing_ends_after_six_seconds(self) -> None:
         """
         Someone shows as typing until 6 s after their latest typing true.
