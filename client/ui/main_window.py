@@ -554,14 +554,15 @@ class MainWindow(QMainWindow):
         picker.show()
         picker.field.setFocus()
 
+    def _reacted(self, message: Message, emoji: str) -> bool:
+        return any(r.emoji == emoji and self.state.me in r.user_ids for r in message.reactions)
+
     def _react(self, message: Message, emoji: str) -> None:
-        mine = any(r.emoji == emoji and self.state.me in r.user_ids for r in message.reactions)
-        if not mine:
+        if not self._reacted(message, emoji):
             self.react_requested.emit(message.id, emoji, True)
 
     def _toggle_reaction(self, message: Message, emoji: str) -> None:
-        mine = any(r.emoji == emoji and self.state.me in r.user_ids for r in message.reactions)
-        self.react_requested.emit(message.id, emoji, not mine)
+        self.react_requested.emit(message.id, emoji, not self._reacted(message, emoji))
 
     def jump_to(self, message_id: int) -> None:
         """

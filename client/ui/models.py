@@ -325,11 +325,7 @@ class TimelineModel(QAbstractListModel):
             self.dataChanged.emit(following, following)
 
     def _changed(self, change: MessageChanged) -> None:
-        if change.key != self.key:
-            return
-        self._rows[change.row] = change.message
-        index = self.index(change.row)
-        self.dataChanged.emit(index, index)
+        self._replace(change.key, change.row, change.message)
 
     def _pending_added(self, change: PendingAdded) -> None:
         if change.key != self.key:
@@ -346,10 +342,13 @@ class TimelineModel(QAbstractListModel):
         self.endRemoveRows()
 
     def _pending_changed(self, change: PendingChanged) -> None:
-        if change.key != self.key:
+        self._replace(change.key, change.row, change.pending)
+
+    def _replace(self, key: Key, row: int, entry: Entry) -> None:
+        if key != self.key:
             return
-        self._rows[change.row] = change.pending
-        index = self.index(change.row)
+        self._rows[row] = entry
+        index = self.index(row)
         self.dataChanged.emit(index, index)
 
     def _history_state(self, change: HistoryStateChanged) -> None:
