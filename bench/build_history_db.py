@@ -10,7 +10,10 @@ Build chatd databases for the benchmark directly with sqlite3, fast.
     order a busy server would have stored them;
   - L{build_login_db}: the database of shape (g): one account with 500
     friends and 200 rooms, unread messages in most of them, among a few
-    hundred thousand messages.
+    hundred thousand messages;
+  - L{build_search_db}: the database of shape (h): a million messages of
+    English and Chinese words over 200 rooms and 2000 users, each user in
+    20 rooms, for searches.
 
 The schema is chatd's own (C{chatd.store.schema_files}), applied the way
 chatd applies it, so chatd starts on these files as on its own.
@@ -28,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from chatd.database import register_functions
 from chatd.store import schema_files
 
 #: The password of every account these databases hold.
@@ -54,6 +58,7 @@ def create_database(path: str) -> sqlite3.Connection:
     @return: the open connection, inside a transaction.
     """
     connection = sqlite3.connect(path, isolation_level=None)
+    register_functions(connection)
     connection.execute("PRAGMA journal_mode = OFF")
     connection.execute("PRAGMA synchronous = OFF")
     connection.execute("PRAGMA cache_size = -262144")
@@ -67,12 +72,26 @@ def create_database(path: str) -> sqlite3.Connection:
     return connection
 
 
+def index_texts(connection: sqlite3.Connection) -> None:
+    """
+    Put the messages inserted into the search index as C{sql/003_search.sql}
+    does at an upgrade: in one go, much faster than one at a time.
+    """
+    connection.execute(
+        "INSERT INTO message_text (id, body)"
+        " SELECT id, casefold(body) FROM messages WHERE kind <> 'system' AND deleted = 0"
+    )
+    connection.execute("INSERT INTO message_search (message_search) VALUES ('rebuild')")
+
+
 def finish(connection: sqlite3.Connection) -> None:
     """
-    Commit, check the foreign keys, switch to WAL as chatd runs it, close.
+    Index the texts (L{index_texts}), commit, check the foreign keys, switch
+    to WAL as chatd runs it, close.
 
     @raise RuntimeError: if a row refers to one that does not exist.
     """
+    index_texts(connection)
     connection.execute("COMMIT")
     broken = connection.execute("PRAGMA foreign_key_check").fetchall()
     if broken:
@@ -459,6 +478,185 @@ def build_login_db(
     return Logins(username=names[0], friends=friends, rooms=rooms, messages=len(rows))
 
 
+#: Words of the messages of L{build_search_db}, most frequent first.
+ENGLISH = (
+    "the to and you it is that of for in we this on have be not can just so with but"
+    " do are at what my will if me was all about no there get ok yes up out now like"
+    " know think one time here today good need see how when new they then some later"
+    " meeting project link code review test build release bug fix issue report class"
+    " homework exam teacher lecture notes question answer please thanks sorry great"
+    " nice maybe check send share file doc server database client design plan week"
+    " monday friday morning night coffee team call chat room group idea update status"
+    " done ready wait help want look find day next last first old big small fast slow"
+    " deadline slides lunch deploy tomorrow weekend library paper draft demo screen"
+).split()
+CHINESE = (
+    "我们 你好 今天 明天 作业 老师 同学 上课 考试 问题 时间 会议 项目 代码 测试 谢谢"
+    " 没有 可以 他们 现在 已经 还是 什么 怎么 知道 觉得 晚上 早上 中午 吃饭 图书馆"
+    " 实验 报告 文件 服务器 数据 朋友 周末 电影 音乐 下午 作品 讨论 复习 课程 答案"
+    " 笔记 资料 程序 网络 设计 学习 准备 结束 开始 通知 安排 地点 教室 宿舍 食堂"
+).split()
+#: The searches of shape (h): what each looks for, and its query.
+SEARCHES = {
+    "common word": "meeting",
+    "rare word": "zorvani",
+    "two words": "project deadline",
+    "CJK, 2 characters": "作业",
+}
+
+
+def _zipf(count: int, exponent: float) -> list[float]:
+    """
+    @return: the cumulative weights of C{count} ranks whose frequencies
+        fall as C{1 / rank ** exponent}, for L{random.Random.choices}.
+    """
+    total, weights = 0.0, []
+    for rank in range(1, count + 1):
+        total += 1 / rank**exponent
+        weights.append(total)
+    return weights
+
+
+def _rare_words(count: int, rng: random.Random) -> list[str]:
+    """
+    @return: C{count} distinct made-up words of three syllables, the rare
+        words of L{build_search_db}'s texts (L{SEARCHES}'s rare word among
+        them, at a rank where it occurs a few dozen times in a million
+        messages).
+    """
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    syllables = [c + v for c in consonants for v in vowels]
+    words = {a + b + c for a in syllables for b in syllables for c in syllables}
+    chosen = rng.sample(sorted(words - {SEARCHES["rare word"]}), count)
+    chosen.insert(count // 2, SEARCHES["rare word"])
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class Searchers:
+    """
+    What a built search database holds, for the benchmark to query.
+
+    @ivar usernames: accounts that each are in C{rooms_per_user} rooms.
+    @ivar messages: how many messages the database holds.
+    """
+
+    usernames: list[str]
+    messages: int
+
+
+def build_search_db(
+    path: str,
+    messages: int,
+    password_hash: str,
+    users: int = 2000,
+    rooms: int = 200,
+    rooms_per_user: int = 20,
+    chinese_share: float = 0.25,
+    private_share: float = 0.1,
+    seed: int = 3,
+) -> Searchers:
+    """
+    Build the database of shape (h) at C{path}: C{users} users
+    (C{srch0}, ...), each a member of C{rooms_per_user} rooms chosen at
+    random among C{rooms} from the room's start, users C{2k} and C{2k+1}
+    friends, then C{messages} messages (counting the system ones) to a
+    random room from one of its members or, with probability
+    C{private_share}, between a pair of friends.  A text is 3-12 English
+    words, or with probability C{chinese_share} 3-10 Chinese words written
+    without spaces, each word drawn by Zipf's law from L{ENGLISH} or
+    L{CHINESE} followed by 30000 rare words.  The search index is built as
+    chatd's schema keeps it.
+
+    @return: what the benchmark needs to know about it.
+    """
+    rng = random.Random(seed)
+    connection = create_database(path)
+    names = [f"srch{i}" for i in range(users)]
+    user_ids = insert_users(connection, names, password_hash)
+    created = stamp(EPOCH)
+    pairs = list(zip(user_ids[::2], user_ids[1::2], strict=False))
+    connection.executemany(
+        "INSERT INTO friendships (user_id, friend_id, state, created_at)"
+        " VALUES (?, ?, 'accepted', ?)",
+        [row for a, b in pairs for row in ((a, b, created), (b, a, created))],
+    )
+    room_ids = list(range(1, rooms + 1))
+    connection.executemany(
+        "INSERT INTO rooms (id, name, owner_id, created_at) VALUES (?, ?, ?, ?)",
+        [(room_id, f"sroom{room_id - 1}", None, created) for room_id in room_ids],
+    )
+    members: dict[int, list[int]] = {room_id: [] for room_id in room_ids}
+    for user_id in user_ids:
+        for room_id in rng.sample(room_ids, rooms_per_user):
+            members[room_id].append(user_id)
+    system: list[tuple[int, int, int, str]] = []
+    joined: list[tuple[int, int, int]] = []
+    for room_id in room_ids:
+        for index, user_id in enumerate(members[room_id]):
+            verb = "created" if index == 0 else "joined"
+            system.append(
+                (len(system) + 1, user_id, room_id, f"{names[user_id - 1]} {verb} the room")
+            )
+            joined.append((room_id, user_id, len(system)))
+    connection.executemany(
+        "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)"
+        f" VALUES (?, ?, 1, ?, 'system', ?, '{created}')",
+        system,
+    )
+    connection.executemany(
+        "INSERT INTO room_members (room_id, user_id, joined_message_id) VALUES (?, ?, ?)", joined
+    )
+    connection.execute(
+        "UPDATE rooms SET owner_id = (SELECT sender_id FROM messages"
+        " WHERE target_type = 1 AND target_id = rooms.id ORDER BY id LIMIT 1)"
+    )
+    english = ENGLISH + _rare_words(30000, rng)
+    english_weights = _zipf(len(english), 1.0)
+    chinese_weights = _zipf(len(CHINESE), 1.0)
+    room_members = [members[room_id] for room_id in room_ids]
+
+    def texts() -> Iterator[tuple[int, int, int, int, str, str]]:
+        rand, choices = rng.random, rng.choices
+        second, prefix = -1, ""
+        for message_id in range(len(system) + 1, messages + 1):
+            if rand() < private_share:
+                a, b = pairs[int(rand() * len(pairs))]
+                sender, target_type, target = (a, 0, b) if rand() < 0.5 else (b, 0, a)
+            else:
+                index = int(rand() * rooms)
+                people = room_members[index]
+                sender, target_type, target = people[int(rand() * len(people))], 1, index + 1
+            if rand() < chinese_share:
+                count = 3 + int(rand() * 8)
+                body = "".join(choices(CHINESE, cum_weights=chinese_weights, k=count)) + "。"
+            else:
+                count = 3 + int(rand() * 10)
+                body = " ".join(choices(english, cum_weights=english_weights, k=count))
+            # One message every 10 ms.
+            if message_id // 100 != second:
+                second = message_id // 100
+                prefix = stamp(EPOCH + second)[:-4]
+            yield (
+                message_id,
+                sender,
+                target_type,
+                target,
+                body,
+                f"{prefix}{message_id % 100 * 10:03d}Z",
+            )
+
+    with _indexes_dropped(connection, "messages"):
+        connection.executemany(
+            "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)"
+            " VALUES (?, ?, ?, ?, 'text', ?, ?)",
+            texts(),
+        )
+    finish(connection)
+    searchers = [names[user_id - 1] for user_id in user_ids[: users : users // 20]]
+    return Searchers(usernames=searchers, messages=max(messages, len(system)))
+
+
 def main() -> None:
     """
     Build a history database from the command line.
@@ -467,10 +665,18 @@ def main() -> None:
     parser.add_argument("path", help="the database file to create (it must not exist)")
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--plain", action="store_true", help="no replies, mentions or reactions")
+    parser.add_argument("--search", action="store_true", help="the database of shape (h)")
     args = parser.parse_args()
     from argon2 import PasswordHasher
 
     started = time.monotonic()
+    if args.search:
+        searchers = build_search_db(args.path, args.messages, PasswordHasher().hash(PASSWORD))
+        print(
+            f"{args.path}: {searchers.messages} messages; log in as {searchers.usernames[0]}"
+            f" / {PASSWORD} ({time.monotonic() - started:.1f} s)"
+        )
+        return
     history = build_history_db(
         args.path, args.messages, PasswordHasher().hash(PASSWORD), plain=args.plain
     )

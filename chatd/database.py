@@ -29,8 +29,18 @@ def _connection_opened(busy_timeout_ms: int) -> Any:
         # What an edit or a delete overwrites is zeroed on disk, not left in
         # free space: edited and deleted texts are gone (README: privacy).
         connection.execute("PRAGMA secure_delete = ON")
+        register_functions(connection)
 
     return configure
+
+
+def register_functions(connection: sqlite3.Connection) -> None:
+    """
+    Give C{connection} the SQL functions chatd's schema calls:
+    C{casefold(text)}, Python's C{str.casefold}, by which the search index
+    of C{sql/003_search.sql} ignores case.
+    """
+    connection.create_function("casefold", 1, str.casefold, deterministic=True)
 
 
 def make_pool(

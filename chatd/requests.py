@@ -1,5 +1,5 @@
 """
-The requests of PROTOCOL.md sections 5 and 10, each parsed into a frozen
+The requests of PROTOCOL.md sections 5, 10 and 11, each parsed into a frozen
 value.
 
 A request's fields are checked here, before any rule runs (PROTOCOL.md
@@ -24,6 +24,9 @@ from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 HISTORY_LIMIT: Final = 50
 MAX_HISTORY_LIMIT: Final = 100
 MAX_CLIENT_MSG_ID: Final = 64
+SEARCH_LIMIT: Final = 20
+MAX_SEARCH_LIMIT: Final = 50
+MAX_QUERY: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,37 @@ class History:
         if not 0 < limit <= MAX_HISTORY_LIMIT:
             raise ChatError(wire.INVALID_FIELD, "Field 'limit' must be 1-100.")
         return cls(target, before, after, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """
+    A search of every conversation of the user (C{target} L{None}) or of
+    one, newest first: the messages whose case-folded text contains every
+    one of C{terms}, each case-folded already, in the order given, once.
+    """
+
+    terms: tuple[str, ...]
+    target: Target | None
+    before: int | None
+    limit: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> Search:
+        query = wire.string(request, "query")
+        target = None
+        if request.get("target_type") is not None or request.get("target_id") is not None:
+            target = Target.parse(request)
+        before = wire.optional_integer(request, "before")
+        limit = wire.integer(request, "limit", SEARCH_LIMIT)
+        terms = tuple(dict.fromkeys(term.casefold() for term in wire.words(query)))
+        if not terms or len(query) > MAX_QUERY:
+            raise ChatError(
+                wire.INVALID_FIELD, "Field 'query' must be 1-200 characters, not only spaces."
+            )
+        if not 0 < limit <= MAX_SEARCH_LIMIT:
+            raise ChatError(wire.INVALID_FIELD, "Field 'limit' must be 1-50.")
+        return cls(terms, target, before, limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,7 @@ class ChatServer:
             "delete_message": Route(requests.DeleteMessage.parse, self.delete_message),
             "react": Route(requests.React.parse, self.react),
             "typing": Route(requests.Typing.parse, self.typing),
+            "search": Route(requests.Search.parse, self.search),
         }
 
     def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
@@ -497,6 +498,37 @@ class ChatServer:
         self._check_conversation(user.id, target)
         d = self._store.mark_read(user.id, target.type, target.id, request.message_id)
         return d.addCallback(lambda _: {"type": "ok"})
+
+    def search(self, user: User, request: requests.Search) -> Deferred[Reply]:
+        """
+        The newest messages the user may read, of all their conversations
+        or of one, that contain every term of the query.
+        """
+        directory, target = self._directory, request.target
+        friend_ids: Iterable[int] = ()
+        rooms: dict[int, int] = {}
+        if target is None:
+            friend_ids = directory.friends(user.id)
+            rooms = {r: directory.rooms[r].members[user.id] for r in directory.rooms_of(user.id)}
+        else:
+            self._check_conversation(user.id, target)
+            if target.type == PRIVATE:
+                friend_ids = (target.id,)
+            else:
+                rooms = {target.id: directory.rooms[target.id].members[user.id]}
+        d = self._store.search(
+            user.id, request.terms, friend_ids, rooms, request.before, request.limit
+        )
+
+        def results(result: tuple[list[StoredMessage], bool]) -> Reply:
+            messages, has_more = result
+            return {
+                "type": "search_results",
+                "messages": [self._message(message) for message in messages],
+                "has_more": has_more,
+            }
+
+        return d.addCallback(results)
 
     # Version 2 messages (PROTOCOL.md section 10).
 

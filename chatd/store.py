@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
@@ -264,6 +264,29 @@ class Store:
             oldest first, and whether more exist in the direction asked.
         """
         return self._read(_room_history_txn, room_id, since, before, after, limit)
+
+    def search(
+        self,
+        user_id: int,
+        terms: Sequence[str],
+        friend_ids: Iterable[int],
+        rooms: Mapping[int, int],
+        before: int | None,
+        limit: int,
+    ) -> Deferred[tuple[list[StoredMessage], bool]]:
+        """
+        Search the conversations of C{user_id} with the friends C{friend_ids}
+        and in C{rooms} (PROTOCOL.md section 11).
+
+        @param terms: case-folded, each non-empty: a match contains them all.
+        @param rooms: room id -> the id of the message of the user's latest
+            join, from which on they may read it.
+        @return: the newest C{limit} matches with ids below C{before}
+            (newest first) and whether older ones exist.
+        """
+        scope = Scope(user_id, frozenset(friend_ids), dict(rooms))
+        bound = wire.MAX_INT if before is None else before
+        return self._read(_search_txn, scope, tuple(terms), bound, limit)
 
     # Writes: each is one job for the writer.
 
@@ -736,6 +759,126 @@ def _room_history_txn(
     return _page_before(_messages(txn), limit)
 
 
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """
+    What one user may search: their private conversations with
+    C{friend_ids}, and the messages of C{rooms} from their latest join on.
+    """
+
+    user_id: int
+    friend_ids: frozenset[int]
+    rooms: dict[int, int]
+
+    def readable(self, message_id: int, sender_id: int, target_type: int, target_id: int) -> bool:
+        """
+        @return: whether the message is in this scope (as
+            L{chatd.directory.Directory.can_read} would say for the user).
+        """
+        if target_type == ROOM:
+            joined = self.rooms.get(target_id)
+            return joined is not None and joined <= message_id
+        if sender_id == self.user_id:
+            return target_id in self.friend_ids
+        return target_id == self.user_id and sender_id in self.friend_ids
+
+
+# A term this short has no trigram in the index: it is looked for in the
+# folded text of the messages the other terms (or the scope) select.
+_TRIGRAM = 3
+# Candidates are read from the index in batches of this many.
+_SEARCH_BATCH = 256
+
+
+def _search_txn(
+    txn: Transaction, scope: Scope, terms: tuple[str, ...], before: int, limit: int
+) -> tuple[list[StoredMessage], bool]:
+    long = [term for term in terms if len(term) >= _TRIGRAM]
+    short = [term for term in terms if len(term) < _TRIGRAM]
+    txn.execute("BEGIN")
+    if long:
+        ids = _indexed_matches(txn, scope, long, short, before, limit + 1)
+    else:
+        ids = _scanned_matches(txn, scope, short, before, limit + 1)
+    found: list[StoredMessage] = []
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        txn.execute(f"{_MESSAGE_SELECT} WHERE m.id IN ({marks}) ORDER BY m.id DESC", ids)
+        found = _messages(txn)
+    txn.execute("COMMIT")
+    return found[:limit], len(found) > limit
+
+
+def _contains(short: Sequence[str]) -> str:
+    return "".join(" AND instr(t.body, ?) > 0" for _ in short)
+
+
+def _indexed_matches(
+    txn: Transaction,
+    scope: Scope,
+    long: Sequence[str],
+    short: Sequence[str],
+    before: int,
+    wanted: int,
+) -> list[int]:
+    """
+    @return: the ids of the newest C{wanted} messages in C{scope} below
+        C{before} whose folded text contains every term: those of C{long}
+        (three characters or more) found through the trigram index, newest
+        first, those of C{short} checked on each candidate.
+    """
+    # Each term is one FTS5 string: whatever it holds is literal text.
+    match = " AND ".join('"' + term.replace('"', '""') + '"' for term in long)
+    txn.execute(
+        "SELECT s.rowid, m.sender_id, m.target_type, m.target_id"
+        " FROM message_search AS s CROSS JOIN messages AS m ON m.id = s.rowid"
+        " CROSS JOIN message_text AS t ON t.id = s.rowid"
+        f" WHERE message_search MATCH ? AND s.rowid < ?{_contains(short)}"
+        " ORDER BY s.rowid DESC",
+        (match, before, *short),
+    )
+    ids: list[int] = []
+    readable = scope.readable
+    while len(ids) < wanted:
+        rows = txn.fetchmany(_SEARCH_BATCH)
+        if not rows:
+            break
+        ids += [row[0] for row in rows if readable(*row)]
+    return ids[:wanted]
+
+
+def _scanned_matches(
+    txn: Transaction, scope: Scope, short: Sequence[str], before: int, wanted: int
+) -> list[int]:
+    """
+    @return: the ids of the newest C{wanted} messages in C{scope} below
+        C{before} whose folded text contains every one of C{short} (each
+        shorter than a trigram): each conversation is read newest first,
+        until it gave C{wanted} of them or ended.
+    """
+    contains = _contains(short)
+    ids: list[int] = []
+    for room_id, since in scope.rooms.items():
+        txn.execute(
+            "SELECT m.id FROM messages AS m CROSS JOIN message_text AS t ON t.id = m.id"
+            f" WHERE m.target_type = 1 AND m.target_id = ? AND m.id >= ? AND m.id < ?{contains}"
+            " ORDER BY m.id DESC LIMIT ?",
+            (room_id, since, before, *short, wanted),
+        )
+        ids += [row[0] for row in txn.fetchall()]
+    for friend_id in scope.friend_ids:
+        txn.execute(
+            "SELECT m.id FROM messages AS m CROSS JOIN message_text AS t ON t.id = m.id"
+            " WHERE m.target_type = 0"
+            " AND min(m.sender_id, m.target_id) = ? AND max(m.sender_id, m.target_id) = ?"
+            f" AND m.id < ?{contains} ORDER BY m.id DESC LIMIT ?",
+            (min(scope.user_id, friend_id), max(scope.user_id, friend_id), before, *short, wanted),
+        )
+        ids += [row[0] for row in txn.fetchall()]
+    ids.sort(reverse=True)
+    return ids[:wanted]
+
+
 def _page_after(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
     """
     @param messages: up to C{limit + 1} messages, oldest first.
@@ -803,6 +946,7 @@ def _add_messages_txn(
         " client_msg_id, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    _index(txn, [(row[0], row[5]) for row in rows if row[4] != "system"])
     mentioned = [
         (row[0], user_id) for row, call in zip(rows, calls, strict=True) for user_id in call[8]
     ]
@@ -860,6 +1004,8 @@ def _add_message_txn(
         (sender_id, target_type, target_id, kind, body, client_msg_id, reply_to, stamp),
     )
     message_id = txn.lastrowid
+    if kind != "system":
+        _index(txn, [(message_id, body)])
     if mentions:
         txn.executemany(
             "INSERT INTO mentions (message_id, user_id) VALUES (?, ?)",
@@ -878,6 +1024,29 @@ def _add_message_txn(
         mentions=mentions,
     )
     return message, True
+
+
+def _index(txn: Transaction, texts: list[tuple[int, str]]) -> None:
+    """
+    Add the texts of new messages, as C{(id, body)}, to the search index
+    (C{sql/003_search.sql}), case-folded.
+    """
+    if texts:
+        folded = [(message_id, body.casefold()) for message_id, body in texts]
+        txn.executemany("INSERT INTO message_text (id, body) VALUES (?, ?)", folded)
+        txn.executemany("INSERT INTO message_search (rowid, body) VALUES (?, ?)", folded)
+
+
+def _unindex(txn: Transaction, message_id: int) -> None:
+    """
+    Remove a message's text from the search index.
+    """
+    txn.execute(
+        "INSERT INTO message_search (message_search, rowid, body)"
+        " SELECT 'delete', id, body FROM message_text WHERE id = ?",
+        (message_id,),
+    )
+    txn.execute("DELETE FROM message_text WHERE id = ?", (message_id,))
 
 
 def _quote_for_reply_txn(
@@ -931,6 +1100,8 @@ def _edit_message_txn(
     txn.execute(
         "UPDATE messages SET body = ?, edited_at = ? WHERE id = ?", (body, stamp, message_id)
     )
+    _unindex(txn, message_id)
+    _index(txn, [(message_id, body)])
     txn.execute("DELETE FROM mentions WHERE message_id = ?", (message_id,))
     txn.executemany(
         "INSERT INTO mentions (message_id, user_id) VALUES (?, ?)",
@@ -962,6 +1133,7 @@ def _delete_message_txn(txn: Transaction, stamp: str, message_id: int) -> None:
         " WHERE id = ?",
         (message_id,),
     )
+    _unindex(txn, message_id)
     txn.execute("DELETE FROM mentions WHERE message_id = ?", (message_id,))
     txn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
 

@@ -339,6 +339,19 @@ def valid_message(text: str) -> bool:
     return 0 < len(text) <= MAX_MESSAGE and not text.isspace() and "\0" not in text
 
 
+# Unicode's White_Space property, every character of it (str.isspace also
+# takes U+001C-U+001F, which are not White_Space).
+_WHITE_SPACE = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+
+
+def words(text: str) -> list[str]:
+    """
+    @return: the runs of C{text} between Unicode White_Space characters
+        (U+3000, the ideographic space, included), none empty.
+    """
+    return [word for word in _WHITE_SPACE.split(text) if word]
+
+
 MAX_EMOJI_LENGTH: Final = 32
 
 

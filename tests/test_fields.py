@@ -231,6 +231,23 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                 + [({"on": value}, wire.INVALID_FIELD) for value in ["true", 1, [True]]],
             ),
             Case(
+                "search",
+                {"query": "hello", "target_type": ROOM, "target_id": lzys},
+                wire.NOT_IN_ROOM,
+                target_spoils()
+                + string_spoils("query")
+                + [
+                    ({"query": value}, wire.INVALID_FIELD)
+                    for value in ["", " ", "\u3000", "\t\n", "x" * 201, None]
+                ]
+                + [
+                    ({"before": value}, wire.INVALID_FIELD)
+                    for value in NOT_INTEGERS
+                    if value is not None
+                ]
+                + [({"limit": value}, wire.INVALID_FIELD) for value in [0, 51, "20", True, 1.0]],
+            ),
+            Case(
                 "typing",
                 {"target_type": ROOM, "target_id": lzys, "typing": True},
                 wire.NOT_IN_ROOM,

@@ -6,6 +6,7 @@ read and write of L{Store}, against a real SQLite file run synchronously.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import closing
 from typing import Any
 
@@ -17,6 +18,7 @@ from chatd import wire
 from chatd.database import make_pool
 from chatd.store import (
     Credentials,
+    Scope,
     Store,
     StoredMessage,
     StoredQuote,
@@ -24,6 +26,7 @@ from chatd.store import (
     _private_history_txn,
     _room_history_txn,
     _rows,
+    _search_txn,
     _unread_txn,
     schema_files,
 )
@@ -1219,7 +1222,9 @@ class UpgradeTests(SynchronousTestCase):
                 """
             )
         store = open_store(self, ImmediateReactor(), path)
-        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(2,)])
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
         self.assertEqual(query(path, "SELECT id, name, owner_id FROM rooms"), [(1, "room1", 2)])
         self.assertEqual(len(query(path, "SELECT * FROM friendships")), 2)
         self.assertEqual(query(path, "SELECT * FROM read_markers"), [(1, 0, 2, 4)])
@@ -1239,3 +1244,262 @@ class UpgradeTests(SynchronousTestCase):
         self.assertEqual((repeat.id, new), (3, False))
         reply, _ = self.successResultOf(store.add_message(1, ROOM, 1, "re", reply_to=3, since=2))
         self.assertEqual((reply.id, reply.reply_to), (5, StoredQuote(3, 1, "hello room", False)))
+
+    def test_version_two_to_three(self) -> None:
+        """
+        A database of schema 2 with text, system, edited and deleted
+        messages gets the search index of its current texts at the upgrade:
+        not system messages nor tombstones; and new messages join it.
+        """
+        path = self.mktemp() + ".sqlite3"
+        files = schema_files()
+        self.assertEqual([n for n, _ in files][:3], [1, 2, 3])
+        stamp = "2026-11-24T06:00:30.123Z"
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            connection.executescript(
+                f"BEGIN;\n{files[0][1]}\n{files[1][1]}\n"
+                "INSERT INTO schema_version VALUES (2);COMMIT;"
+            )
+            connection.executescript(
+                f"""
+                INSERT INTO users VALUES (1, 'ncr', 'h1', '{stamp}'), (2, 'lzy', 'h2', '{stamp}');
+                INSERT INTO friendships VALUES (1, 2, 'accepted', '{stamp}'),
+                                               (2, 1, 'accepted', '{stamp}');
+                INSERT INTO rooms VALUES (1, 'room1', '{stamp}', 2);
+                INSERT INTO messages
+                    (id, sender_id, target_type, target_id, kind, body, created_at,
+                     edited_at, deleted)
+                VALUES
+                    (1, 2, 1, 1, 'system', 'lzy created the room', '{stamp}', NULL, 0),
+                    (2, 1, 1, 1, 'system', 'ncr joined the room', '{stamp}', NULL, 0),
+                    (3, 1, 1, 1, 'text', 'Hello Room', '{stamp}', NULL, 0),
+                    (4, 2, 0, 1, 'text', 'hello ncr, edited', '{stamp}', '{stamp}', 0),
+                    (5, 2, 1, 1, 'text', '', '{stamp}', NULL, 1);
+                INSERT INTO room_members VALUES (1, 2, 1), (1, 1, 2);
+                """
+            )
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(
+            query(path, "SELECT id, body FROM message_text ORDER BY id"),
+            [(3, "hello room"), (4, "hello ncr, edited")],
+        )
+
+        def search(terms: tuple[str, ...]) -> list[int]:
+            found, _ = self.successResultOf(store.search(1, terms, [2], {1: 2}, None, 20))
+            return [message.id for message in found]
+
+        self.assertEqual(search(("hello",)), [4, 3])
+        self.assertEqual(search(("room",)), [3])
+        self.assertEqual(search(("joined",)), [])
+        new, _ = self.successResultOf(store.add_message(1, ROOM, 1, "hello again"))
+        self.assertEqual(search(("hello",)), [new.id, 4, 3])
+        self.assertEqual(search(("ag",)), [new.id])
+
+
+class SearchTests(StoreTestCase):
+    """
+    The search index (C{sql/003_search.sql}) and L{Store.search}, PROTOCOL.md
+    section 11: every term a case-folded substring, newest first, in the
+    scope given, never system or deleted messages, edits by their new text.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.bob, self.carol = (self.add_user(n) for n in ("alice", "bob", "carol"))
+        self.befriend(self.alice, self.bob)
+        self.room = self.successResultOf(
+            self.store.create_room("lobby", self.alice, "alice created the room")
+        ).target_id
+
+    def search(
+        self,
+        query: str,
+        friends: Sequence[int] = (),
+        rooms: dict[int, int] | None = None,
+        before: int | None = None,
+        limit: int = 20,
+        user: int | None = None,
+    ) -> tuple[list[str], bool]:
+        """
+        @return: the texts found for C{query} (split and folded as the
+            request does), newest first, and C{has_more}.
+        """
+        terms = tuple(dict.fromkeys(word.casefold() for word in wire.words(query)))
+        found, more = self.successResultOf(
+            self.store.search(
+                self.alice if user is None else user,
+                terms,
+                friends,
+                {self.room: 0} if rooms is None else rooms,
+                before,
+                limit,
+            )
+        )
+        return [message.body for message in found], more
+
+    def assert_index_consistent(self) -> None:
+        """
+        The index holds exactly the texts of C{message_text}, which are
+        those of the messages that are neither system nor deleted, folded.
+        """
+        self.successResultOf(
+            self.interact(
+                lambda txn: txn.execute(
+                    "INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)"
+                )
+            )
+        )
+        texts = query(self.path, "SELECT id, body FROM message_text ORDER BY id")
+        expected = query(
+            self.path,
+            "SELECT id, body FROM messages WHERE kind <> 'system' AND deleted = 0 ORDER BY id",
+        )
+        self.assertEqual(texts, [(i, body.casefold()) for i, body in expected])
+
+    def test_terms(self) -> None:
+        """
+        Every term must be a substring, ignoring case by full case folding,
+        in any script; long terms through the index and short ones (under
+        three characters) alike; query syntax is plain text.
+        """
+        for text in [
+            "大家你好\uff01",
+            "hello, world",
+            "die Straße",
+            "100% sure",
+            "1000 things",
+            'say "OR" -x *',
+            "ok then",
+        ]:
+            self.add_message(self.alice, ROOM, self.room, text)
+        cases = {
+            "你好": ["大家你好\uff01"],
+            "好": ["大家你好\uff01"],
+            "HELLO": ["hello, world"],
+            "STRASSE": ["die Straße"],
+            "straße": ["die Straße"],
+            "100%": ["100% sure"],
+            "00": ["1000 things", "100% sure"],
+            '"or"': ['say "OR" -x *'],
+            "-x *": ['say "OR" -x *'],
+            "OR": ['say "OR" -x *', "hello, world"],
+            "o wor": ["hello, world"],
+            "ok THEN": ["ok then"],
+            "hello there": [],
+            "e\u0301": [],
+        }
+        for query_text, expected in cases.items():
+            with self.subTest(query=query_text):
+                self.assertEqual(self.search(query_text), (expected, False))
+        self.assert_index_consistent()
+
+    def test_scope(self) -> None:
+        """
+        Only the conversations given are searched: rooms from the join
+        given on, private conversations with the friends given, never
+        system messages.
+        """
+        early = self.add_message(self.alice, ROOM, self.room, "needle early")
+        self.add_message(self.alice, ROOM, self.room, "needle late")
+        self.add_message(self.bob, PRIVATE, self.alice, "needle from bob")
+        self.add_message(self.bob, PRIVATE, self.carol, "needle to carol")
+        other = self.successResultOf(self.store.create_room("other", self.bob, "created")).target_id
+        self.add_message(self.bob, ROOM, other, "needle elsewhere")
+        for needle in ("needle", "ne"):
+            with self.subTest(needle=needle):
+                self.assertEqual(
+                    self.search(needle, rooms={self.room: early.id + 1}), (["needle late"], False)
+                )
+                self.assertEqual(
+                    self.search(needle, friends=[self.bob], rooms={}), (["needle from bob"], False)
+                )
+                self.assertEqual(
+                    self.search(needle, friends=[self.alice], rooms={}, user=self.bob)[0],
+                    ["needle from bob"],
+                )
+        self.assertEqual(self.search("created"), ([], False))
+
+    def test_edits_and_deletes(self) -> None:
+        """
+        An edited message matches its new text only; a deleted one nothing.
+        """
+        edited = self.add_message(self.alice, ROOM, self.room, "old words")
+        deleted = self.add_message(self.alice, ROOM, self.room, "old gone")
+        self.successResultOf(self.store.edit_message(edited.id, "new words", ()))
+        self.successResultOf(self.store.delete_message(deleted.id))
+        self.assertEqual(self.search("old"), ([], False))
+        self.assertEqual(self.search("new"), (["new words"], False))
+        self.assertEqual(self.search("words"), (["new words"], False))
+        self.assertEqual(self.search("go"), ([], False))
+        self.assert_index_consistent()
+
+    def test_pages(self) -> None:
+        """
+        C{before} pages backwards through the matches, C{has_more} telling
+        whether older ones exist, for long and short terms alike.
+        """
+        ids = [self.add_message(self.alice, ROOM, self.room, f"match {i}").id for i in range(7)]
+        self.add_message(self.bob, PRIVATE, self.alice, "match private")
+        for term in ("match", "ma"):
+            with self.subTest(term=term):
+                self.assertEqual(
+                    self.search(term, limit=3), (["match 6", "match 5", "match 4"], True)
+                )
+                self.assertEqual(
+                    self.search(term, before=ids[4], limit=3),
+                    (["match 3", "match 2", "match 1"], True),
+                )
+                self.assertEqual(self.search(term, before=ids[1], limit=3), (["match 0"], False))
+                self.assertEqual(self.search(term, before=ids[3], limit=3)[1], False)
+                self.assertEqual(
+                    self.search(term, friends=[self.bob], limit=2),
+                    (["match private", "match 6"], True),
+                )
+
+    def test_full_messages(self) -> None:
+        """
+        What a search finds is the message as history returns it.
+        """
+        first = self.add_message(self.alice, ROOM, self.room, "first")
+        reply, _ = self.successResultOf(
+            self.store.add_message(
+                self.bob, ROOM, self.room, "re: first", reply_to=first.id, mentions=(self.alice,)
+            )
+        )
+        self.successResultOf(self.store.react(reply.id, self.alice, "👍", True))
+        found, _ = self.successResultOf(
+            self.store.search(self.alice, ("re:",), (), {self.room: 0}, None, 20)
+        )
+        history, _ = self.successResultOf(self.store.room_history(self.room, 0, None, None, 50))
+        self.assertEqual(found, [history[-1]])
+        self.assertEqual(found[0].reply_to, StoredQuote(first.id, self.alice, "first", False))
+
+
+class SearchPlanTests(QueryPlanTests):
+    """
+    A search reads the trigram index, or, for short terms only, each
+    conversation's partial index: never a scan of all messages.
+    """
+
+    def search_plans(self, terms: tuple[str, ...]) -> list[list[str]]:
+        scope = Scope(1, frozenset({2}), {1: 1, 2: 1})
+        plans = self.plans(_search_txn, scope, terms, wire.MAX_INT, 20)
+        return [plan for plan in plans if plan]
+
+    def test_indexed(self) -> None:
+        [matches] = self.search_plans(("needle", "x"))
+        self.assertEqual(len(matches), 3, matches)
+        self.assertTrue(matches[0].startswith("SCAN s VIRTUAL TABLE INDEX"), matches)
+        self.assertTrue(matches[1].startswith("SEARCH m USING INTEGER PRIMARY KEY"), matches)
+        self.assertTrue(matches[2].startswith("SEARCH t USING INTEGER PRIMARY KEY"), matches)
+
+    def test_scanned(self) -> None:
+        plans = self.search_plans(("ab",))
+        self.assertEqual(len(plans), 3)
+        self.assert_seeks(plans[:2], "messages_room", 2, table="m")
+        self.assert_seeks(plans[2:], "messages_private", 1, table="m")
+        for plan in plans:
+            self.assertIn("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)", plan)
