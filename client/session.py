@@ -32,6 +32,7 @@ from chatd import wire
 from chatd.wire import valid_message
 from client import texts
 from client.protocol import ChatClientFactory, ChatClientProtocol, ChatError, Disconnected
+from client.search import SEARCH_PAGE, SearchPage
 from client.state import (
     CONNECTING,
     OFFLINE,
@@ -470,6 +471,32 @@ class ChatClient:
         """
         d = self.request("list_rooms", query=query)
         return d.addCallback(lambda reply: list(reply.get("rooms", [])))
+
+    def search(
+        self,
+        query: str,
+        key: Key | None = None,
+        before: int | None = None,
+        limit: int = SEARCH_PAGE,
+    ) -> Deferred[SearchPage]:
+        """
+        Search our messages (PROTOCOL.md section 11).
+
+        What is found is not added to the conversations held: their
+        timelines hold the newest part of each conversation with no gap,
+        and a match may lie anywhere in its past.
+
+        @param key: the conversation to search, or L{None} for all of ours.
+        @param before: for a later page, the oldest message id found so far.
+        @return: fires with the matches, newest first; fails with
+            L{ChatError} or L{Disconnected}.
+        """
+        fields: dict[str, Any] = {"query": query, "limit": limit}
+        if key is not None:
+            fields.update(target_type=key[0], target_id=key[1])
+        if before is not None:
+            fields["before"] = before
+        return self.request("search", **fields).addCallback(SearchPage.from_payload)
 
     # Conversations.
 

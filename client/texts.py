@@ -37,6 +37,22 @@ FRIENDLY_ERRORS: Final = {
     wire.ALREADY_IN_ROOM: "You are in that room already.",
 }
 
+#: What a search that failed says, by error code (PROTOCOL.md section 11).
+SEARCH_ERRORS: Final = {
+    wire.INVALID_FIELD: "Search for 1-200 characters, not only spaces.",
+    wire.NOT_FRIENDS: "You are no longer friends, so that conversation cannot be searched.",
+    wire.NOT_IN_ROOM: "You are no longer in that room, so it cannot be searched.",
+    wire.NO_SUCH_USER: "That user no longer exists, so the conversation cannot be searched.",
+    wire.NO_SUCH_ROOM: "That room no longer exists, so it cannot be searched.",
+    wire.RATE_LIMITED: "Too many searches at once. Wait a moment, then try again.",
+}
+
+#: What a search says when it cannot reach the server.
+SEARCH_OFFLINE: Final = "You are offline: searching needs the connection."
+
+#: What a search says when it failed for a reason the client cannot name.
+SEARCH_FAILED: Final = "The search failed. Please try again."
+
 #: The codes after which logging in again cannot work: the session ends.
 LOGIN_REFUSED: Final = frozenset({wire.LOGIN_FAILED, wire.INVALID_USERNAME, wire.INVALID_PASSWORD})
 

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from client import texts
 from client.protocol import ChatError, Disconnected
+from client.search import SearchPage, SearchRequest
 from client.session import ChatClient
 from client.state import ONLINE, ROOM, Key, Message, MessagesInserted, Payload, User
 from client.ui.bridge import StateBridge
@@ -36,6 +37,18 @@ def describe(failure: Failure) -> str:
     if isinstance(error, ChatError):
         return texts.FRIENDLY_ERRORS.get(error.code, error.message)
     return str(error)
+
+
+def describe_search_failure(failure: Failure) -> str:
+    """
+    @return: a sentence for people about a failed search.
+    """
+    error = failure.value
+    if isinstance(error, ChatError):
+        return texts.SEARCH_ERRORS.get(error.code, error.message)
+    if isinstance(error, Disconnected):
+        return texts.SEARCH_OFFLINE
+    return texts.SEARCH_FAILED
 
 
 class TrayNotifier(QObject):
@@ -127,6 +140,7 @@ class ChatApp(QObject):
         main.create_room_requested.connect(self.create_room)
         main.join_room_requested.connect(self.join_room)
         main.room_search_requested.connect(self.search_rooms)
+        main.message_search_requested.connect(self.search_messages)
         main.invite_requested.connect(self.invite)
         main.quit_room_requested.connect(self.quit_room)
         main.remove_friend_requested.connect(self.remove_friend)
@@ -378,6 +392,25 @@ class ChatApp(QObject):
         """
         d = self.client.list_rooms(query)
         d.addCallbacks(self.main_window.show_room_search, self._report)
+
+    def search_messages(self, request: SearchRequest) -> None:
+        """
+        Ask the server for the page of search results C{request} names;
+        the main window shows it, or why it failed, unless the user has
+        searched for something else meanwhile.
+        """
+        d = self.client.search(request.query, request.key, request.before)
+
+        def found(page: SearchPage) -> None:
+            self.main_window.show_search_results(request, page)
+
+        def failed(failure: Failure) -> None:
+            if not failure.check(ChatError, Disconnected):
+                # Not the server's refusal nor the network: a bug.
+                self.log.failure("A search failed", failure)
+            self.main_window.show_search_error(request, describe_search_failure(failure))
+
+        d.addCallbacks(found, failed).addErrback(self._bug)
 
     def invite(self, room_id: int, user_id: int) -> None:
         """

@@ -1,13 +1,15 @@
 """
 How rows are drawn: contacts with an avatar, an online marker and an unread
 badge; messages as bubbles grouped by sender, with day separators and
-system messages set apart.  Delegates only paint what the models hold.
+system messages set apart; search results with the terms found marked.
+Delegates only paint what the models hold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from html import escape
 from typing import Final
 
 from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, Qt
@@ -24,15 +26,18 @@ from PyQt5.QtGui import (
 )
 from PyQt5.QtWidgets import QAbstractItemView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from client.search import Span
 from client.state import PRIVATE, Message, Quote, Reaction
 from client.ui import style
 from client.ui.models import (
     FAILED,
     PENDING,
+    ConversationRole,
     DateRole,
     DetailRole,
     EntryRole,
     ErrorRole,
+    HighlightRole,
     IdRole,
     IsMeRole,
     KeyRole,
@@ -646,3 +651,133 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setFont(font)
         painter.setPen(QColor(style.MUTED))
         painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def highlighted(text: str, spans: list[Span]) -> str:
+    """
+    @return: C{text} as rich text, with each of C{spans} marked.
+    """
+    parts: list[str] = []
+    at = 0
+    for start, end in spans:
+        parts.append(escape(text[at:start]))
+        parts.append(
+            f'<span style="background-color: {style.HIGHLIGHT}; font-weight: 600;">'
+            f"{escape(text[start:end])}</span>"
+        )
+        at = end
+    parts.append(escape(text[at:]))
+    return "".join(parts)
+
+
+class SearchResultDelegate(QStyledItemDelegate):
+    """
+    A message a search found: its conversation's avatar and name, who sent
+    it and when, then its text with the terms searched for marked.
+    """
+
+    PAD: Final = 10
+    AVATAR: Final = 28
+
+    def __init__(self, view: QAbstractItemView) -> None:
+        super().__init__(view)
+        self._view = view
+        self._documents: dict[tuple[str, int, str], QTextDocument] = {}
+
+    def _document(self, index: QModelIndex, width: int, font: QFont) -> QTextDocument:
+        html = highlighted(str(index.data()), list(index.data(HighlightRole) or ()))
+        key = (html, width, font.toString())
+        document = self._documents.get(key)
+        if document is None:
+            if len(self._documents) > 500:
+                self._documents.clear()
+            document = QTextDocument()
+            document.setDocumentMargin(0)
+            document.setDefaultFont(font)
+            option = QTextOption()
+            option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
+            document.setDefaultTextOption(option)
+            document.setHtml(html)
+            document.setTextWidth(width)
+            self._documents[key] = document
+        return document
+
+    #: Where the text starts, from the row's left.
+    TEXT_LEFT: Final = 6 + PAD + AVATAR + 10
+
+    def _text_width(self, option: QStyleOptionViewItem) -> int:
+        viewport = self._view.viewport()
+        width = viewport.width() if viewport is not None else option.rect.width()
+        return max(80, width - self.TEXT_LEFT - 6 - self.PAD)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        title = QFontMetrics(_font(option.font, 9.5, bold=True)).height()
+        document = self._document(index, self._text_width(option), _font(option.font, 9.5))
+        height = self.PAD + title + 3 + document.size().height() + self.PAD + 4
+        return QSize(option.rect.width(), int(max(height, self.AVATAR + 2 * self.PAD + 4)))
+
+    def paint(
+        self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:
+        assert painter is not None
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(option.rect).adjusted(6, 2, -6, -2)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        background = QColor("#FFFFFF")
+        if selected or hovered:
+            background = QColor(style.SELECTED if selected else style.HOVER)
+        painter.setPen(QPen(QColor(style.BORDER), 1))
+        painter.setBrush(background)
+        painter.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+
+        key = index.data(KeyRole)
+        conversation = str(index.data(ConversationRole))
+        avatar = QRectF(rect.left() + self.PAD, rect.top() + self.PAD, self.AVATAR, self.AVATAR)
+        draw_avatar(painter, avatar, conversation, int(key[1]), round_=key[0] == PRIVATE)
+
+        left = option.rect.left() + self.TEXT_LEFT
+        right = rect.right() - self.PAD
+        small = _font(option.font, 8)
+        time_text = str(index.data(TimeRole) or "")
+        time_width = QFontMetrics(small).horizontalAdvance(time_text)
+        title_font = _font(option.font, 9.5, bold=True)
+        metrics = QFontMetrics(title_font)
+        top = rect.top() + self.PAD - 2
+        line = QRectF(left, top, right - left, metrics.height())
+        painter.setFont(small)
+        painter.setPen(QColor(style.MUTED))
+        painter.drawText(
+            line, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, time_text
+        )
+        room = key[0] != PRIVATE
+        name = f"#{conversation}" if room else conversation
+        room_width = int((line.width() - time_width - 8) * 0.6)
+        shown = metrics.elidedText(name, Qt.TextElideMode.ElideRight, room_width)
+        painter.setFont(title_font)
+        painter.setPen(QColor(style.TEXT))
+        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
+        sender_left = left + metrics.horizontalAdvance(shown) + 6
+        sender_font = _font(option.font, 9)
+        sender_metrics = QFontMetrics(sender_font)
+        sender_width = int(right - time_width - 8 - sender_left)
+        sender = sender_metrics.elidedText(
+            f"· {index.data(SenderRole)}", Qt.TextElideMode.ElideRight, sender_width
+        )
+        painter.setFont(sender_font)
+        painter.setPen(style.colour_for(int(index.data(SenderIdRole) or 0)))
+        painter.drawText(
+            QRectF(sender_left, top, max(0, sender_width), metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            sender,
+        )
+
+        document = self._document(index, self._text_width(option), _font(option.font, 9.5))
+        painter.translate(QPointF(left, line.bottom() + 3))
+        context = QAbstractTextDocumentLayout.PaintContext()
+        context.palette.setColor(QPalette.Text, QColor(style.TEXT))
+        layout = document.documentLayout()
+        assert layout is not None
+        layout.draw(painter, context)
+        painter.restore()

@@ -1,7 +1,7 @@
 """
 The main window: friends and rooms on the left, the selected conversation
-in the middle, the selected room's members on the right, notices at the
-bottom.
+in the middle, the selected room's members (or the search of our messages)
+on the right, notices at the bottom.
 
 It renders models fed by the L{StateBridge} and emits what the user wants
 (select, send, add a friend, ...); L{client.ui.app.ChatApp} turns those
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from PyQt5.QtCore import QItemSelection, QPoint, Qt, pyqtSignal
-from PyQt5.QtGui import QCloseEvent, QTextCursor
+from PyQt5.QtGui import QCloseEvent, QKeySequence, QTextCursor
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -26,6 +26,7 @@ from PyQt5.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QShortcut,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -34,6 +35,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatd.wire import valid_message
 from client import texts
+from client.search import SearchPage, SearchRequest
 from client.state import (
     OFFLINE,
     ONLINE,
@@ -49,7 +51,13 @@ from client.state import (
 )
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
-from client.ui.models import ContactListModel, MemberListModel, TimelineModel, label
+from client.ui.models import (
+    ContactListModel,
+    MemberListModel,
+    SearchResultsModel,
+    TimelineModel,
+    label,
+)
 from client.ui.style import ACCENT_DARK, app_icon, restyle
 from client.ui.widgets import (
     ActionPanel,
@@ -60,6 +68,7 @@ from client.ui.widgets import (
     MemberPanel,
     NoticeBar,
     RequestBanner,
+    SearchPanel,
     TimelineView,
     avatar_pixmap,
     button,
@@ -109,6 +118,7 @@ class MainWindow(QMainWindow):
     invite_requested = pyqtSignal(int, int)  # room id, user id
     quit_room_requested = pyqtSignal(int)
     remove_friend_requested = pyqtSignal(int)  # user id
+    message_search_requested = pyqtSignal(object)  # SearchRequest
     friend_request_answered = pyqtSignal(int, bool)  # user id, accept
     logout_requested = pyqtSignal()
     closed = pyqtSignal()
@@ -140,6 +150,7 @@ class MainWindow(QMainWindow):
         self.friends_model = ContactListModel(bridge, PRIVATE, self)
         self.rooms_model = ContactListModel(bridge, ROOM, self)
         self.members_model = MemberListModel(bridge, self)
+        self.search_model = SearchResultsModel(bridge, self)
 
         central = QWidget()
         outer = QVBoxLayout(central)
@@ -153,6 +164,9 @@ class MainWindow(QMainWindow):
         self.member_panel = MemberPanel(self.members_model)
         self.member_panel.hide()
         body.addWidget(self.member_panel)
+        self.search_panel = SearchPanel(self.search_model, clock)
+        self.search_panel.hide()
+        body.addWidget(self.search_panel)
         outer.addLayout(body, 1)
         self.notice_bar = NoticeBar(clock)
         outer.addWidget(self.notice_bar)
@@ -161,6 +175,14 @@ class MainWindow(QMainWindow):
         self.member_panel.invite_requested.connect(self.invite_requested)
         self.member_panel.quit_requested.connect(self.ask_quit_room)
         self.request_banner.answered.connect(self.friend_request_answered)
+        self.search_panel.search_requested.connect(self.message_search_requested)
+        self.search_panel.result_opened.connect(self.open_search_result)
+        self.search_panel.closed.connect(self._search_closed)
+        # Ctrl+F finds in the conversation shown, Ctrl+K in all of them.
+        self.find_shortcut = QShortcut(QKeySequence("Ctrl+F"), self)
+        self.find_shortcut.activated.connect(lambda: self.open_search(here=True))
+        self.search_shortcut = QShortcut(QKeySequence("Ctrl+K"), self)
+        self.search_shortcut.activated.connect(lambda: self.open_search(here=False))
 
         bridge.reset.connect(self._reset)
         bridge.contact_removed.connect(self._contact_removed)
@@ -190,6 +212,12 @@ class MainWindow(QMainWindow):
         title.setObjectName("AppTitle")
         layout.addWidget(title)
         layout.addStretch(1)
+        self.search_button = button(
+            "Search messages", None, "Search all conversations (Ctrl+K), or this one (Ctrl+F)"
+        )
+        self.search_button.clicked.connect(lambda: self.open_search())
+        layout.addWidget(self.search_button)
+        layout.addSpacing(6)
         self.user_avatar = QLabel()
         layout.addWidget(self.user_avatar)
         self.user_label = QLabel()
@@ -416,6 +444,7 @@ class MainWindow(QMainWindow):
         self._update_names()
         typing = self.state.conversations[key].typing if key in self.state.conversations else {}
         self.typing_label.setText(typing_line(tuple(typing.values())))
+        self.search_panel.set_conversation(key, "" if key is None else self.state.name_of(key))
         if key is None:
             self.pages.setCurrentIndex(0)
             self.history_view.show_timeline(None)
@@ -430,7 +459,7 @@ class MainWindow(QMainWindow):
         if key[0] == ROOM:
             self.members_model.set_room(key[1])
             self._update_invitable()
-            self.member_panel.show()
+            self.member_panel.setVisible(self.search_panel.isHidden())
         else:
             self.members_model.set_room(None)
             self.member_panel.hide()
@@ -581,12 +610,15 @@ class MainWindow(QMainWindow):
                 self._unflash.cancel()
             self._unflash = self._clock.callLater(FLASH_SECONDS, self.history_view.unflash)
             return
-        if not model.has_older:
+        # The state, not the model: this runs from a history state change
+        # that the model may not have heard of yet.
+        conversation = self.state.conversation(key)
+        if not conversation.has_older:
             self._jumping_to = None
             self.show_notice("That message is no longer in this conversation.")
             return
         self._jumping_to = message_id
-        if not model.loading_older:
+        if not conversation.loading_older:
             self.older_requested.emit(key)
 
     def _history_state_changed(self, change: HistoryStateChanged) -> None:
@@ -615,6 +647,58 @@ class MainWindow(QMainWindow):
     def _older_wanted(self) -> None:
         if self._current is not None:
             self.older_requested.emit(self._current)
+
+    # Searching messages.
+
+    def open_search(self, here: bool | None = None) -> None:
+        """
+        Open the search panel (in place of a room's members), with the
+        cursor in its field.
+
+        @param here: whether to search only the conversation shown, or
+            L{None} to keep the choice made before.
+        """
+        self.member_panel.hide()
+        self.search_panel.open(here)
+
+    def close_search(self) -> None:
+        """
+        Close the search panel; a room's members come back.
+        """
+        self.search_panel.close_search()
+
+    def _search_closed(self) -> None:
+        key = self._current
+        if key is not None:
+            if key[0] == ROOM:
+                self.member_panel.show()
+            self.compose.setFocus()
+
+    def show_search_results(self, request: SearchRequest, page: SearchPage) -> None:
+        """
+        Show a page of results of C{request}, unless it is out of date.
+        """
+        self.search_panel.show_results(request, page)
+
+    def show_search_error(self, request: SearchRequest, text: str) -> None:
+        """
+        Say why C{request} failed, unless it is out of date.
+        """
+        self.search_panel.show_error(request, text)
+
+    def open_search_result(self, message: Message) -> None:
+        """
+        Show the conversation of a message found, scrolled to it and marked,
+        loading older pages until it is there (as for a quote).  The
+        results stay, to go on to the next one.
+        """
+        key = message.key_for(self.state.me)
+        if not self.state.knows(key):
+            self.show_notice("That conversation is no longer in your lists.")
+            return
+        self.select(key)
+        self.jump_to(message.id)
+        self.search_panel.results.setFocus()
 
     def open_panel(self, panel: ActionPanel) -> None:
         """
@@ -765,6 +849,7 @@ class MainWindow(QMainWindow):
             self.close_panels()
             self._close_questions()
             self.compose.clear()
+            self.search_panel.reset()
 
     def _show_user(self, user: User) -> None:
         self.user_label.setText(label(user.username, user.id))

@@ -6,11 +6,13 @@ keep their selection and scroll position.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
 
+from client.search import SearchPage, SearchRequest, Span, find_terms, search_terms, snippet
 from client.state import (
     PRIVATE,
     ROOM,
@@ -54,6 +56,11 @@ EntryRole: Final = Qt.ItemDataRole.UserRole + 17
 MentionsMeRole: Final = Qt.ItemDataRole.UserRole + 18
 #: How many unread messages of a contact mention us.
 MentionsRole: Final = Qt.ItemDataRole.UserRole + 19
+#: The name of the conversation a search result is in.
+ConversationRole: Final = Qt.ItemDataRole.UserRole + 20
+#: Where the terms searched for are in a search result's text: a list of
+#: C{(start, end)} spans of its C{DisplayRole}.
+HighlightRole: Final = Qt.ItemDataRole.UserRole + 21
 
 #: The invisible root of a list model.
 _ROOT: Final = QModelIndex()
@@ -484,4 +491,205 @@ class RoomSearchModel(QAbstractListModel):
             return room["name"]
         if role == IdRole:
             return room["id"]
+        return None
+
+
+def result_time(moment: datetime, today: date | None = None) -> str:
+    """
+    @param moment: when a message was sent, in local time.
+    @return: how a search result says when: the time for today's
+        messages, "Yesterday" and the time, else the date and the time
+        (and the year, for another year's).
+    """
+    today = today or datetime.now().astimezone().date()
+    day = moment.date()
+    if day == today:
+        return moment.strftime("%H:%M")
+    if day == today - timedelta(days=1):
+        return moment.strftime("Yesterday %H:%M")
+    if day.year == today.year:
+        return moment.strftime("%d %b, %H:%M")
+    return moment.strftime("%d %b %Y")
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """
+    One search result as its row shows it.
+
+    @ivar text: the message's text on one line, cut around the first match.
+    @ivar spans: where the terms are in C{text}.
+    """
+
+    message: Message
+    key: Key
+    conversation: str
+    sender: str
+    moment: datetime
+    text: str
+    spans: tuple[Span, ...]
+
+
+class SearchResultsModel(QAbstractListModel):
+    """
+    The messages a search found, newest first, one page after another.
+
+    It names each request it wants answered (L{start} for a new search,
+    L{more} for the next page) and takes only the reply to the latest one:
+    the reply to a query the user has since changed is dropped.
+
+    @ivar query: the query shown, or C{""}.
+    @ivar key: the conversation searched, or L{None} for all of ours.
+    @ivar terms: the terms of L{query}, case folded.
+    @ivar has_more: whether older matches exist.
+    @ivar loading: whether a page is on its way.
+    @ivar done: whether the first page of L{query} arrived.
+    @ivar error: why the latest request failed, or L{None}.
+    """
+
+    def __init__(self, bridge: StateBridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._bridge = bridge
+        self._rows: list[_Result] = []
+        self._ids: set[int] = set()
+        self._serial = 0
+        self._waiting: SearchRequest | None = None
+        self.query = ""
+        self.key: Key | None = None
+        self.terms: tuple[str, ...] = ()
+        self.has_more = False
+        self.loading = False
+        self.done = False
+        self.error: str | None = None
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def message(self, row: int) -> Message:
+        """
+        @return: the message found at C{row}.
+        """
+        return self._rows[row].message
+
+    def _request(self, before: int | None = None) -> SearchRequest:
+        self._serial += 1
+        self._waiting = SearchRequest(self._serial, self.query, self.key, before)
+        self.loading = True
+        self.error = None
+        return self._waiting
+
+    def start(self, query: str, key: Key | None) -> SearchRequest:
+        """
+        Forget the results shown, and name the request for the first page
+        of a new search.
+
+        @param key: the conversation to search, or L{None} for all.
+        """
+        self._set_rows([])
+        self.query, self.key = query, key
+        self.terms = search_terms(query)
+        self.has_more = self.done = False
+        return self._request()
+
+    def more(self) -> SearchRequest | None:
+        """
+        @return: the request for the page after the results shown, or
+            L{None} when there is none to ask for (none left, one on its
+            way, or the search failed).
+        """
+        if not self._rows or not self.has_more or self.loading or self.error is not None:
+            return None
+        return self._request(before=min(self._ids))
+
+    def clear(self) -> None:
+        """
+        Show no search at all; any reply on its way is dropped.
+        """
+        self._set_rows([])
+        self._waiting = None
+        self.query, self.key, self.terms = "", None, ()
+        self.has_more = self.loading = self.done = False
+        self.error = None
+
+    def apply(self, request: SearchRequest, page: SearchPage) -> bool:
+        """
+        Show a page of results, if it answers the latest request.
+
+        @return: whether it did (otherwise nothing changed).
+        """
+        if request != self._waiting:
+            return False
+        self._waiting = None
+        self.loading = False
+        self.done = True
+        self.has_more = page.has_more
+        new = [self._result(m) for m in page.messages if m.id not in self._ids]
+        if new:
+            first = len(self._rows)
+            self.beginInsertRows(_ROOT, first, first + len(new) - 1)
+            self._rows.extend(new)
+            self._ids.update(r.message.id for r in new)
+            self.endInsertRows()
+        return True
+
+    def fail(self, request: SearchRequest, error: str) -> bool:
+        """
+        Note why the latest request failed, if C{request} is it.
+
+        @param error: a sentence for people.
+        @return: whether it was the latest request.
+        """
+        if request != self._waiting:
+            return False
+        self._waiting = None
+        self.loading = False
+        self.error = error
+        return True
+
+    def _set_rows(self, rows: list[_Result]) -> None:
+        self.beginResetModel()
+        self._rows = rows
+        self._ids = {r.message.id for r in rows}
+        self.endResetModel()
+
+    def _result(self, message: Message) -> _Result:
+        state = self._bridge.state
+        key = message.key_for(state.me)
+        if state.knows(key):
+            conversation = state.name_of(key)
+        elif key[0] == PRIVATE and message.sender_id == key[1] and message.sender_name:
+            conversation = message.sender_name
+        else:
+            conversation = "?"
+        sender = "You" if message.sender_id == state.me else message.sender_name or "?"
+        text = snippet(message.text, self.terms)
+        spans = tuple(find_terms(text, self.terms))
+        return _Result(message, key, conversation, sender, message.local_time(), text, spans)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        result = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return result.text
+        if role == HighlightRole:
+            return list(result.spans)
+        if role == ConversationRole:
+            return result.conversation
+        if role == SenderRole:
+            return result.sender
+        if role == SenderIdRole:
+            return result.message.sender_id
+        if role == TimeRole:
+            return result_time(result.moment)
+        if role == MomentRole:
+            return result.moment
+        if role == KeyRole:
+            return result.key
+        if role == IdRole:
+            return result.message.id
+        if role == EntryRole:
+            return result.message
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return result.moment.strftime("%A %d %B %Y, %H:%M:%S")
         return None

@@ -30,6 +30,8 @@ SELECTED: Final = "#E1E7F0"
 HOVER: Final = "#EBEFF5"
 MENTION: Final = "#FFF6DD"
 QUOTE: Final = "#F0F2F5"
+#: The background of the terms a search found.
+HIGHLIGHT: Final = "#FFE08A"
 
 #: Colours for avatars and sender names, picked by user or room id.
 AVATAR_COLOURS: Final = (
@@ -263,6 +265,20 @@ QPushButton#Segment:checked {{
     background: #FFFFFF;
     border: 1px solid {BORDER};
     color: {TEXT};
+}}
+#SearchPanel {{
+    background: {SIDEBAR};
+    border-left: 1px solid {BORDER};
+}}
+#SearchStatus {{
+    color: {MUTED};
+    font-size: 9pt;
+}}
+#SearchStatus[error="true"] {{
+    color: #C0272D;
+    background: #FDECEC;
+    border-radius: 8px;
+    padding: 6px 9px;
 }}
 #Panel {{
     background: #FFFFFF;

@@ -1,8 +1,8 @@
 """
 The pieces the main window is made of: the message bar, the input box,
-the timeline view, the action panels, the friend request prompt and the
-room member panel.  Each renders a model or a value and emits what the
-user wants; none of them talks to the server.
+the timeline view, the action panels, the friend request prompt, the
+room member panel and the message search panel.  Each renders a model or
+a value and emits what the user wants; none of them talks to the server.
 """
 
 from __future__ import annotations
@@ -10,11 +10,22 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from PyQt5.QtCore import QModelIndex, QPoint, QPointF, QRectF, QStringListModel, Qt, pyqtSignal
+from PyQt5.QtCore import (
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QPointF,
+    QRectF,
+    QStringListModel,
+    Qt,
+    pyqtSignal,
+)
 from PyQt5.QtGui import (
     QColor,
     QGuiApplication,
     QKeyEvent,
+    QKeySequence,
     QMouseEvent,
     QPainter,
     QPen,
@@ -25,6 +36,7 @@ from PyQt5.QtGui import (
 )
 from PyQt5.QtWidgets import (
     QAbstractItemView,
+    QButtonGroup,
     QComboBox,
     QCompleter,
     QFrame,
@@ -37,6 +49,7 @@ from PyQt5.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollBar,
+    QShortcut,
     QSizePolicy,
     QStyleOptionViewItem,
     QToolButton,
@@ -46,13 +59,21 @@ from PyQt5.QtWidgets import (
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatd.wire import MAX_EMOJI_LENGTH, valid_emoji, valid_name
-from client.state import Member, Message, User
-from client.ui.delegates import Hit, MemberDelegate, MessageDelegate, draw_avatar
+from client.search import MAX_QUERY, SearchPage, SearchRequest, valid_query
+from client.state import Key, Member, Message, User
+from client.ui.delegates import (
+    Hit,
+    MemberDelegate,
+    MessageDelegate,
+    SearchResultDelegate,
+    draw_avatar,
+)
 from client.ui.models import (
     EntryRole,
     MemberListModel,
     NameRole,
     RoomSearchModel,
+    SearchResultsModel,
     TimelineModel,
     label,
 )
@@ -60,6 +81,8 @@ from client.ui.style import MUTED, restyle
 
 #: Seconds a notice stays in the message bar.
 NOTICE_SECONDS: Final = 60.0
+#: Seconds after the last keystroke before the search runs.
+SEARCH_DELAY: Final = 0.3
 
 
 def button(text: str, name: str | None = None, tip: str | None = None) -> QPushButton:
@@ -861,3 +884,326 @@ class MemberPanel(QFrame):
     def _quit(self) -> None:
         if self.model.room_id is not None:
             self.quit_requested.emit(self.model.room_id)
+
+
+class SearchPanel(QFrame):
+    """
+    Search of our messages: a field, whether to look in all our
+    conversations or only in the one shown, and what was found, newest
+    first.
+
+    Typing searches once the user pauses for L{SEARCH_DELAY} seconds, or
+    at once on Enter; scrolling to the bottom of the results asks for the
+    next page.  Down goes from the field to the results; Enter or a click
+    on one opens it; Esc closes the panel.  The delay runs on an injected
+    clock, as the message bar's does.
+
+    @ivar here: whether the search is of the conversation shown only.
+    """
+
+    search_requested = pyqtSignal(object)  # SearchRequest
+    result_opened = pyqtSignal(object)  # Message
+    closed = pyqtSignal()
+
+    #: What the panel says before anything is typed.
+    PROMPT: Final = "Type to search your messages.\n↓ and Enter open a result · Esc closes"
+    #: What it says when nothing matches.
+    NOTHING_FOUND: Final = "No messages found"
+
+    def __init__(
+        self, model: SearchResultsModel, clock: IReactorTime, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("SearchPanel")
+        self.setFixedWidth(340)
+        self.model = model
+        self._clock = clock
+        self._delayed: IDelayedCall | None = None
+        self._key: Key | None = None
+        self._name = ""
+        self.here = False
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 12, 10, 10)
+        layout.setSpacing(8)
+        top = QHBoxLayout()
+        title = QLabel("SEARCH MESSAGES")
+        title.setObjectName("SectionTitle")
+        title.setContentsMargins(4, 0, 0, 0)
+        top.addWidget(title)
+        top.addStretch(1)
+        self.close_button = button("✕", "Flat", "Close the search (Esc)")
+        self.close_button.clicked.connect(self.close_search)
+        top.addWidget(self.close_button)
+        layout.addLayout(top)
+
+        self.field = QLineEdit()
+        self.field.setPlaceholderText("Search messages…")
+        self.field.setMaxLength(MAX_QUERY)
+        self.field.setClearButtonEnabled(True)
+        self.field.textEdited.connect(self._edited)
+        self.field.returnPressed.connect(self._enter)
+        self.field.installEventFilter(self)
+        layout.addWidget(self.field)
+
+        segments = QFrame()
+        segments.setObjectName("Segments")
+        segments_layout = QHBoxLayout(segments)
+        segments_layout.setContentsMargins(3, 3, 3, 3)
+        segments_layout.setSpacing(3)
+        self.all_button = button("All conversations", "Segment", "Search every conversation")
+        self.here_button = button("This conversation", "Segment")
+        self._scopes = QButtonGroup(self)
+        for choice in (self.all_button, self.here_button):
+            choice.setCheckable(True)
+            choice.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self._scopes.addButton(choice)
+            segments_layout.addWidget(choice, 1)
+        self.all_button.setChecked(True)
+        self.all_button.clicked.connect(lambda: self.set_here(False))
+        self.here_button.clicked.connect(lambda: self.set_here(True))
+        layout.addWidget(segments)
+
+        self.status = QLabel(self.PROMPT)
+        self.status.setObjectName("SearchStatus")
+        self.status.setWordWrap(True)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.status.setProperty("error", False)
+        layout.addWidget(self.status)
+
+        self.results = QListView()
+        self.results.setObjectName("MessageResults")
+        self.results.setModel(model)
+        self.results.setItemDelegate(SearchResultDelegate(self.results))
+        self.results.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.results.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results.setResizeMode(QListView.ResizeMode.Adjust)
+        self.results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.results.setUniformItemSizes(False)
+        self.results.setMouseTracking(True)
+        self.results.setSpacing(2)
+        self.results.clicked.connect(lambda index: self.open_result(index.row()))
+        self.results.installEventFilter(self)
+        viewport = self.results.viewport()
+        if viewport is not None:
+            viewport.setCursor(Qt.CursorShape.PointingHandCursor)
+        bar = self.results.verticalScrollBar()
+        assert bar is not None
+        bar.valueChanged.connect(self._scrolled)
+        layout.addWidget(self.results, 1)
+
+        escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        escape.activated.connect(self.close_search)
+        self._show_conversation()
+
+    # Opening and closing.
+
+    def open(self, here: bool | None = None) -> None:
+        """
+        Show the panel with the cursor in its field, its text selected.
+
+        @param here: whether to search only the conversation shown (when
+            there is one), or L{None} to keep the choice made before.
+        """
+        if here is not None:
+            self.set_here(here, search=False)
+        self.show()
+        self.field.setFocus()
+        self.field.selectAll()
+        if self._stale():
+            self.search_now()
+
+    def close_search(self) -> None:
+        """
+        Hide the panel; what was found stays for the next time.
+        """
+        self._cancel()
+        if not self.isHidden():
+            self.hide()
+            self.closed.emit()
+
+    def reset(self) -> None:
+        """
+        Forget the search (the session ended) and hide the panel.
+        """
+        self.field.clear()
+        self.model.clear()
+        self._show_status()
+        self.close_search()
+
+    # The scope.
+
+    @property
+    def scope(self) -> Key | None:
+        """
+        The conversation the search is about, or L{None} for all of ours.
+        """
+        return self._key if self.here else None
+
+    def set_conversation(self, key: Key | None, name: str = "") -> None:
+        """
+        Note the conversation shown (C{name} is how it is called): the one
+        "This conversation" searches.  When that is the search shown, it
+        runs again for the new one.
+        """
+        self._key, self._name = key, name
+        if key is None:
+            self.here = False
+        self._show_conversation()
+        if not self.isHidden() and self._stale():
+            self.search_now()
+
+    def set_here(self, here: bool, search: bool = True) -> None:
+        """
+        Search only the conversation shown (C{here}), or all of ours; with
+        C{search}, run the search again for the new choice.
+        """
+        self.here = here and self._key is not None
+        self._show_conversation()
+        if search and self._stale():
+            self.search_now()
+
+    def _show_conversation(self) -> None:
+        (self.here_button if self.here else self.all_button).setChecked(True)
+        self.here_button.setEnabled(self._key is not None)
+        if self._key is None:
+            self.here_button.setText("This conversation")
+            self.here_button.setToolTip("Open a conversation to search only in it")
+            return
+        metrics = self.here_button.fontMetrics()
+        name = metrics.elidedText(self._name, Qt.TextElideMode.ElideRight, 110)
+        self.here_button.setText(f"In {name}")
+        self.here_button.setToolTip(f"Search only in {self._name}")
+
+    # Searching.
+
+    def _stale(self) -> bool:
+        """
+        @return: whether the field or the scope differs from what the
+            results shown (or on their way) were asked for.
+        """
+        text = self.field.text()
+        if not valid_query(text):
+            return bool(self.model.query)
+        return text != self.model.query or self.scope != self.model.key
+
+    def _edited(self, text: str) -> None:
+        self._cancel()
+        self._delayed = self._clock.callLater(SEARCH_DELAY, self.search_now)
+
+    def _cancel(self) -> None:
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
+        self._delayed = None
+
+    def _enter(self) -> None:
+        # Enter searches what was typed (again, after a failure); on a
+        # search already shown, it opens the result picked (or the first).
+        if self._delayed is not None or self._stale() or self.model.error is not None:
+            self.search_now()
+            return
+        current = self.results.currentIndex()
+        self.open_result(current.row() if current.isValid() else 0)
+
+    def search_now(self) -> None:
+        """
+        Search for what the field holds, in the scope chosen.
+        """
+        self._cancel()
+        text = self.field.text()
+        if not valid_query(text):
+            self.model.clear()
+            self._show_status()
+            return
+        request = self.model.start(text, self.scope)
+        self._show_status()
+        self.search_requested.emit(request)
+
+    def load_more(self) -> None:
+        """
+        Ask for the next page of results, if there is one to ask for.
+        """
+        request = self.model.more()
+        if request is not None:
+            self._show_status()
+            self.search_requested.emit(request)
+
+    def show_results(self, request: SearchRequest, page: SearchPage) -> None:
+        """
+        Show a page of results, unless a newer request replaced C{request}.
+        """
+        if not self.model.apply(request, page):
+            return
+        self._show_status()
+        if not self.isHidden() and self.model.has_more:
+            # A page that does not fill the list cannot be scrolled to its
+            # bottom: ask for the next one now.
+            self.results.executeDelayedItemsLayout()
+            bar = self.results.verticalScrollBar()
+            if bar is not None and bar.maximum() <= bar.minimum():
+                self.load_more()
+
+    def show_error(self, request: SearchRequest, text: str) -> None:
+        """
+        Say why C{request} failed, unless a newer request replaced it.
+        """
+        if self.model.fail(request, text):
+            self._show_status()
+
+    def _show_status(self) -> None:
+        model = self.model
+        count = model.rowCount()
+        error = model.error is not None
+        if error:
+            text = str(model.error)
+        elif not model.query:
+            text = self.PROMPT
+        elif model.loading:
+            text = "Loading more…" if count else "Searching…"
+        elif not count:
+            text = self.NOTHING_FOUND
+        else:
+            text = f"{count}{'+' if model.has_more else ''} message{'s' if count != 1 else ''}"
+            text += " found, newest first"
+        self.status.setText(text)
+        self.status.setProperty("error", error)
+        restyle(self.status)
+
+    def _scrolled(self, value: int) -> None:
+        bar = self.results.verticalScrollBar()
+        if bar is not None and value >= bar.maximum() - 40:
+            self.load_more()
+
+    # Results.
+
+    def open_result(self, row: int) -> None:
+        """
+        Open the result at C{row}: its conversation, at that message.
+        """
+        if not 0 <= row < self.model.rowCount():
+            return
+        self.results.setCurrentIndex(self.model.index(row))
+        self.result_opened.emit(self.model.message(row))
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        if event is None or event.type() != QEvent.Type.KeyPress:
+            return False
+        assert isinstance(event, QKeyEvent)
+        key = event.key()
+        if watched is self.field and key == Qt.Key.Key_Down and self.model.rowCount():
+            self.results.setFocus()
+            if not self.results.currentIndex().isValid():
+                self.results.setCurrentIndex(self.model.index(0))
+            return True
+        if watched is self.results and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            current = self.results.currentIndex()
+            if current.isValid():
+                self.open_result(current.row())
+            return True
+        if watched is self.results and key == Qt.Key.Key_Up:
+            current = self.results.currentIndex()
+            if not current.isValid() or current.row() == 0:
+                self.field.setFocus()
+                return True
+        return False
