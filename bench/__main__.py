@@ -32,9 +32,11 @@ from typing import Any
 
 from bench.build_history_db import (
     PASSWORD,
+    SEARCHES,
     add_users,
     build_history_db,
     build_login_db,
+    build_search_db,
     seed_users,
 )
 from bench.proc import cpu_model
@@ -57,7 +59,13 @@ TARGETS = {
     ("e", "latency"): "p99 <= 5 ms",
     ("f", "latency"): "during <= 2x before",
     ("g", "latency"): "p99 <= 100 ms",
+    ("h", "latency"): "p99 <= 50 ms",
+    ("h", "short"): "p99 <= 200 ms",
 }
+#: The searches of shape (h) whose terms are all shorter than three
+#: characters: they cannot use the trigram index, and have a target of
+#: their own.
+SHORT_SEARCHES = {label for label, query in SEARCHES.items() if max(map(len, query.split())) < 3}
 
 
 def log(message: str) -> None:
@@ -225,6 +233,8 @@ class Bench:
             self.history(real_hash)
         if "g" in shapes:
             self.logins(cheap_hasher().hash(PASSWORD))
+        if "h" in shapes:
+            self.searches(cheap_hasher().hash(PASSWORD))
         if self.args.chatload:
             self.cross_check()
         self.results["seconds"] = {"total": round(time.monotonic() - started, 1)}
@@ -290,6 +300,26 @@ class Bench:
             (result,) = self.loader(server, ["login", "--user", info.username])
             result["database_messages"] = info.messages
             self.results["chatd"]["g"] = result
+        finally:
+            server.stop()
+
+    def searches(self, cheap_hash: str) -> None:
+        """
+        Shape (h) on chatd started on a freshly built database of a million
+        messages over 200 rooms and 2000 users, each user in 20 rooms.
+        """
+        db = self.workdir / "search.sqlite3"
+        log(f"building a search database of {self.args.history_messages} messages")
+        built = time.monotonic()
+        info = build_search_db(str(db), self.args.history_messages, cheap_hash)
+        self.results["chatd"]["h_build_seconds"] = round(time.monotonic() - built, 1)
+        os.sync()
+        log("chatd: shape (h)")
+        server = self.chatd(db, self.server_cpu, cheap=True)
+        try:
+            (result,) = self.loader(server, ["search", "--users", ",".join(info.usernames)])
+            result["database_messages"] = info.messages
+            self.results["chatd"]["h"] = result
         finally:
             server.stop()
 
@@ -367,9 +397,18 @@ def table(results: dict[str, Result], header: str) -> str:
     rows: list[tuple[str, str, str, str, str, str, str]] = []
 
     def add(
-        shape: str, what: str, ours: str, theirs: str, ratio: str, ok: bool | None = None
+        shape: str,
+        what: str,
+        ours: str,
+        theirs: str,
+        ratio: str,
+        ok: bool | None = None,
+        kind: str | None = None,
     ) -> None:
-        kind = "deliveries" if "deliveries" in what else "memory" if "RSS" in what else "latency"
+        if kind is None:
+            kind = (
+                "deliveries" if "deliveries" in what else "memory" if "RSS" in what else "latency"
+            )
         target = TARGETS[shape[1], kind] if ok is not None else ""
         rows.append((shape, what, ours, theirs, ratio, target, _holds(ok)))
 
@@ -473,6 +512,20 @@ def table(results: dict[str, Result], header: str) -> str:
             "n/a",
             p99 is not None and p99 <= 100.0,
         )
+    h = chatd.get("h")
+    if h:
+        for label, run in h["searches"].items():
+            p99 = _p99(run)
+            short = label in SHORT_SEARCHES
+            add(
+                "(h)",
+                f"search {run['query']!r} ({label}): p50/p99 ms",
+                _ms(run["latency_ms"], ("p50", "p99")),
+                "n/a",
+                "n/a",
+                p99 is not None and p99 <= (200.0 if short else 50.0),
+                kind="short" if short else "latency",
+            )
     headings = ("shape", "measure", "chatd", "baseline", "chatd/base", "target", "holds")
     widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     lines = [header, ""]
@@ -492,7 +545,7 @@ def notes(results: dict[str, Result]) -> list[str]:
         "CPU % in each measured window: server, loader, whole machine (100 = one CPU),"
         " and how busy each CPU was (by anything: other processes too):"
     ]
-    for shape in "abcfeg":
+    for shape in "abcfegh":
         cells = []
         for name, runs in (("chatd", chatd), ("baseline", base)):
             cpu = runs.get(shape, {}).get("cpu")
@@ -525,6 +578,16 @@ def notes(results: dict[str, Result]) -> list[str]:
         lines.append(
             f"(e) {e['pages']} pages ({e['pages_per_s']}/s) from room of {e['room_messages']}"
             f" messages in a database of {e['database_messages']}; short pages {e['short_pages']}"
+        )
+    h = chatd.get("h")
+    if h:
+        counts = ", ".join(
+            f"{run['query']!r} {run['count']} times, {run['results']} found"
+            for run in h["searches"].values()
+        )
+        lines.append(
+            f"(h) by {h['users']} users, one search at a time, in a database of"
+            f" {h['database_messages']} messages built in {chatd.get('h_build_seconds')} s: {counts}"
         )
     g = chatd.get("g")
     if g:
@@ -567,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
     Run the benchmark and print its table.
     """
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--shapes", default="abcdefg", help="which of abcdefg to run")
+    parser.add_argument("--shapes", default="abcdefgh", help="which of abcdefgh to run")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per shape")
     parser.add_argument("--storm-cap", type=float, default=6.0, help="longest (f) window")

@@ -9,6 +9,7 @@ results) and its progress on stderr.
     python -m bench.loader --port P --server-pid PID idle      # (d)
     python -m bench.loader --port P --server-pid PID history   # (e)
     python -m bench.loader --port P --server-pid PID login     # (g)
+    python -m bench.loader --port P --server-pid PID search --users A,B   # (h)
 
 Every message text starts with C{LDT:<sender>:<seq>:<send-ns>:} (the
 marker chatload uses), padded to 100 characters; C{<send-ns>} is
@@ -52,6 +53,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from bench.build_history_db import SEARCHES
 from bench.proc import CpuSample, pin, rss_kib
 
 Payload = dict[str, Any]
@@ -881,10 +883,68 @@ async def login(loader: Loader, args: argparse.Namespace) -> None:
     )
 
 
+async def search(loader: Loader, args: argparse.Namespace) -> None:
+    """
+    Shape (h): the searches of L{SEARCHES}, each by every one of several
+    users (each in 20 rooms of a million-message database), one request at
+    a time, taking turns: each search's latency, and how many messages the
+    first page held.
+    """
+    clients = []
+    for name in args.users.split(","):
+        client = await loader.connect(name)
+        await client.call("login", username=name, password=PASSWORD)
+        clients.append(client)
+    took: dict[str, list[int]] = {label: [] for label in SEARCHES}
+    found: dict[str, list[int]] = {label: [] for label in SEARCHES}
+
+    async def once(client: Client, label: str) -> None:
+        sent_at = time.time_ns()
+        reply = await client.call("search", query=SEARCHES[label], limit=20)
+        took[label].append(client.received_at - sent_at)
+        found[label].append(len(reply["messages"]))
+
+    log(f"searching as {len(clients)} users: {', '.join(SEARCHES.values())}")
+    warm_until = time.monotonic() + args.warmup
+    while time.monotonic() < warm_until:
+        for label in SEARCHES:
+            await once(clients[0], label)
+    for label in SEARCHES:
+        took[label].clear()
+        found[label].clear()
+    cpu_start = loader.cpu()
+    started = time.monotonic()
+    turn = 0
+    # At least two rounds, whatever the duration, so that every user asks
+    # every search.
+    while time.monotonic() - started < args.duration or turn < 2 * len(clients):
+        for label in SEARCHES:
+            await once(clients[turn % len(clients)], label)
+        turn += 1
+    emit(
+        {
+            "shape": "h",
+            "users": len(clients),
+            "searches": {
+                label: {
+                    "query": SEARCHES[label],
+                    "count": len(took[label]),
+                    "results": round(sum(found[label]) / len(found[label]), 1),
+                    "latency_ms": percentiles(took[label]),
+                }
+                for label in SEARCHES
+            },
+            "cpu": loader.cpu().percent_since(cpu_start),
+        }
+    )
+    for client in clients:
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Parse the command line and run one of L{session}, L{idle}, L{history},
-    L{login}.
+    L{login}, L{search}.
     """
     parser = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -913,8 +973,16 @@ def main(argv: list[str] | None = None) -> None:
     three.add_argument("--room-id", type=int, default=1)
     four = commands.add_parser("login", help="shape (g)")
     four.add_argument("--user", default="lg0")
+    five = commands.add_parser("search", help="shape (h)")
+    five.add_argument("--users", required=True, help="comma-separated account names")
     args = parser.parse_args(argv)
-    command = {"session": session, "idle": idle, "history": history, "login": login}[args.command]
+    command = {
+        "session": session,
+        "idle": idle,
+        "history": history,
+        "login": login,
+        "search": search,
+    }[args.command]
 
     def start(reactor: Any) -> Deferred[None]:
         return ensureDeferred(command(Loader(reactor, args.port, args.server_pid), args))

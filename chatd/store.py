@@ -809,8 +809,8 @@ def _search_txn(
     return found[:limit], len(found) > limit
 
 
-def _contains(short: Sequence[str]) -> str:
-    return "".join(" AND instr(t.body, ?) > 0" for _ in short)
+def _contains(terms: Sequence[str]) -> str:
+    return "".join(" AND instr(t.body, ?) > 0" for _ in terms)
 
 
 def _indexed_matches(
@@ -823,19 +823,24 @@ def _indexed_matches(
 ) -> list[int]:
     """
     @return: the ids of the newest C{wanted} messages in C{scope} below
-        C{before} whose folded text contains every term: those of C{long}
-        (three characters or more) found through the trigram index, newest
-        first, those of C{short} checked on each candidate.
+        C{before} whose folded text contains every term: the candidates are
+        the rows of the trigram index holding every trigram of each term of
+        C{long} (three characters or more), newest first; C{instr} keeps
+        those that hold each term of C{long} and C{short}.
     """
-    # Each term is one FTS5 string: whatever it holds is literal text.
-    match = " AND ".join('"' + term.replace('"', '""') + '"' for term in long)
+    trigrams = dict.fromkeys(
+        term[i : i + _TRIGRAM] for term in long for i in range(len(term) - _TRIGRAM + 1)
+    )
+    # Each trigram is one FTS5 string: whatever it holds is literal text.
+    match = " AND ".join('"' + trigram.replace('"', '""') + '"' for trigram in trigrams)
+    terms = [*long, *short]
     txn.execute(
         "SELECT s.rowid, m.sender_id, m.target_type, m.target_id"
         " FROM message_search AS s CROSS JOIN messages AS m ON m.id = s.rowid"
         " CROSS JOIN message_text AS t ON t.id = s.rowid"
-        f" WHERE message_search MATCH ? AND s.rowid < ?{_contains(short)}"
+        f" WHERE message_search MATCH ? AND s.rowid < ?{_contains(terms)}"
         " ORDER BY s.rowid DESC",
-        (match, before, *short),
+        (match, before, *terms),
     )
     ids: list[int] = []
     readable = scope.readable
