@@ -7,7 +7,8 @@ connection after the first login, logs in again, resends the
 C{send_message} requests that were never acknowledged (with their
 C{client_msg_id}, so the server stores each once), and catches up every
 conversation held with C{history after} its newest message id, so the
-timeline has no gap and, deduplicated by message id, no duplicate.  It
+timeline has no gap and, deduplicated by message id, no duplicate (a
+conversation showing a window far back is left as it is: it has no gap).  It
 applies what arrives to a L{ClientState}, and changes that state only
 through its methods, so that every change is announced.
 
@@ -23,7 +24,7 @@ from typing import Any, Final, cast
 from uuid import uuid4
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -50,6 +51,8 @@ from client.state import (
 
 #: Messages asked for in one page of history.
 PAGE_SIZE: Final = 50
+#: Messages asked for on each side of a message far back (L{load_around}).
+AROUND_PAGE: Final = 25
 #: Messages asked for in one page when catching up.
 CATCH_UP_PAGE: Final = 100
 #: Seconds to wait before resending after C{rate_limited}.
@@ -248,6 +251,7 @@ class ChatClient:
         Ask each held conversation for what it missed, page after page.
         """
         for key, last in self.state.catch_up_points():
+            generation = self.state.conversation(key).generation
             while protocol is self._protocol:
                 fields: dict[str, Any] = {"limit": CATCH_UP_PAGE}
                 if last is not None:
@@ -260,6 +264,8 @@ class ChatClient:
                     break
                 except Disconnected:
                     return
+                if self.state.conversation(key).generation != generation:
+                    break  # a window far back replaced what it was asked for
                 self.state.apply_history(page, "latest" if last is None else "after")
                 messages = page.get("messages") or []
                 if last is None or not page.get("has_more") or not messages:
@@ -267,11 +273,12 @@ class ChatClient:
                 last = int(messages[-1]["id"])
         viewed = self.state.viewed
         if viewed is not None and protocol is self._protocol:
-            if self.state.conversation(viewed).opened:
-                self._mark_read(viewed)
-                self._reload_newest(viewed)
-            else:
-                self._load_latest(viewed)
+            conversation = self.state.conversation(viewed)
+            # A detached one keeps its window, where the user is reading.
+            if not conversation.detached:
+                if conversation.opened:
+                    self._mark_read(viewed)
+                self.load_latest(viewed)
 
     # Starting and ending the session.
 
@@ -483,8 +490,8 @@ class ChatClient:
         Search our messages (PROTOCOL.md section 11).
 
         What is found is not added to the conversations held: their
-        timelines hold the newest part of each conversation with no gap,
-        and a match may lie anywhere in its past.
+        timelines hold one contiguous part of each conversation, and a
+        match may lie anywhere in its past (L{load_around} shows it).
 
         @param key: the conversation to search, or L{None} for all of ours.
         @param before: for a later page, the oldest message id found so far.
@@ -511,9 +518,16 @@ class ChatClient:
         if self.state.conversation(key).opened:
             self._mark_read(key)
         else:
-            self._load_latest(key)
+            self.load_latest(key)
 
-    def _load_latest(self, key: Key) -> None:
+    def load_latest(self, key: Key) -> None:
+        """
+        Fetch the newest page of a conversation: the first time it is
+        viewed; again after a reconnect, so that edits, deletions and
+        reactions made while we were away replace the held copies
+        (C{history after} brings only new messages); and, for a detached
+        conversation, instead of its window, which attaches it again.
+        """
         if key in self._loading_latest or not self.online:
             return
         self._loading_latest.add(key)
@@ -539,7 +553,7 @@ class ChatClient:
         """
         conversation = self.state.conversation(key)
         if not conversation.opened:
-            self._load_latest(key)
+            self.load_latest(key)
             return
         first = conversation.first_id
         if conversation.loading_older or not conversation.has_older or first is None:
@@ -547,15 +561,90 @@ class ChatClient:
         if not self.online:
             return
         self.state.set_loading_older(key, True)
+        generation = conversation.generation
         d = self.request(
             "history", target_type=key[0], target_id=key[1], before=first, limit=PAGE_SIZE
         )
 
+        def loaded(page: Payload) -> None:
+            if self._current(key, generation):
+                self.state.apply_history(page, "before")
+
         def failed(failure: Failure) -> None:
-            self.state.set_loading_older(key, False)
+            if self._current(key, generation):
+                self.state.set_loading_older(key, False)
             failure.trap(ChatError, Disconnected)
 
-        d.addCallbacks(lambda page: self.state.apply_history(page, "before"), failed)
+        d.addCallbacks(loaded, failed)
+
+    def load_newer(self, key: Key) -> None:
+        """
+        Fetch the page of messages after the newest one held, if the
+        conversation is detached; the last such page attaches it again.
+        """
+        conversation = self.state.conversation(key)
+        last = conversation.last_id
+        if conversation.loading_newer or not conversation.has_newer or last is None:
+            return
+        if not self.online:
+            return
+        self.state.set_loading_newer(key, True)
+        generation = conversation.generation
+        d = self.request(
+            "history", target_type=key[0], target_id=key[1], after=last, limit=PAGE_SIZE
+        )
+
+        def loaded(page: Payload) -> None:
+            if not self._current(key, generation):
+                return
+            self.state.apply_history(page, "after")
+            if self.state.viewed == key:
+                self._mark_read(key)
+
+        def failed(failure: Failure) -> None:
+            if self._current(key, generation):
+                self.state.set_loading_newer(key, False)
+            failure.trap(ChatError, Disconnected)
+
+        d.addCallbacks(loaded, failed)
+
+    def load_around(self, key: Key, message_id: int) -> Deferred[bool]:
+        """
+        Hold the messages around C{message_id}, far back in conversation
+        C{key}: it and the L{AROUND_PAGE} - 1 before it, and the
+        L{AROUND_PAGE} after it, in place of what is held (the conversation
+        is detached), or with it if the two overlap.
+
+        @return: fires with whether the message is held now (it is not when
+            the server no longer shows it to us: nothing changed then);
+            fails with L{ChatError} or L{Disconnected}.
+        """
+        return Deferred.fromCoroutine(self._load_around(key, message_id))
+
+    async def _load_around(self, key: Key, message_id: int) -> bool:
+        target = {"target_type": key[0], "target_id": key[1], "limit": AROUND_PAGE}
+        pages = gatherResults(
+            [
+                self.request("history", before=message_id + 1, **target),
+                self.request("history", after=message_id, **target),
+            ],
+            consumeErrors=True,
+        )
+        try:
+            older, newer = await pages
+        except FirstError as e:
+            e.subFailure.raiseException()
+        if not any(int(m["id"]) == message_id for m in older.get("messages", ())):
+            return False
+        self.state.apply_window(older, newer)
+        return self.state.conversation(key).holds(message_id)
+
+    def _current(self, key: Key, generation: int) -> bool:
+        """
+        @return: whether what conversation C{key} holds is still what it
+            held at C{generation}: a page asked for then still fits.
+        """
+        return self.state.conversation(key).generation == generation
 
     def _refresh(self, key: Key) -> None:
         """
@@ -565,18 +654,14 @@ class ChatClient:
         last = conversation.last_id
         if last is None:
             return
+        generation = conversation.generation
         d = self.request("history", target_type=key[0], target_id=key[1], after=last)
-        d.addCallback(lambda page: self.state.apply_history(page, "after"))
-        d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
 
-    def _reload_newest(self, key: Key) -> None:
-        """
-        Fetch the newest page of a held conversation again: edits,
-        deletions and reactions made while we were away replace the held
-        copies (C{history after} brings only new messages).
-        """
-        d = self.request("history", target_type=key[0], target_id=key[1], limit=PAGE_SIZE)
-        d.addCallback(lambda page: self.state.apply_history(page, "after"))
+        def loaded(page: Payload) -> None:
+            if self._current(key, generation):
+                self.state.apply_history(page, "after")
+
+        d.addCallback(loaded)
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
 
     def _mark_read(self, key: Key) -> None:
@@ -584,6 +669,8 @@ class ChatClient:
         last = conversation.last_id
         if last is None or last <= conversation.read_up_to or not self.online:
             return
+        if conversation.detached:
+            return  # the messages after its window are not read
         before = conversation.read_up_to
         self.state.set_read_up_to(key, last)
         d = self.request("mark_read", target_type=key[0], target_id=key[1], message_id=last)
@@ -601,7 +688,8 @@ class ChatClient:
         """
         Send a message, perhaps answering C{reply_to}.  It shows as pending
         at once, and goes out now or, when offline, as soon as the session
-        is back.
+        is back; a detached conversation first loads its newest page again,
+        so that the message shows after it.
 
         @raise ValueError: when C{text} breaks the rules of PROTOCOL.md
             section 4.
@@ -621,6 +709,10 @@ class ChatClient:
         for pending in self.state.outbox():
             if pending.client_msg_id in self._in_flight:
                 continue
+            if self.state.conversation(pending.key).detached:
+                # Its reply comes after the newest page: the message, beyond
+                # the window otherwise, is inserted after that page.
+                self.load_latest(pending.key)
             self._in_flight.add(pending.client_msg_id)
             kind, target = pending.key
             d = protocol.request(

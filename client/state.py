@@ -12,10 +12,17 @@ A conversation is keyed by C{(target_type, target_id)}: C{(0, friend_id)}
 for a private conversation, C{(1, room_id)} for a room.  Its timeline is
 its messages, sorted by id and never duplicated, followed by the messages
 we sent that the server has not acknowledged yet (pending).  The messages
-held are always the newest part of the conversation with no gap: pushes
-arrive in order while online, and after a reconnect the client fills the
-gap with C{history after} before anything older is paged in with
-C{history before}.
+held are always one contiguous part of the conversation, with no gap.
+
+Usually that part is the newest one (the conversation is I{attached}):
+pushes arrive in order while online, and after a reconnect the client fills
+the gap with C{history after} before anything older is paged in with
+C{history before}.  To show a message far back (a search result, a quote),
+the client holds instead a window of messages around it (the conversation
+is I{detached}, L{Conversation.has_newer}): new messages pushed meanwhile
+are not held, which would leave a gap, but counted as unread; they come
+with the pages after the window (C{history after}), the last of which
+attaches the conversation again, or with its newest page loaded anew.
 """
 
 from __future__ import annotations
@@ -330,9 +337,16 @@ class Conversation:
 
     @ivar messages: stored messages, sorted by id, without duplicates.
     @ivar pending: our unacknowledged messages, oldest first.
-    @ivar opened: whether its newest page was loaded (it was viewed).
+    @ivar opened: whether a page of its history was loaded (it was viewed).
     @ivar has_older: whether older messages may exist on the server.
     @ivar loading_older: whether a C{history before} page is on its way.
+    @ivar has_newer: whether newer messages than those held may exist on
+        the server: the conversation is L{detached}.
+    @ivar loading_newer: whether a C{history after} page is on its way.
+    @ivar generation: how many times the messages held were replaced
+        (L{TimelineReset}): a page asked for before is no longer of use.
+    @ivar newest_unheld: the id of the newest message pushed while
+        detached, which was not held (0 for none).
     @ivar unread: messages from others we have not seen.
     @ivar mentions: how many of those mention us.
     @ivar read_up_to: the newest message id we told the server we read.
@@ -347,6 +361,10 @@ class Conversation:
         self.opened = False
         self.has_older = True
         self.loading_older = False
+        self.has_newer = False
+        self.loading_newer = False
+        self.generation = 0
+        self.newest_unheld = 0
         self.unread = 0
         self.mentions = 0
         self.read_up_to = 0
@@ -371,6 +389,22 @@ class Conversation:
         The newest message id held, or L{None}.
         """
         return self._ids[-1] if self._ids else None
+
+    @property
+    def detached(self) -> bool:
+        """
+        Whether the messages held are a window that does not reach the
+        newest message of the conversation.
+        """
+        return self.has_newer
+
+    def beyond(self, message_id: int) -> bool:
+        """
+        @return: whether a message with this id would leave a gap after the
+            messages held: the conversation is detached and it is newer
+            than them.
+        """
+        return self.has_newer and (self.last_id is None or message_id > self.last_id)
 
     def holds(self, message_id: int) -> bool:
         """
@@ -413,6 +447,16 @@ class Conversation:
             else:
                 runs.append((i, [message]))
         return runs
+
+    def replace(self, messages: Iterable[Message]) -> None:
+        """
+        Hold C{messages} instead of every message held (the pending ones
+        stay).
+        """
+        by_id = {m.id: m for m in messages}
+        self._ids = sorted(by_id)
+        self.messages = [by_id[i] for i in self._ids]
+        self.generation += 1
 
 
 # What changed, as listeners are told.
@@ -488,6 +532,32 @@ class MessagesInserted(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineReset(Change):
+    """
+    Every row of a conversation's timeline was replaced by C{entries}: its
+    messages now are a window around one far back, or its newest page
+    instead of such a window.
+    """
+
+    key: Key
+    entries: tuple[Entry, ...]
+    has_older: bool
+    has_newer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutsideWindow(Change):
+    """
+    Someone else's message was pushed to a detached conversation: newer
+    than the window held, it is not held (that would leave a gap) but
+    counts as unread.
+    """
+
+    key: Key
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
 class MessageChanged(Change):
     """
     The stored message at C{row} changed: edited, deleted, reacted to, or
@@ -545,12 +615,14 @@ class PendingChanged(Change):
 @dataclass(frozen=True, slots=True)
 class HistoryStateChanged(Change):
     """
-    Whether older messages exist, or are loading, changed.
+    Whether older or newer messages exist, or are loading, changed.
     """
 
     key: Key
     has_older: bool
     loading_older: bool
+    has_newer: bool
+    loading_newer: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -752,14 +824,16 @@ class ClientState:
 
     def catch_up_points(self) -> list[tuple[Key, int | None]]:
         """
-        @return: every conversation we hold something of, with the newest
-            message id held (L{None} for an opened, empty one): after a
-            reconnect each is caught up from there.
+        @return: every attached conversation we hold something of, with
+            the newest message id held (L{None} for an opened, empty one):
+            after a reconnect each is caught up from there.  A detached one
+            is left as it is: its window has no gap, and what came after it
+            comes with its next pages.
         """
         return [
             (key, c.last_id)
             for key, c in self.conversations.items()
-            if (c.messages or c.opened) and self.knows(key)
+            if (c.messages or c.opened) and not c.detached and self.knows(key)
         ]
 
     # Replies and pushes.
@@ -794,12 +868,20 @@ class ClientState:
             conversation.unread = conversation.mentions = 0
         for entry in payload.get("unread", ()):
             key = (int(entry["target_type"]), int(entry["target_id"]))
-            if self.knows(key) and key != self.viewed:
+            if self.knows(key) and not self._seen(key):
                 conversation = self.conversation(key)
                 conversation.unread = int(entry["count"])
                 conversation.mentions = int(entry.get("mentions", 0))
         self._tell(Reset())
         self._tell(FriendRequestsChanged(tuple(self.requests.values())))
+
+    def _seen(self, key: Key) -> bool:
+        """
+        @return: whether new messages of C{key} are seen as they come: it
+            is on screen, and attached.
+        """
+        conversation = self.conversations.get(key)
+        return key == self.viewed and not (conversation is not None and conversation.detached)
 
     def _forget(self, key: Key) -> None:
         self.conversations.pop(key, None)
@@ -814,10 +896,18 @@ class ClientState:
         if conversation.holds(message.id):
             self._settle(conversation, [message])
             return
-        self._insert(conversation, [message], live=pushed and from_others)
-        if pushed and from_others and message.sender_id in conversation.typing:
+        live = pushed and from_others
+        if conversation.beyond(message.id):
+            # It comes with the page after the window, or the newest one.
+            conversation.newest_unheld = max(conversation.newest_unheld, message.id)
+            self._settle(conversation, [message])
+            if live:
+                self._tell(MessageOutsideWindow(key, message))
+        else:
+            self._insert(conversation, [message], live=live)
+        if live and message.sender_id in conversation.typing:
             self.set_typing(key, message.sender_id, None)
-        if pushed and from_others and key != self.viewed and self.knows(key):
+        if live and not self._seen(key) and self.knows(key):
             conversation.unread += 1
             if self.me in message.mentions:
                 conversation.mentions += 1
@@ -1014,28 +1104,128 @@ class ClientState:
         Add a C{history} reply's messages to their conversation.
 
         @param direction: C{"latest"} (no C{before}/C{after}: the newest
-            page), C{"before"} (an older page) or C{"after"} (catching up).
+            page, which attaches a detached conversation), C{"before"} (an
+            older page) or C{"after"} (the page after the newest held: when
+            catching up, or paging forward from a window).
         """
         key = (int(payload["target_type"]), int(payload["target_id"]))
         if not self.knows(key):
             return
         conversation = self.conversation(key)
         messages = [Message.from_payload(m) for m in payload.get("messages", ())]
+        has_more = bool(payload.get("has_more"))
+        if direction == "latest":
+            self._take_window(conversation, messages, has_more, False)
+            return
+        self._refresh_held(conversation, messages)
+        self._insert(conversation, messages, live=False)
+        if direction == "before":
+            conversation.has_older = has_more
+            conversation.loading_older = False
+            self._tell_history(conversation)
+        elif conversation.detached:
+            conversation.loading_newer = False
+            self._set_has_newer(conversation, has_more)
+            self._tell_history(conversation)
+
+    def apply_window(self, older: Payload, newer: Payload) -> None:
+        """
+        Hold the window of messages around one far back: instead of what is
+        held, unless the two overlap, when they make one longer run.
+
+        @param older: the reply to C{history before: M+1}: the message M
+            and those before it.
+        @param newer: the reply to C{history after: M}: those after it.
+        """
+        key = (int(older["target_type"]), int(older["target_id"]))
+        if not self.knows(key):
+            return
+        pages = [*older.get("messages", ()), *newer.get("messages", ())]
+        messages = [Message.from_payload(m) for m in pages]
+        self._take_window(
+            self.conversation(key),
+            messages,
+            bool(older.get("has_more")),
+            bool(newer.get("has_more")),
+        )
+
+    def _take_window(
+        self, conversation: Conversation, messages: list[Message], has_older: bool, has_newer: bool
+    ) -> None:
+        """
+        Hold C{messages}, a contiguous run of the conversation, with what is
+        held when the two overlap (then they make one contiguous run), or
+        instead of it.
+
+        @param has_older: whether messages older than the run exist.
+        @param has_newer: whether messages newer than the run exist.
+        """
+        messages.sort(key=lambda m: m.id)
+        first, last = conversation.first_id, conversation.last_id
+        if (
+            first is None
+            or last is None
+            or (messages and messages[0].id <= last and messages[-1].id >= first)
+        ):
+            if first is not None and last is not None and messages:
+                if messages[0].id > first:
+                    has_older = conversation.has_older
+                if messages[-1].id < last:
+                    has_newer = conversation.has_newer
+            self._refresh_held(conversation, messages)
+            self._insert(conversation, messages, live=False)
+            conversation.has_older = has_older
+            self._set_has_newer(conversation, has_newer)
+        else:
+            conversation.replace(messages)
+            conversation.has_older = has_older
+            self._set_has_newer(conversation, has_newer)
+            self._tell(
+                TimelineReset(
+                    conversation.key,
+                    tuple(conversation.timeline()),
+                    conversation.has_older,
+                    conversation.has_newer,
+                )
+            )
+            self._settle(conversation, messages)
+        conversation.opened = True
+        conversation.loading_older = conversation.loading_newer = False
+        self._tell_history(conversation)
+
+    def _refresh_held(self, conversation: Conversation, messages: list[Message]) -> None:
+        # A message held already may have been edited, deleted or reacted
+        # to meanwhile.
         for message in messages:
-            # A message held already may have been edited, deleted or
-            # reacted to meanwhile.
             row = conversation.find(message.id)
             if row is not None:
                 self._replace(conversation, row, message)
-        self._insert(conversation, messages, live=False)
-        if direction == "latest":
-            conversation.opened = True
-            conversation.has_older = bool(payload.get("has_more"))
-        elif direction == "before":
-            conversation.has_older = bool(payload.get("has_more"))
-        if direction != "after":
-            conversation.loading_older = False
-            self._tell(HistoryStateChanged(key, conversation.has_older, False))
+
+    def _set_has_newer(self, conversation: Conversation, has_newer: bool) -> None:
+        """
+        Note whether newer messages than those held exist: a message pushed
+        and not held says they do, whatever a page said.  Attached again
+        while on screen, the conversation's unread messages are seen.
+        """
+        last = conversation.last_id or 0
+        was = conversation.has_newer
+        conversation.has_newer = has_newer or conversation.newest_unheld > last
+        if conversation.has_newer:
+            return
+        conversation.newest_unheld = 0
+        if was and conversation.key == self.viewed:
+            self.set_viewed(conversation.key)
+
+    def _tell_history(self, conversation: Conversation) -> None:
+        self._tell(
+            HistoryStateChanged(
+                conversation.key,
+                conversation.has_older,
+                conversation.loading_older,
+                conversation.has_newer,
+                conversation.loading_newer,
+            )
+        )
 
     # What the client itself does.
 
@@ -1046,15 +1236,27 @@ class ClientState:
         conversation = self.conversation(key)
         if conversation.loading_older != loading:
             conversation.loading_older = loading
-            self._tell(HistoryStateChanged(key, conversation.has_older, loading))
+            self._tell_history(conversation)
+
+    def set_loading_newer(self, key: Key, loading: bool) -> None:
+        """
+        Note that a newer page of a detached C{key} is (or is no longer) on
+        its way.
+        """
+        conversation = self.conversation(key)
+        if conversation.loading_newer != loading:
+            conversation.loading_newer = loading
+            self._tell_history(conversation)
 
     def stop_loading(self) -> None:
         """
-        Note that no older page is on its way any more (the connection that
-        asked for them is gone).
+        Note that no older nor newer page is on its way any more (the
+        connection that asked for them is gone).
         """
-        for key in [k for k, c in self.conversations.items() if c.loading_older]:
-            self.set_loading_older(key, False)
+        for conversation in self.conversations.values():
+            if conversation.loading_older or conversation.loading_newer:
+                conversation.loading_older = conversation.loading_newer = False
+                self._tell_history(conversation)
 
     def set_read_up_to(self, key: Key, message_id: int) -> None:
         """
@@ -1092,10 +1294,11 @@ class ClientState:
 
     def set_viewed(self, key: Key | None) -> None:
         """
-        Note which conversation is on screen; its unread count drops to 0.
+        Note which conversation is on screen; its unread count drops to 0,
+        unless it is detached: the messages after its window are not seen.
         """
         self.viewed = key
-        if key is None or not self.knows(key):
+        if key is None or not self.knows(key) or not self._seen(key):
             return
         conversation = self.conversation(key)
         if conversation.unread or conversation.mentions:

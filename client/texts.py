@@ -53,6 +53,10 @@ SEARCH_OFFLINE: Final = "You are offline: searching needs the connection."
 #: What a search says when it failed for a reason the client cannot name.
 SEARCH_FAILED: Final = "The search failed. Please try again."
 
+#: What opening a message (a quote, a search result) says when the server
+#: no longer shows it to us.
+MESSAGE_GONE: Final = "That message is no longer in this conversation."
+
 #: The codes after which logging in again cannot work: the session ends.
 LOGIN_REFUSED: Final = frozenset({wire.LOGIN_FAILED, wire.INVALID_USERNAME, wire.INVALID_PASSWORD})
 

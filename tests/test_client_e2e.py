@@ -15,12 +15,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from chatd.protocol import Limits
 from client.session import ChatClient
 from client.state import ONLINE, PRIVATE, ROOM, Change, ClientState
 from client.ui.app import ChatApp
 from client.ui.models import KindRole, SenderRole, StatusRole, UnreadRole
 from tests.qt_support import qapp
-from tests.support import start_server
+from tests.support import logged_in, start_server
 
 
 def until(state: ClientState, condition: Callable[[], bool]) -> Deferred[None]:
@@ -62,13 +63,16 @@ def click(widget: Any) -> None:
 
 class TwoClientsTests(TestCase):
     """
-    Two people register, befriend, chat one to one and in a room.
+    Two people register, befriend, chat one to one and in a room, and
+    open a message far back in a busy room.
     """
 
     timeout = 30
 
-    async def start_app(self, port: int, username: str) -> ChatApp:
+    async def start_app(self, port: int, username: str, register: bool = True) -> ChatApp:
         """
+        @param register: whether to register C{username} first, or only
+            log in.
         @return: a client app that registered C{username} through its login
             window and is logged in.
         """
@@ -89,7 +93,8 @@ class TwoClientsTests(TestCase):
         self.addCleanup(lambda: Deferred.fromCoroutine(close()))
         app.start()
         login = app.login_window
-        click(login.register_tab)
+        if register:
+            click(login.register_tab)
         login.username.setText(username)
         login.password.setText("secret1")
         login.password_again.setText("secret1")
@@ -201,3 +206,45 @@ class TwoClientsTests(TestCase):
         self.assertEqual(rows(a.history_view.model(), SenderRole), ["ncr", "lzy"])
         self.assertEqual(rows(a.rooms_model, UnreadRole), [0])
         self.assertEqual(b.conversation_title.text(), f"room1({room_id})")
+
+    async def test_open_a_search_result_far_back(self) -> None:
+        """
+        A search result far back in a busy room opens as the window around
+        it (not every page from now back to it), and "Jump to latest" comes
+        back to the newest messages.
+        """
+        running = await start_server(self, limits=Limits(rate=10_000.0, burst=10_000))
+        ncr = await logged_in(self, running.port, "ncr")
+        lzy = await logged_in(self, running.port, "lzy")
+        created = await lzy.request("create_room", name="busy")
+        room_id = created["room"]["id"]
+        await ncr.request("join_room", name="busy")
+        await ncr.close()
+        sent = []
+        for n in range(200):
+            text = "the needle" if n == 59 else f"chatter {n}"
+            reply = await lzy.request(
+                "send_message", target_type=ROOM, target_id=room_id, message=text
+            )
+            sent.append(reply["message"]["id"])
+        needle = sent[59]
+
+        app = await self.start_app(running.port, "ncr", register=False)
+        state, main = app.state, app.main_window
+        room = (ROOM, room_id)
+        page = await app.client.search("needle")
+        (found,) = page.messages
+        self.assertEqual(found.id, needle)
+        main.open_search_result(found)
+        conversation = state.conversation(room)
+        await until(state, lambda: conversation.holds(needle) and conversation.detached)
+        self.assertEqual([m.id for m in conversation.messages], sent[35:85])
+        view = main.history_view
+        self.assertEqual(view.currentIndex().data(), "the needle")
+        self.assertTrue(view.latest_button.isVisibleTo(main))
+
+        click(view.latest_button)
+        await until(state, lambda: not conversation.detached)
+        self.assertEqual([m.id for m in conversation.messages], sent[150:])
+        self.assertEqual(rows(view.model())[-1], "chatter 199")
+        self.assertFalse(view.latest_button.isVisibleTo(main))

@@ -488,6 +488,43 @@ class WindowTests(AppTestCase):
         )
         self.assertEqual(self.main.history_view.currentIndex().row(), 0)
 
+    def test_quote_of_a_message_far_back_loads_around_it(self) -> None:
+        """
+        A click on a quote of a message far back loads the window around
+        it, in two requests, and marks it.
+        """
+        key = (PRIVATE, 2)
+        self.main.select(key)
+        newest = [message(i, LZY, PRIVATE, 1, f"m{i}") for i in range(900, 950)]
+        newest[-1] = message(949, LZY, PRIVATE, 1, "as planned", reply_to=QUOTED)
+        self.server.reply(
+            self.server.take("history"),
+            "history",
+            target_type=PRIVATE,
+            target_id=2,
+            messages=newest,
+            has_more=True,
+        )
+        self.app.processEvents()
+        self.server.sent()
+        self.model = self.main.timeline(key)
+        where = self.hit(49, "quote")
+        QTest.mouseClick(self.main.history_view.viewport(), Qt.MouseButton.LeftButton, pos=where)
+        before, after = self.server.sent()
+        self.assertEqual((before["before"], after["after"]), (6, 5))
+        window = {"target_type": PRIVATE, "target_id": 2, "has_more": False}
+        self.server.reply(
+            before, "history", messages=[message(5, LZY, PRIVATE, 1, "the plan")], **window
+        )
+        self.server.reply(
+            after,
+            "history",
+            messages=[message(i, LZY, PRIVATE, 1, f"m{i}") for i in range(6, 31)],
+            **{**window, "has_more": True},
+        )
+        self.assertEqual(self.main.history_view.currentIndex().data(), "the plan")
+        self.assertEqual(self.main.history_view.currentIndex().row(), 0)
+
     def test_picker_reacts(self) -> None:
         """
         The emoji picker offers the common emoji and any typed one, and

@@ -35,6 +35,7 @@ from client.ui.models import (
     KeyRole,
     SenderRole,
     TimeRole,
+    UnreadRole,
     result_time,
 )
 from client.ui.widgets import SEARCH_DELAY, SearchPanel
@@ -625,45 +626,201 @@ class SearchPanelTests(AppTestCase):
         self.assertEqual(self.main.current, (ROOM, 1))
         self.assertEqual(self.main.history_view.currentIndex().row(), 0)
 
+    def reply_history(self, request: dict[str, Any], key: Any, ids: Any, has_more: bool) -> None:
+        """
+        Answer the history C{request} of C{key} with lzy's messages C{ids}.
+        """
+        target = 1 if key[0] == PRIVATE else key[1]
+        self.server.reply(
+            request,
+            "history",
+            target_type=key[0],
+            target_id=key[1],
+            messages=[message(i, LZY, key[0], target, f"m{i}") for i in ids],
+            has_more=has_more,
+        )
+        self.app.processEvents()
+
+    def histories(self) -> list[dict[str, Any]]:
+        """
+        @return: the history requests the server got since last asked (the
+            other requests it got are dropped).
+        """
+        return [r for r in self.server.sent() if r["type"] == "history"]
+
     def test_click_opens_an_older_message(self) -> None:
         """
-        A click on a result in a conversation not opened yet loads its
-        newest page, then older pages until the message is there, and
-        marks it.
+        A click on a result far back in a conversation not opened yet
+        loads its newest page, then the window around the message (not
+        page after page back to it), and marks it; "Jump to latest" shows.
         """
         spy = QSignalSpy(self.panel.result_opened)
         self.found(self.search("plan"), [message(12, LZY, PRIVATE, 1, "the plan")])
         self.click_result(0)
         self.assertEqual(len(spy), 1)
         self.assertEqual(self.main.current, (PRIVATE, 2))
-        latest = self.server.take("history")
-        self.assertNotIn("before", latest)
-        pages = [
-            (latest, range(40, 45), True),
-            (None, range(30, 40), True),
-            (None, range(10, 30), True),
-        ]
-        for request, ids, has_more in pages:
-            if request is None:
-                request = self.server.take("history")
-                self.assertEqual(request["before"], ids.stop)
-            self.server.reply(
-                request,
-                "history",
-                target_type=PRIVATE,
-                target_id=2,
-                messages=[message(i, LZY, PRIVATE, 1, f"m{i}") for i in ids],
-                has_more=has_more,
-            )
-        self.app.processEvents()
+        (latest,) = self.histories()
+        self.assertEqual((latest.get("before"), latest.get("after")), (None, None))
+        self.reply_history(latest, (PRIVATE, 2), range(1000, 1050), True)
+        before, after = self.histories()
+        self.assertEqual((before["before"], before["limit"]), (13, 25))
+        self.assertEqual((after["after"], after["limit"]), (12, 25))
+        self.reply_history(before, (PRIVATE, 2), range(1, 13), False)
+        self.reply_history(after, (PRIVATE, 2), range(13, 38), True)
+        self.assertEqual(self.histories(), [])
         view = self.main.history_view
         self.assertEqual(view.currentIndex().data(), "m12")
-        self.assertEqual(view.currentIndex().row(), 2)
+        self.assertEqual(view.currentIndex().row(), 11)
+        self.assertEqual(view.model().rowCount(), 37)
+        self.assertTrue(view.latest_button.isVisible())
+        self.session.clock.advance(2)
+        self.assertEqual(view.selectedIndexes(), [])
+
+    def open_far(self) -> Any:
+        """
+        Open room1 at its newest messages (1000-1049), then a result far
+        back in it (500), answering its window (476-525).
+
+        @return: the timeline view.
+        """
+        self.open((ROOM, 1), [message(i, LZY, ROOM, 1, f"m{i}") for i in range(1000, 1050)], True)
+        check_model(self, self.main.history_view.model())
+        self.server.sent()
+        self.found(self.search("plan"), [message(500, LZY, ROOM, 1, "the plan")])
+        self.panel.open_result(0)
+        before, after = self.histories()
+        self.assertEqual((before["before"], before["limit"]), (501, 25))
+        self.assertEqual((after["after"], after["limit"]), (500, 25))
+        self.reply_history(before, (ROOM, 1), range(476, 501), True)
+        self.reply_history(after, (ROOM, 1), range(501, 526), True)
+        view = self.main.history_view
+        self.assertEqual(view.currentIndex().data(), "m500")
+        self.assertEqual(self.histories(), [])
+        return view
+
+    def test_far_result_in_an_opened_conversation(self) -> None:
+        """
+        In a conversation open at its newest messages, a result far back
+        replaces them by the window around it, marked; new messages pushed
+        meanwhile are not shown but counted unread, and notify when the
+        conversation is not in view.
+        """
+        view = self.open_far()
+        model = view.model()
+        self.assertEqual(rows(model)[0], "m476")
+        self.assertEqual(rows(model)[-1], "m525")
+        self.assertTrue(view.latest_button.isVisible())
+        self.server.push("on_new_message", message=message(2000, LZY, ROOM, 1, "news"))
+        self.assertEqual(model.rowCount(), 50)
+        self.assertEqual(rows(self.main.rooms_model, UnreadRole), [1])
+        self.assertEqual([r for r in self.server.sent() if r["type"] == "mark_read"], [])
+        self.main.select((PRIVATE, 2))
+        self.server.sent()
+        self.server.push("on_new_message", message=message(2001, LZY, ROOM, 1, "more news"))
+        self.assertEqual(self.chat.notifier.last, ("lzy in room1", "more news", (ROOM, 1)))
+        # Coming back shows the same window, asking for nothing.
+        self.main.select((ROOM, 1))
+        self.assertEqual(self.histories(), [])
+        self.assertEqual(rows(view.model())[0], "m476")
+        self.assertTrue(view.latest_button.isVisible())
+
+    def test_jump_to_latest(self) -> None:
+        """
+        "Jump to latest" loads the newest page instead of the window and
+        shows it at the bottom, its unread messages seen.
+        """
+        view = self.open_far()
+        self.server.push("on_new_message", message=message(2000, LZY, ROOM, 1, "news"))
+        QTest.mouseClick(view.latest_button, Qt.MouseButton.LeftButton)
+        (newest,) = self.histories()
+        self.assertEqual((newest.get("before"), newest.get("after")), (None, None))
+        self.reply_history(newest, (ROOM, 1), range(1951, 2001), True)
+        self.assertEqual(rows(view.model())[-1], "m2000")
+        self.assertFalse(view.latest_button.isVisible())
+        bar = view.verticalScrollBar()
+        self.assertEqual(bar.value(), bar.maximum())
+        self.assertEqual(rows(self.main.rooms_model, UnreadRole), [0])
+        self.assertEqual(self.server.take("mark_read")["message_id"], 2000)
+        # Attached again: pushed messages show as they come.
+        self.server.push("on_new_message", message=message(2001, LZY, ROOM, 1, "now"))
+        self.assertEqual(rows(view.model())[-1], "now")
+
+    def test_scrolling_down_loads_newer_pages(self) -> None:
+        """
+        Scrolled to the bottom of the window, the page after it is asked
+        for and shows below without moving the view; the last one attaches
+        the conversation again.
+        """
+        view = self.open_far()
+        bar = view.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        (page,) = self.histories()
+        self.assertEqual((page["after"], page["limit"]), (525, 50))
+        bar.setValue(bar.maximum() - 1)
+        bar.setValue(bar.maximum())
+        self.assertEqual(self.histories(), [])
+        at = bar.value()
+        self.reply_history(page, (ROOM, 1), range(526, 576), True)
+        self.assertEqual(bar.value(), at)
+        self.assertLess(bar.value(), bar.maximum())
+        self.assertEqual(self.histories(), [])
+        self.assertTrue(view.latest_button.isVisible())
+        bar.setValue(bar.maximum())
+        (page,) = self.histories()
+        self.assertEqual(page["after"], 575)
+        self.reply_history(page, (ROOM, 1), range(576, 580), False)
+        self.assertFalse(view.latest_button.isVisible())
+        self.assertEqual(rows(view.model())[-1], "m579")
+        bar.setValue(bar.maximum() - 1)
+        bar.setValue(bar.maximum())
+        self.assertEqual(self.histories(), [])
+
+    def test_sending_from_a_window_goes_back_to_now(self) -> None:
+        """
+        Sending in a conversation showing a window far back loads its
+        newest page first; the message shows after it, at the bottom.
+        """
+        view = self.open_far()
+        self.main.compose.setPlainText("back to now")
+        QTest.keyClick(self.main.compose, Qt.Key.Key_Return)
+        newest, send = [r for r in self.server.sent() if r["type"] != "typing"]
+        self.assertEqual(
+            (newest["type"], newest.get("before"), newest.get("after")), ("history", None, None)
+        )
+        self.assertEqual(send["type"], "send_message")
+        self.reply_history(newest, (ROOM, 1), range(1001, 1051), True)
+        self.server.reply(
+            send,
+            "on_new_message",
+            message=message(1051, NCR, ROOM, 1, "back to now", send["client_msg_id"]),
+        )
+        self.app.processEvents()
+        self.assertEqual(rows(view.model())[-1], "back to now")
+        self.assertFalse(view.latest_button.isVisible())
+        bar = view.verticalScrollBar()
+        self.assertEqual(bar.value(), bar.maximum())
+
+    def test_far_result_no_longer_there(self) -> None:
+        """
+        A result far back that the server no longer shows says so, and
+        what was shown stays.
+        """
+        self.open((ROOM, 1), [message(i, LZY, ROOM, 1, f"m{i}") for i in range(1000, 1050)], True)
+        self.server.sent()
+        self.found(self.search("plan"), [message(500, LZY, ROOM, 1, "the plan")])
+        self.panel.open_result(0)
+        before, after = self.histories()
+        self.reply_history(before, (ROOM, 1), range(470, 500), True)
+        self.reply_history(after, (ROOM, 1), range(501, 526), True)
+        self.assertEqual(self.main.notice_bar.text(), texts.MESSAGE_GONE)
+        self.assertEqual(rows(self.main.history_view.model())[0], "m1000")
+        self.assertFalse(self.main.history_view.latest_button.isVisible())
 
     def test_open_a_message_pages_back_in_an_opened_conversation(self) -> None:
         """
-        In a conversation already open, a result two pages older than what
-        is held loads both pages, then marks it.
+        In a conversation already open, a result within a page of the
+        oldest message held loads the pages before it until it is there
+        (here the server's pages are short), then marks it.
         """
         self.open((ROOM, 1), [message(i, LZY, ROOM, 1, f"m{i}") for i in range(40, 45)], True)
         self.found(self.search("plan"), [message(12, LZY, ROOM, 1, "the plan")])

@@ -5,10 +5,12 @@ transports and a fake clock: no reactor, no Qt.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from client.protocol import ChatError, Disconnected
-from client.session import default_retry_policy
+from client.session import AROUND_PAGE, PAGE_SIZE, default_retry_policy
 from client.state import (
     CONNECTING,
     OFFLINE,
@@ -486,3 +488,212 @@ class ConversationTests(SynchronousTestCase):
         self.assertEqual(list(self.session.state.rooms), [2])
         self.assertIn(4, self.session.state.friends)
         self.assertEqual(self.successResultOf(rooms)[0]["name"], "room1")
+
+
+def lzy_messages(ids: Any) -> list[dict[str, Any]]:
+    """
+    @return: lzy's messages C{ids} to ncr.
+    """
+    return [message(i, LZY, PRIVATE, 1, f"m{i}") for i in ids]
+
+
+class WindowTests(SynchronousTestCase):
+    """
+    Showing a message far back: the window around it, the pages after it,
+    and what sending and reconnecting do meanwhile.
+    """
+
+    key = (PRIVATE, 2)
+
+    def setUp(self) -> None:
+        self.session = Session()
+        self.session.log_in()
+        self.server = self.session.server
+        self.client = self.session.client
+        self.conversation = self.session.state.conversation(self.key)
+        self.client.view(self.key)
+        self.answer(self.server.take("history"), range(1000, 1050), True)
+        self.server.sent()
+
+    def answer(self, request: dict[str, Any], ids: Any, has_more: bool, server: Any = None) -> None:
+        """
+        Answer the history C{request} with lzy's messages C{ids}.
+        """
+        (server or self.server).reply(
+            request,
+            "history",
+            target_type=PRIVATE,
+            target_id=2,
+            messages=lzy_messages(ids),
+            has_more=has_more,
+        )
+
+    def history(self, server: Any = None) -> list[dict[str, Any]]:
+        """
+        @return: the history requests sent since last asked, without their
+            envelope.
+        """
+        sent = (server or self.server).sent()
+        return [
+            {k: v for k, v in r.items() if k not in ("type", "id", "target_type", "target_id")}
+            for r in sent
+            if r["type"] == "history"
+        ]
+
+    def detach(self) -> None:
+        """
+        Show message 500: the window of 476-525.
+        """
+        d = self.client.load_around(self.key, 500)
+        before = self.server.take("history")
+        after = self.server.take("history")
+        self.answer(before, range(476, 501), True)
+        self.answer(after, range(501, 526), True)
+        self.assertTrue(self.successResultOf(d))
+        self.server.sent()
+
+    def test_load_around_asks_for_both_sides(self) -> None:
+        """
+        A message far back is loaded with the 24 before it and the 25 after
+        it, in two requests sent at once; they replace what is held.
+        """
+        d = self.client.load_around(self.key, 500)
+        before, after = self.server.sent()
+        self.assertEqual(
+            (before["target_type"], before["target_id"], before["before"], before["limit"]),
+            (PRIVATE, 2, 501, AROUND_PAGE),
+        )
+        self.assertEqual((after["after"], after["limit"]), (500, AROUND_PAGE))
+        self.assertNotIn("after", before)
+        self.assertNotIn("before", after)
+        self.answer(before, range(476, 501), True)
+        self.assertNoResult(d)
+        self.answer(after, range(501, 526), True)
+        self.assertTrue(self.successResultOf(d))
+        self.assertEqual([m.id for m in self.conversation.messages], list(range(476, 526)))
+        self.assertTrue(self.conversation.detached)
+        # Nothing beyond the window is marked read.
+        self.assertEqual(self.server.sent(), [])
+
+    def test_message_no_longer_shown(self) -> None:
+        """
+        When the server no longer shows the message (deleted for good, or
+        before we joined), nothing changes.
+        """
+        d = self.client.load_around(self.key, 500)
+        before, after = self.server.sent()
+        self.answer(before, range(470, 500), True)
+        self.answer(after, range(501, 526), True)
+        self.assertFalse(self.successResultOf(d))
+        self.assertEqual(self.conversation.first_id, 1000)
+        self.assertFalse(self.conversation.detached)
+
+    def test_load_around_refused(self) -> None:
+        """
+        A refused window fails with the refusal, and the other request's
+        failure is not left unhandled.
+        """
+        d = self.client.load_around(self.key, 500)
+        before, after = self.server.sent()
+        self.server.error(before, "not_friends", "You are not friends.")
+        self.server.error(after, "not_friends", "You are not friends.")
+        self.assertEqual(self.failureResultOf(d, ChatError).value.code, "not_friends")
+        self.assertEqual(self.conversation.first_id, 1000)
+
+    def test_load_around_offline(self) -> None:
+        """
+        Offline, a window fails at once.
+        """
+        self.server.drop()
+        self.failureResultOf(self.client.load_around(self.key, 500), Disconnected)
+
+    def test_newer_pages_until_attached(self) -> None:
+        """
+        Newer pages of a detached conversation are asked after its newest
+        message held, one at a time; the last one attaches it again and
+        its newest message is marked read.
+        """
+        self.detach()
+        self.server.push("on_new_message", message=message(2000, LZY, PRIVATE, 1, "new"))
+        self.assertEqual(self.server.sent(), [])  # not held, so not read
+        self.client.load_newer(self.key)
+        self.client.load_newer(self.key)
+        (page,) = self.server.sent()
+        self.assertEqual((page["after"], page["limit"]), (525, PAGE_SIZE))
+        self.assertTrue(self.conversation.loading_newer)
+        self.answer(page, range(526, 576), True)
+        self.assertTrue(self.conversation.detached)
+        self.assertEqual(self.server.sent(), [])
+        self.client.load_newer(self.key)
+        page = self.server.take("history")
+        self.assertEqual(page["after"], 575)
+        self.answer(page, [*range(576, 600), 2000], False)
+        self.assertFalse(self.conversation.detached)
+        self.assertEqual(self.server.take("mark_read")["message_id"], 2000)
+        self.client.load_newer(self.key)
+        self.assertEqual(self.server.sent(), [])
+
+    def test_send_attaches_first(self) -> None:
+        """
+        Sending to a detached conversation first asks for its newest page,
+        so that the message shows after it, then sends.
+        """
+        self.detach()
+        self.client.send(self.key, "back to now")
+        newest, send = self.server.sent()
+        self.assertEqual(newest["type"], "history")
+        self.assertEqual((newest.get("before"), newest.get("after")), (None, None))
+        self.assertEqual(send["type"], "send_message")
+        self.answer(newest, range(1001, 1051), True)
+        self.assertFalse(self.conversation.detached)
+        stored = message(1051, NCR, PRIVATE, 2, "back to now", client_msg_id="m1")
+        self.server.reply(send, "on_new_message", message=stored)
+        self.assertEqual(self.conversation.last_id, 1051)
+        self.assertEqual(self.conversation.pending, [])
+
+    def test_send_offline_attaches_on_reconnect(self) -> None:
+        """
+        A message written offline in a detached conversation goes out
+        after its newest page is asked for, once back.
+        """
+        self.detach()
+        self.server.drop()
+        self.client.send(self.key, "later")
+        server = self.session.reconnect()
+        newest, send = [r for r in server.sent() if r["type"] in ("history", "send_message")]
+        self.assertEqual((newest["type"], newest.get("after")), ("history", None))
+        self.assertEqual(send["message"], "later")
+
+    def test_catch_up_leaves_a_detached_conversation(self) -> None:
+        """
+        After a reconnect a detached conversation, even on screen, is not
+        paged through from its window to now, nor reloaded: it keeps its
+        window; the attached ones are caught up as before.
+        """
+        self.server.push("on_new_message", message=message(1100, LZY, ROOM, 1, "room"))
+        self.detach()
+        server = self.session.reconnect()
+        self.assertEqual(self.history(server), [{"after": 1100, "limit": 100}])
+        self.assertEqual(server.sent(), [])
+        self.assertEqual(self.conversation.first_id, 476)
+        self.assertTrue(self.conversation.detached)
+
+    def test_stale_older_page_is_dropped(self) -> None:
+        """
+        An older page asked for before the window asked for earlier
+        arrived (so, before what it replaced) is dropped when it arrives:
+        it would leave a gap.
+        """
+        d = self.client.load_around(self.key, 500)
+        self.client.load_older(self.key)
+        before, after, older = self.server.sent()
+        self.assertEqual(older["before"], 1000)
+        self.answer(before, range(476, 501), True)
+        self.answer(after, range(501, 526), True)
+        self.assertTrue(self.successResultOf(d))
+        self.assertFalse(self.conversation.loading_older)
+        self.answer(older, range(950, 1000), True)
+        self.assertEqual([m.id for m in self.conversation.messages], list(range(476, 526)))
+        # The window's own older page is asked for as usual.
+        self.client.load_older(self.key)
+        self.assertEqual(self.server.take("history")["before"], 476)

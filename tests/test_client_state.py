@@ -27,6 +27,8 @@ from client.state import (
     HistoryStateChanged,
     MembersChanged,
     Message,
+    MessageChanged,
+    MessageOutsideWindow,
     MessagesInserted,
     Notice,
     PendingAdded,
@@ -35,6 +37,7 @@ from client.state import (
     ReadUpToChanged,
     Reset,
     SignedOut,
+    TimelineReset,
     parse_time,
 )
 from tests.qt_support import LZY, NCR, WH, login_info, member, message, room, user
@@ -424,6 +427,222 @@ class PushTests(StateTestCase):
         self.assertEqual((self.state.friends, self.state.rooms), ({}, {}))
 
 
+def page(ids: Any, has_more: bool, key: tuple[int, int] = (ROOM, 1)) -> dict[str, Any]:
+    """
+    @return: a C{history} reply of C{key} holding lzy's messages C{ids}.
+    """
+    messages = [message(i, LZY, key[0], 1 if key[0] == PRIVATE else key[1], f"m{i}") for i in ids]
+    return {
+        "type": "history",
+        "target_type": key[0],
+        "target_id": key[1],
+        "messages": messages,
+        "has_more": has_more,
+    }
+
+
+class WindowTests(StateTestCase):
+    """
+    A window of messages far back: the conversation detached from its
+    newest messages, and attached again.
+    """
+
+    key = (ROOM, 1)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.state.set_viewed(self.key)
+        self.state.apply_history(page(range(1000, 1050), True), "latest")
+        self.conversation = self.state.conversation(self.key)
+        self.changes.clear()
+
+    def ids(self) -> list[int]:
+        return [m.id for m in self.conversation.messages]
+
+    def detach(self) -> None:
+        """
+        Hold the window around message 500: 476-500 and 501-525.
+        """
+        self.state.apply_window(page(range(476, 501), True), page(range(501, 526), True))
+
+    def test_window_replaces_what_is_held(self) -> None:
+        """
+        A window around a message far back replaces what is held, in one
+        reset of the timeline: the conversation is detached, with older
+        and newer messages on the server.
+        """
+        generation = self.conversation.generation
+        self.detach()
+        self.assertEqual(self.ids(), list(range(476, 526)))
+        self.assertTrue(self.conversation.detached)
+        self.assertTrue(self.conversation.has_older)
+        self.assertGreater(self.conversation.generation, generation)
+        (reset,) = self.of(TimelineReset)
+        self.assertEqual(reset.key, self.key)
+        self.assertEqual([e.id for e in reset.entries], self.ids())  # type: ignore[union-attr]
+        self.assertEqual((reset.has_older, reset.has_newer), (True, True))
+        self.assertEqual(self.of(MessagesInserted), [])
+        state = self.of(HistoryStateChanged)[-1]
+        self.assertEqual((state.has_older, state.has_newer), (True, True))
+        self.assertEqual(self.state.catch_up_points(), [])
+
+    def test_window_at_the_start(self) -> None:
+        """
+        A window reaching the conversation's first message has nothing
+        older.
+        """
+        self.state.apply_window(page(range(3, 9), False), page(range(9, 34), True))
+        self.assertFalse(self.conversation.has_older)
+        self.assertTrue(self.conversation.detached)
+
+    def test_overlapping_window_is_merged(self) -> None:
+        """
+        A window that overlaps what is held makes one run with it: no
+        reset, still attached.
+        """
+        self.state.apply_window(page(range(990, 1001), True), page(range(1001, 1026), True))
+        self.assertEqual(self.ids(), list(range(990, 1050)))
+        self.assertFalse(self.conversation.detached)
+        self.assertTrue(self.conversation.has_older)
+        self.assertEqual(self.of(TimelineReset), [])
+        (inserted,) = self.of(MessagesInserted)
+        self.assertEqual((inserted.row, len(inserted.messages)), (0, 10))
+
+    def test_pending_stays_after_a_reset(self) -> None:
+        """
+        A message on its way stays at the end of the timeline through the
+        reset, and is settled by its stored copy in a later page.
+        """
+        self.state.add_pending(self.key, "mine", "c1")
+        self.detach()
+        (reset,) = self.of(TimelineReset)
+        self.assertEqual(reset.entries[-1], self.conversation.pending[0])
+        self.assertEqual(len(reset.entries), 51)
+
+    def test_pushed_message_is_not_held_and_is_unread(self) -> None:
+        """
+        A message pushed to a detached conversation, even the one on
+        screen, is not held (that would leave a gap): it counts as unread,
+        and the listeners hear of it apart.
+        """
+        self.detach()
+        self.changes.clear()
+        self.push("on_new_message", message=message(2000, LZY, ROOM, 1, "new", mentions=[1]))
+        self.assertFalse(self.conversation.holds(2000))
+        self.assertEqual(self.of(MessagesInserted), [])
+        (outside,) = self.of(MessageOutsideWindow)
+        self.assertEqual((outside.key, outside.message.id), (self.key, 2000))
+        self.assertEqual((self.conversation.unread, self.conversation.mentions), (1, 1))
+        self.assertEqual(self.of(ContactChanged)[-1].contact.unread, 1)
+        # Viewing it again does not make those seen.
+        self.state.set_viewed(self.key)
+        self.assertEqual(self.conversation.unread, 1)
+
+    def test_our_message_beyond_the_window_settles_its_pending(self) -> None:
+        """
+        The stored copy of our own message, beyond the window, is not held
+        either, but it is no longer pending.
+        """
+        self.detach()
+        self.state.add_pending(self.key, "mine", "c1")
+        self.reply("on_new_message", message=message(2000, NCR, ROOM, 1, "mine", "c1"))
+        self.assertEqual(self.conversation.pending, [])
+        self.assertFalse(self.conversation.holds(2000))
+        self.assertEqual(self.of(MessageOutsideWindow), [])
+        self.assertEqual(self.conversation.unread, 0)
+
+    def test_edits_apply_to_the_window(self) -> None:
+        """
+        Edits of messages held in a window apply as anywhere.
+        """
+        self.detach()
+        self.push("message_edited", message=message(480, LZY, ROOM, 1, "fixed"))
+        (changed,) = self.of(MessageChanged)
+        self.assertEqual((changed.row, changed.message.text), (4, "fixed"))
+
+    def test_pages_after_attach_again(self) -> None:
+        """
+        Pages after the window extend it; the last one (nothing more)
+        attaches the conversation again, and its unread messages on screen
+        are seen.
+        """
+        self.detach()
+        self.push("on_new_message", message=message(2000, LZY, ROOM, 1, "new"))
+        self.state.set_loading_newer(self.key, True)
+        self.state.apply_history(page(range(526, 576), True), "after")
+        self.assertTrue(self.conversation.detached)
+        self.assertFalse(self.conversation.loading_newer)
+        self.assertEqual(self.conversation.unread, 1)
+        self.state.apply_history(page([*range(576, 600), 2000], False), "after")
+        self.assertFalse(self.conversation.detached)
+        self.assertEqual(self.ids(), [*range(476, 600), 2000])
+        self.assertEqual(self.conversation.unread, 0)
+        self.assertEqual(self.of(ContactChanged)[-1].contact.unread, 0)
+        state = self.of(HistoryStateChanged)[-1]
+        self.assertEqual((state.has_newer, state.loading_newer), (False, False))
+        self.assertEqual(self.state.catch_up_points(), [(self.key, 2000)])
+
+    def test_last_page_before_a_push_does_not_attach(self) -> None:
+        """
+        A last page after the window that ends before a message pushed
+        meanwhile does not attach the conversation: that message is still
+        to come.
+        """
+        self.detach()
+        self.push("on_new_message", message=message(2000, LZY, ROOM, 1, "new"))
+        self.state.apply_history(page(range(526, 576), False), "after")
+        self.assertTrue(self.conversation.detached)
+        self.state.apply_history(page([2000], False), "after")
+        self.assertFalse(self.conversation.detached)
+
+    def test_newest_page_attaches_again(self) -> None:
+        """
+        The newest page loaded again replaces the window: attached, with
+        the older messages still on the server.
+        """
+        self.detach()
+        self.changes.clear()
+        self.state.apply_history(page(range(1951, 2001), True), "latest")
+        self.assertEqual(self.ids(), list(range(1951, 2001)))
+        self.assertFalse(self.conversation.detached)
+        self.assertTrue(self.conversation.has_older)
+        (reset,) = self.of(TimelineReset)
+        self.assertEqual((reset.has_older, reset.has_newer), (True, False))
+
+    def test_newest_page_of_an_attached_conversation_is_merged(self) -> None:
+        """
+        The newest page loaded again while attached (after a reconnect)
+        adds to what is held, which reaches further back.
+        """
+        self.state.apply_history(page(range(1, 1000), False), "before")
+        self.changes.clear()
+        self.state.apply_history(page(range(1010, 1060), True), "latest")
+        self.assertEqual(self.ids(), list(range(1, 1060)))
+        self.assertFalse(self.conversation.has_older)
+        self.assertEqual(self.of(TimelineReset), [])
+
+    def test_reconnect_keeps_unread_of_a_detached_conversation(self) -> None:
+        """
+        login_info's unread count of the detached conversation on screen
+        is kept: its newest messages are not seen.
+        """
+        self.detach()
+        unread = [{"target_type": 1, "target_id": 1, "count": 3, "last_message_id": 9}]
+        self.push("login_info", **login_info(unread=unread))
+        self.assertEqual(self.conversation.unread, 3)
+
+    def test_stop_loading_newer(self) -> None:
+        """
+        A newer page on its way when the connection goes is no longer
+        loading.
+        """
+        self.detach()
+        self.state.set_loading_newer(self.key, True)
+        self.state.stop_loading()
+        self.assertFalse(self.conversation.loading_newer)
+        self.assertFalse(self.of(HistoryStateChanged)[-1].loading_newer)
+
+
 def _messages(ids: list[int]) -> list[dict[str, Any]]:
     return [message(i, LZY if i % 2 else NCR, 1, 1, f"m{i}") for i in ids]
 
@@ -441,14 +660,17 @@ class TimelineEventsTests(SynchronousTestCase):
                 st.tuples(st.just("insert"), st.lists(st.integers(1, 40), max_size=6)),
                 st.tuples(st.just("send"), st.integers(1, 40)),
                 st.tuples(st.just("fail"), st.integers(0, 5)),
+                st.tuples(st.just("window"), st.integers(1, 40)),
+                st.tuples(st.just("latest"), st.just(0)),
             ),
             max_size=25,
         )
     )
     def test_replayed_changes_match_timeline(self, operations: list[tuple[str, Any]]) -> None:
         """
-        Any mix of inserts (in any order, with duplicates), sends, settles
-        and refusals replays into the conversation's timeline.
+        Any mix of inserts (in any order, with duplicates), sends, settles,
+        refusals, windows far back and newest pages replays into the
+        conversation's timeline.
         """
         state = ClientState()
         state.apply_push({"type": "login_info", **login_info()})
@@ -464,6 +686,10 @@ class TimelineEventsTests(SynchronousTestCase):
                 del mirror[change.row]
             elif isinstance(change, PendingChanged):
                 mirror[change.row] = change.pending
+            elif isinstance(change, MessageChanged):
+                mirror[change.row] = change.message
+            elif isinstance(change, TimelineReset):
+                mirror[:] = change.entries
 
         state.add_listener(apply)
         sent: list[tuple[str, int]] = []
@@ -478,6 +704,17 @@ class TimelineEventsTests(SynchronousTestCase):
                 sent.append((client_msg_id, 100 + arg))
             elif op == "fail" and sent:
                 state.fail_pending(sent[arg % len(sent)][0], "No.")
+            elif op == "window":
+                older = {"target_type": 1, "target_id": 1, "has_more": arg > 4}
+                newer = {**older, "has_more": arg < 36}
+                older["messages"] = _messages(list(range(max(1, arg - 4), arg + 1)))
+                newer["messages"] = _messages(list(range(arg + 1, min(40, arg + 4) + 1)))
+                state.apply_window(older, newer)
+            elif op == "latest":
+                state.apply_history(
+                    {"target_type": 1, "target_id": 1, "messages": _messages(list(range(36, 41)))},
+                    "latest",
+                )
             if op == "insert" and sent and arg:
                 # The server acknowledges the oldest send in between.
                 client_msg_id, message_id = sent.pop(0)

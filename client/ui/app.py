@@ -21,7 +21,16 @@ from client import texts
 from client.protocol import ChatError, Disconnected
 from client.search import SearchPage, SearchRequest
 from client.session import ChatClient
-from client.state import ONLINE, ROOM, Key, Message, MessagesInserted, Payload, User
+from client.state import (
+    ONLINE,
+    ROOM,
+    Key,
+    Message,
+    MessageOutsideWindow,
+    MessagesInserted,
+    Payload,
+    User,
+)
 from client.ui.bridge import StateBridge
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
@@ -130,6 +139,9 @@ class ChatApp(QObject):
         main = self.main_window
         main.conversation_selected.connect(client.view)
         main.older_requested.connect(client.load_older)
+        main.newer_requested.connect(client.load_newer)
+        main.latest_requested.connect(client.load_latest)
+        main.around_requested.connect(self.load_around)
         main.send_requested.connect(self.send)
         main.edit_requested.connect(self.edit)
         main.delete_requested.connect(self.delete)
@@ -149,6 +161,7 @@ class ChatApp(QObject):
         main.closed.connect(self._window_closed)
 
         self.bridge.messages_inserted.connect(self._messages_inserted)
+        self.bridge.message_outside_window.connect(self._message_outside_window)
         self.bridge.signed_out.connect(self._signed_out)
         self.bridge.connection_changed.connect(self._connection_changed)
         self.notifier.activated.connect(self._show_conversation)
@@ -270,24 +283,50 @@ class ChatApp(QObject):
         if status == ONLINE:
             self.main_window.withdraw_notice(texts.OFFLINE_SEND)
 
+    def load_around(self, key: Key, message_id: int) -> None:
+        """
+        Load the window of messages around C{message_id}, far back in
+        C{key}, and tell the main window how it went.
+        """
+
+        def loaded(found: bool) -> None:
+            self.main_window.around_loaded(key, message_id, None if found else texts.MESSAGE_GONE)
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            self.main_window.around_loaded(key, message_id, describe(failure))
+
+        d = self.client.load_around(key, message_id)
+        d.addCallbacks(loaded, failed).addErrback(self._bug)
+
     def _messages_inserted(self, change: MessagesInserted) -> None:
-        if not change.live or self._in_view(change.key):
+        if change.live:
+            self._notify(change.key, change.messages)
+
+    def _message_outside_window(self, change: MessageOutsideWindow) -> None:
+        self._notify(change.key, (change.message,))
+
+    def _notify(self, key: Key, messages: tuple[Message, ...]) -> None:
+        """
+        Notify of new messages from others in C{key}, unless it is in view.
+        """
+        if self._in_view(key):
             return
-        for message in change.messages:
+        for message in messages:
             if message.system:
                 continue
             mentioned = self.state.me in message.mentions
             sender = message.sender_name or "?"
             if mentioned:
                 title = f"{sender} mentioned you"
-                if change.key[0] == ROOM:
-                    title += f" in {self.state.name_of(change.key)}"
-            elif change.key[0] == ROOM:
-                title = f"{sender} in {self.state.name_of(change.key)}"
+                if key[0] == ROOM:
+                    title += f" in {self.state.name_of(key)}"
+            elif key[0] == ROOM:
+                title = f"{sender} in {self.state.name_of(key)}"
             else:
                 title = sender
             text = message.text if len(message.text) <= 140 else message.text[:139] + "…"
-            self.notifier.notify(title, text, change.key)
+            self.notifier.notify(title, text, key)
 
     def _in_view(self, key: Key) -> bool:
         window = self.main_window

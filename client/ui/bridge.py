@@ -17,6 +17,7 @@ from client.state import (
     HistoryStateChanged,
     MembersChanged,
     MessageChanged,
+    MessageOutsideWindow,
     MessagesInserted,
     Notice,
     PendingAdded,
@@ -25,6 +26,7 @@ from client.state import (
     ReadUpToChanged,
     Reset,
     SignedOut,
+    TimelineReset,
     TypingChanged,
 )
 
@@ -46,6 +48,8 @@ class StateBridge(QObject):
     members_changed = pyqtSignal(object)  # MembersChanged
     messages_inserted = pyqtSignal(object)  # MessagesInserted
     message_changed = pyqtSignal(object)  # MessageChanged
+    timeline_reset = pyqtSignal(object)  # TimelineReset
+    message_outside_window = pyqtSignal(object)  # MessageOutsideWindow
     typing_changed = pyqtSignal(object)  # TypingChanged
     pending_added = pyqtSignal(object)  # PendingAdded
     pending_removed = pyqtSignal(object)  # PendingRemoved
@@ -73,6 +77,10 @@ class StateBridge(QObject):
             self.messages_inserted.emit(change)
         elif isinstance(change, MessageChanged):
             self.message_changed.emit(change)
+        elif isinstance(change, TimelineReset):
+            self.timeline_reset.emit(change)
+        elif isinstance(change, MessageOutsideWindow):
+            self.message_outside_window.emit(change)
         elif isinstance(change, TypingChanged):
             self.typing_changed.emit(change)
         elif isinstance(change, PendingAdded):

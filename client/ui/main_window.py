@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from chatd.wire import valid_message
 from client import texts
 from client.search import SearchPage, SearchRequest
+from client.session import PAGE_SIZE
 from client.state import (
     OFFLINE,
     ONLINE,
@@ -105,6 +106,9 @@ class MainWindow(QMainWindow):
 
     conversation_selected = pyqtSignal(object)  # Key | None
     older_requested = pyqtSignal(object)  # Key
+    newer_requested = pyqtSignal(object)  # Key
+    latest_requested = pyqtSignal(object)  # Key
+    around_requested = pyqtSignal(object, int)  # Key, message id
     send_requested = pyqtSignal(object, str, object)  # Key, text, Message replied to | None
     edit_requested = pyqtSignal(int, str)  # message id, new text
     delete_requested = pyqtSignal(int)  # message id
@@ -142,8 +146,10 @@ class MainWindow(QMainWindow):
         # What the input box is writing besides a new message.
         self._replying: Message | None = None
         self._editing: Message | None = None
-        # The message a click on a quote asked for, while older pages load.
+        # The message a click on a quote or a search result asked for,
+        # while pages load; and whose window around it is on its way.
         self._jumping_to: int | None = None
+        self._around: int | None = None
         self._unflash: IDelayedCall | None = None
         self._clock = clock
 
@@ -364,6 +370,8 @@ class MainWindow(QMainWindow):
         self.history_view = TimelineView()
         self.history_view.setItemDelegate(MessageDelegate(self.history_view))
         self.history_view.older_wanted.connect(self._older_wanted)
+        self.history_view.newer_wanted.connect(self._newer_wanted)
+        self.history_view.latest_wanted.connect(self._latest_wanted)
         self.history_view.quote_clicked.connect(self.jump_to)
         self.history_view.reaction_clicked.connect(self._toggle_reaction)
         self.history_view.reply_wanted.connect(self.start_reply)
@@ -439,7 +447,7 @@ class MainWindow(QMainWindow):
         self._current = key
         self.close_panels()
         self.cancel_compose()
-        self._jumping_to = None
+        self._jumping_to = self._around = None
         self.typing_stopped.emit()
         self._update_names()
         typing = self.state.conversations[key].typing if key in self.state.conversations else {}
@@ -507,8 +515,10 @@ class MainWindow(QMainWindow):
             if text != editing.text:
                 self.edit_requested.emit(editing.id, text)
             return
+        # In a detached conversation the message shows after the newest
+        # page, which the session loads first.
+        self.history_view.go_to_latest()
         self.send_requested.emit(key, text, replying)
-        self.history_view.scroll_to_newest()
 
     def _compose_changed(self) -> None:
         key = self._current
@@ -595,37 +605,92 @@ class MainWindow(QMainWindow):
 
     def jump_to(self, message_id: int) -> None:
         """
-        Scroll to the message C{message_id} and mark it, loading older
-        pages until it is there.
+        Scroll to the message C{message_id} and mark it for a moment.
+
+        When it is not held: within a page of what is held, the page
+        before (or after) is loaded, as many times as it takes; farther,
+        a window of messages around it replaces what is held (the
+        conversation is detached).
         """
         key = self._current
         if key is None:
             return
-        model = self.timeline(key)
-        row = model.row_of(message_id)
+        row = self.timeline(key).row_of(message_id)
         if row is not None:
             self._jumping_to = None
-            self.history_view.flash(row)
-            if self._unflash is not None and self._unflash.active():
-                self._unflash.cancel()
-            self._unflash = self._clock.callLater(FLASH_SECONDS, self.history_view.unflash)
+            self._flash(row)
             return
         # The state, not the model: this runs from a history state change
         # that the model may not have heard of yet.
         conversation = self.state.conversation(key)
-        if not conversation.has_older:
-            self._jumping_to = None
-            self.show_notice("That message is no longer in this conversation.")
-            return
         self._jumping_to = message_id
-        if not conversation.loading_older:
+        if not conversation.opened:
+            # Where it is from what is held is known once the newest page is.
             self.older_requested.emit(key)
+            return
+        first, last = conversation.first_id, conversation.last_id
+        # Message ids grow across the whole server: between an id within a
+        # page of those held and them, at most a page of this conversation.
+        if first is None or last is None:
+            self._request_around(key, message_id)
+        elif message_id < first:
+            if not conversation.has_older:
+                self._not_there()
+            elif first - message_id > PAGE_SIZE:
+                self._request_around(key, message_id)
+            elif not conversation.loading_older:
+                self.older_requested.emit(key)
+        elif message_id > last:
+            if not conversation.has_newer:
+                self._not_there()
+            elif message_id - last > PAGE_SIZE:
+                self._request_around(key, message_id)
+            elif not conversation.loading_newer:
+                self.newer_requested.emit(key)
+        else:
+            self._not_there()  # among those held, but not shown to us
+
+    def _request_around(self, key: Key, message_id: int) -> None:
+        if self._around != message_id:
+            self._around = message_id
+            self.around_requested.emit(key, message_id)
+
+    def around_loaded(self, key: Key, message_id: int, problem: str | None) -> None:
+        """
+        The window around C{message_id} that L{around_requested} asked for
+        was loaded, or not.
+
+        @param problem: why it was not (the message is gone, the request
+            failed), for people; L{None} when it is held now.
+        """
+        if self._around == message_id:
+            self._around = None
+        if key != self._current or self._jumping_to != message_id:
+            return  # the user went on to something else meanwhile
+        row = self.timeline(key).row_of(message_id)
+        if row is not None:
+            self._jumping_to = None
+            self._flash(row)
+        elif problem is not None:
+            self._jumping_to = None
+            self.show_notice(problem)
+
+    def _not_there(self) -> None:
+        self._jumping_to = None
+        self.show_notice(texts.MESSAGE_GONE)
+
+    def _flash(self, row: int) -> None:
+        self.history_view.flash(row)
+        if self._unflash is not None and self._unflash.active():
+            self._unflash.cancel()
+        self._unflash = self._clock.callLater(FLASH_SECONDS, self.history_view.unflash)
 
     def _history_state_changed(self, change: HistoryStateChanged) -> None:
         if (
             change.key == self._current
             and self._jumping_to is not None
             and not change.loading_older
+            and not change.loading_newer
         ):
             self.jump_to(self._jumping_to)
 
@@ -647,6 +712,15 @@ class MainWindow(QMainWindow):
     def _older_wanted(self) -> None:
         if self._current is not None:
             self.older_requested.emit(self._current)
+
+    def _newer_wanted(self) -> None:
+        if self._current is not None:
+            self.newer_requested.emit(self._current)
+
+    def _latest_wanted(self) -> None:
+        if self._current is not None:
+            self._jumping_to = None
+            self.latest_requested.emit(self._current)
 
     # Searching messages.
 
@@ -689,7 +763,7 @@ class MainWindow(QMainWindow):
     def open_search_result(self, message: Message) -> None:
         """
         Show the conversation of a message found, scrolled to it and marked,
-        loading older pages until it is there (as for a quote).  The
+        loading the pages around it if need be (as for a quote).  The
         results stay, to go on to the next one.
         """
         key = message.key_for(self.state.me)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt
+from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt, pyqtSignal
 
 from client.search import SearchPage, SearchRequest, Span, find_terms, search_terms, snippet
 from client.state import (
@@ -29,6 +29,7 @@ from client.state import (
     PendingChanged,
     PendingMessage,
     PendingRemoved,
+    TimelineReset,
     parse_time,
 )
 from client.ui.bridge import StateBridge
@@ -174,10 +175,21 @@ class TimelineModel(QAbstractListModel):
     One conversation's timeline: stored messages by id, then our pending
     ones.
 
+    When the conversation's messages are replaced (L{TimelineReset}: a
+    window far back, or the newest page instead of one), the model is
+    reset.
+
     @ivar key: the conversation.
     @ivar has_older: whether older messages may exist on the server.
     @ivar loading_older: whether an older page is on its way.
+    @ivar has_newer: whether newer messages than those shown may exist on
+        the server (the conversation is detached).
+    @ivar loading_newer: whether a newer page is on its way.
     """
+
+    #: L{has_older}, L{loading_older}, L{has_newer} or L{loading_newer}
+    #: changed.
+    history_state_changed = pyqtSignal()
 
     def __init__(self, bridge: StateBridge, key: Key, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -187,7 +199,10 @@ class TimelineModel(QAbstractListModel):
         self._rows: list[Entry] = conversation.timeline()
         self.has_older = conversation.has_older
         self.loading_older = conversation.loading_older
+        self.has_newer = conversation.has_newer
+        self.loading_newer = conversation.loading_newer
         self._times: dict[int, datetime] = {}
+        bridge.timeline_reset.connect(self._reset)
         bridge.messages_inserted.connect(self._inserted)
         bridge.message_changed.connect(self._changed)
         bridge.pending_added.connect(self._pending_added)
@@ -200,6 +215,7 @@ class TimelineModel(QAbstractListModel):
         Stop following the bridge (the conversation is gone).
         """
         bridge = self._bridge
+        bridge.timeline_reset.disconnect(self._reset)
         bridge.messages_inserted.disconnect(self._inserted)
         bridge.message_changed.disconnect(self._changed)
         bridge.pending_added.disconnect(self._pending_added)
@@ -319,6 +335,16 @@ class TimelineModel(QAbstractListModel):
             return f"Not sent: {entry.error}" if entry.error else "Waiting to be sent"
         return None
 
+    def _reset(self, change: TimelineReset) -> None:
+        if change.key != self.key:
+            return
+        self.beginResetModel()
+        self._rows = list(change.entries)
+        self.has_older, self.has_newer = change.has_older, change.has_newer
+        self.loading_older = self.loading_newer = False
+        self.endResetModel()
+        self.history_state_changed.emit()
+
     def _inserted(self, change: MessagesInserted) -> None:
         if change.key != self.key:
             return
@@ -362,6 +388,9 @@ class TimelineModel(QAbstractListModel):
         if change.key == self.key:
             self.has_older = change.has_older
             self.loading_older = change.loading_older
+            self.has_newer = change.has_newer
+            self.loading_newer = change.loading_newer
+            self.history_state_changed.emit()
 
 
 class MemberListModel(QAbstractListModel):

@@ -245,6 +245,17 @@ QPushButton#Flat:hover {{
 QPushButton#Flat:checked {{
     background: {ACCENT_LIGHT};
 }}
+QPushButton#JumpToLatest {{
+    background: {ACCENT};
+    border: 1px solid {ACCENT};
+    border-radius: 14px;
+    color: #FFFFFF;
+    font-weight: 600;
+    padding: 5px 14px;
+}}
+QPushButton#JumpToLatest:hover {{
+    background: {ACCENT_DARK};
+}}
 #Segments {{
     background: {SIDEBAR};
     border: 1px solid {BORDER};

@@ -396,9 +396,20 @@ class TimelineView(QListView):
     The history of a conversation: opens at the newest message, keeps its
     place when older pages arrive above, follows new messages when at the
     bottom, and asks for older pages when scrolled to the top.
+
+    While the conversation is detached (its model holds a window far back,
+    L{TimelineModel.has_newer}), scrolling to the bottom asks for newer
+    pages instead, which arrive below without moving the view, and a
+    "Jump to latest" button floats over the bottom of the view.  Only the
+    user's scrolling asks for pages: not the view's own (opening at the
+    newest message, marking one).
+
+    @ivar latest_button: the "Jump to latest" button.
     """
 
     older_wanted = pyqtSignal()
+    newer_wanted = pyqtSignal()
+    latest_wanted = pyqtSignal()
     quote_clicked = pyqtSignal(int)  # the id of the quoted message
     reaction_clicked = pyqtSignal(object, str)  # Message, emoji
     reply_wanted = pyqtSignal(object)  # Message
@@ -421,6 +432,15 @@ class TimelineView(QListView):
         self._bar().valueChanged.connect(self._scrolled)
         self._stick_to_bottom = True
         self._anchor: tuple[int, int] | None = None
+        # Above 0 while the view scrolls itself: that asks for no page.
+        self._scrolling_itself = 0
+        # Whether to scroll to the newest message once the model is attached.
+        self._follow_latest = False
+        self.latest_button = button("Jump to latest ↓", "JumpToLatest", "Show the newest messages")
+        self.latest_button.setParent(self)
+        self.latest_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.latest_button.clicked.connect(self.go_to_latest)
+        self.latest_button.hide()
 
     def _bar(self) -> QScrollBar:
         bar = self.verticalScrollBar()
@@ -443,19 +463,70 @@ class TimelineView(QListView):
             old.rowsAboutToBeInserted.disconnect(self._before_insert)
             old.rowsInserted.disconnect(self._after_insert)
             old.dataChanged.disconnect(self._row_changed)
+            old.modelAboutToBeReset.disconnect(self._before_reset)
+            old.modelReset.disconnect(self._after_reset)
+            old.history_state_changed.disconnect(self._history_state_changed)
         self.setModel(model)
+        self._follow_latest = False
         if model is not None:
             model.rowsAboutToBeInserted.connect(self._before_insert)
             model.rowsInserted.connect(self._after_insert)
             model.dataChanged.connect(self._row_changed)
+            model.modelAboutToBeReset.connect(self._before_reset)
+            model.modelReset.connect(self._after_reset)
+            model.history_state_changed.connect(self._history_state_changed)
+        self._history_state_changed()
         self.scroll_to_newest()
 
     def scroll_to_newest(self) -> None:
         """
         Lay the rows out now and scroll to the last one.
         """
-        self.executeDelayedItemsLayout()
-        self.scrollToBottom()
+        self._scrolling_itself += 1
+        try:
+            self.executeDelayedItemsLayout()
+            self.scrollToBottom()
+        finally:
+            self._scrolling_itself -= 1
+
+    def go_to_latest(self) -> None:
+        """
+        Scroll to the newest message; when the conversation is detached,
+        ask for it (L{latest_wanted}) and scroll there once it arrives.
+        """
+        model = self.timeline()
+        if model is not None and model.has_newer:
+            self._follow_latest = True
+            self.latest_wanted.emit()
+        else:
+            self.scroll_to_newest()
+
+    def _history_state_changed(self) -> None:
+        model = self.timeline()
+        detached = model is not None and model.has_newer
+        self.latest_button.setVisible(detached)
+        if detached:
+            self._place_latest_button()
+            self.latest_button.raise_()
+        elif self._follow_latest:
+            self._follow_latest = False
+            self.scroll_to_newest()
+
+    def _place_latest_button(self) -> None:
+        self.latest_button.adjustSize()
+        size = self.latest_button.size()
+        self.latest_button.move(
+            (self.width() - size.width()) // 2, self.height() - size.height() - 14
+        )
+
+    def _before_reset(self) -> None:
+        # Qt lays the new rows out from the top: that is not the user
+        # scrolling there.
+        self._scrolling_itself += 1
+
+    def _after_reset(self) -> None:
+        self._scrolling_itself -= 1
+        self.scroll_to_newest()
 
     def at_bottom(self) -> bool:
         """
@@ -465,9 +536,11 @@ class TimelineView(QListView):
         return bar.value() >= bar.maximum() - 8
 
     def _before_insert(self, parent: QModelIndex, first: int, last: int) -> None:
-        self._stick_to_bottom = self.at_bottom()
+        model = self.timeline()
+        # A newer page of a detached conversation arrives below the bottom
+        # of the view: following it would ask for the next one at once.
+        self._stick_to_bottom = self.at_bottom() and not (model is not None and model.has_newer)
         self._anchor = None
-        model = self.model()
         if first == 0 and model is not None and model.rowCount() > 0:
             # An older page is coming above: remember which row is at the
             # top of the view, and where, to keep it there.
@@ -488,8 +561,12 @@ class TimelineView(QListView):
         self._anchor = None
 
     def _scrolled(self, value: int) -> None:
+        if self._scrolling_itself:
+            return
         if value <= self._bar().minimum():
             self._want_older()
+        elif value >= self._bar().maximum():
+            self._want_newer()
 
     def _row_changed(self, *_: Any) -> None:
         # An edit or a reaction may make a row taller: keep the newest
@@ -504,16 +581,24 @@ class TimelineView(QListView):
         if model is not None and model.has_older and not model.loading_older:
             self.older_wanted.emit()
 
+    def _want_newer(self) -> None:
+        model = self.timeline()
+        if model is not None and model.has_newer and not model.loading_newer:
+            self.newer_wanted.emit()
+
     def wheelEvent(self, event: QWheelEvent | None) -> None:
         assert event is not None
         bar = self._bar()
         if event.angleDelta().y() > 0 and bar.value() <= bar.minimum():
             self._want_older()
+        elif event.angleDelta().y() < 0 and bar.value() >= bar.maximum():
+            self._want_newer()
         super().wheelEvent(event)
 
     def resizeEvent(self, event: Any) -> None:
         stick = self.at_bottom()
         super().resizeEvent(event)
+        self._place_latest_button()
         if stick:
             self.scroll_to_newest()
 
@@ -562,9 +647,14 @@ class TimelineView(QListView):
         if model is None:
             return
         index = model.index(row, 0)
-        self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setCurrentIndex(index)
+        self._scrolling_itself += 1
+        try:
+            self.executeDelayedItemsLayout()
+            self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+            self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+            self.setCurrentIndex(index)
+        finally:
+            self._scrolling_itself -= 1
 
     def unflash(self) -> None:
         """
