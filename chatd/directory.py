@@ -14,26 +14,73 @@ from __future__ import annotations
 
 from collections.abc import Set
 from dataclasses import dataclass, field
+from typing import Final
 
 from chatd.store import Snapshot, StoredMessage
 from chatd.wire import PRIVATE
+
+OWNER: Final = "owner"
+MODERATOR: Final = "moderator"
+MEMBER: Final = "member"
 
 
 @dataclass(slots=True)
 class Room:
     """
-    A room and its members.
+    A room, its members and their roles (PROTOCOL.md section 12).
 
-    @ivar owner_id: the id of its owner (its creator), who may delete
-        anyone's messages in it (PROTOCOL.md section 10), or L{None}.
+    @ivar owner_id: the id of its owner (its creator, or whom ownership
+        passed to), or L{None} while nobody is in it.
+    @ivar topic: what the room is for, C{""} when unset.
     @ivar members: user id -> the id of the system message of their latest
         join, from which on they see the room's history.
+    @ivar moderators: the members the owner made moderators.
+    @ivar banned: who may not join again until unbanned.
     """
 
     id: int
     name: str
     owner_id: int | None = None
+    topic: str = ""
     members: dict[int, int] = field(default_factory=dict)
+    moderators: set[int] = field(default_factory=set)
+    banned: set[int] = field(default_factory=set)
+
+    def role(self, user_id: int) -> str:
+        """
+        @return: the role of the member C{user_id}.
+        """
+        if user_id == self.owner_id:
+            return OWNER
+        return MODERATOR if user_id in self.moderators else MEMBER
+
+    def moderates(self, user_id: int) -> bool:
+        """
+        @return: whether C{user_id} is the owner or a moderator: who may set
+            the topic, remove members, lift bans and delete any message.
+        """
+        return user_id == self.owner_id or user_id in self.moderators
+
+    def may_remove(self, user_id: int, target_id: int) -> bool:
+        """
+        @return: whether C{user_id} may remove (or ban) the member
+            C{target_id}: the owner anyone but themself, a moderator plain
+            members only.
+        """
+        if user_id == self.owner_id:
+            return target_id != user_id
+        return user_id in self.moderators and self.role(target_id) == MEMBER
+
+    def successor(self) -> int | None:
+        """
+        @return: who owns the room once its owner has left it: the
+            moderator who joined earliest, else the member who joined
+            earliest (by their latest join), or L{None} when it is empty.
+        """
+        rest = [(joined, u) for u, joined in self.members.items() if u != self.owner_id]
+        moderators = [item for item in rest if item[1] in self.moderators]
+        earliest = min(moderators or rest, default=None)
+        return None if earliest is None else earliest[1]
 
 
 class Directory:
@@ -61,8 +108,14 @@ class Directory:
             directory.befriend(a, b)
         for room_id, name in snapshot.rooms.items():
             directory.add_room(room_id, name, snapshot.owners.get(room_id))
+        for room_id, topic in snapshot.topics.items():
+            directory.rooms[room_id].topic = topic
         for room_id, user_id, joined in snapshot.members:
             directory.join(room_id, user_id, joined)
+        for room_id, user_id in snapshot.moderators:
+            directory.rooms[room_id].moderators.add(user_id)
+        for room_id, user_id in snapshot.bans:
+            directory.rooms[room_id].banned.add(user_id)
         return directory
 
     # Users.
@@ -141,10 +194,13 @@ class Directory:
 
     def leave(self, room_id: int, user_id: int) -> None:
         """
-        Record that C{user_id} left room C{room_id}.
+        Record that C{user_id} left room C{room_id} (and with it any role
+        but ownership, which L{chatd.server.ChatServer} hands over).
         """
         self._rooms_of.get(user_id, set()).discard(room_id)
-        self.rooms[room_id].members.pop(user_id, None)
+        room = self.rooms[room_id]
+        room.members.pop(user_id, None)
+        room.moderators.discard(user_id)
 
     def can_read(self, user_id: int, message: StoredMessage) -> bool:
         """

@@ -1,5 +1,5 @@
 """
-The requests of PROTOCOL.md sections 5, 10 and 11, each parsed into a frozen
+The requests of PROTOCOL.md sections 5, 10, 11 and 12, each parsed into a frozen
 value.
 
 A request's fields are checked here, before any rule runs (PROTOCOL.md
@@ -309,12 +309,16 @@ class QuitRoom:
 
 
 @dataclass(frozen=True, slots=True)
-class AddFriendToRoom:
+class RoomMember:
+    """
+    A room and a user: C{add_friend_to_room}, C{unban_from_room}.
+    """
+
     room_id: int
     user_id: int
 
     @classmethod
-    def parse(cls, request: Payload) -> AddFriendToRoom:
+    def parse(cls, request: Payload) -> RoomMember:
         return cls(wire.integer(request, "room_id"), wire.integer(request, "user_id"))
 
 
@@ -325,3 +329,54 @@ class ListRooms:
     @classmethod
     def parse(cls, request: Payload) -> ListRooms:
         return cls(wire.optional_string(request, "query") or "")
+
+
+# Room moderation (PROTOCOL.md section 12).
+
+#: The roles C{set_role} gives; ownership passes only when the owner quits.
+ROLES: Final = ("moderator", "member")
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    room_id: int
+    topic: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> SetTopic:
+        room_id = wire.integer(request, "room_id")
+        topic = wire.string(request, "topic")
+        if not wire.valid_topic(topic):
+            raise ChatError(wire.INVALID_FIELD, "Field 'topic' must be 0-200 characters, one line.")
+        return cls(room_id, topic)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRole:
+    room_id: int
+    user_id: int
+    role: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> SetRole:
+        room_id = wire.integer(request, "room_id")
+        user_id = wire.integer(request, "user_id")
+        role = wire.string(request, "role")
+        if role not in ROLES:
+            raise ChatError(wire.INVALID_FIELD, "Field 'role' must be 'moderator' or 'member'.")
+        return cls(room_id, user_id, role)
+
+
+@dataclass(frozen=True, slots=True)
+class KickFromRoom:
+    room_id: int
+    user_id: int
+    ban: bool
+
+    @classmethod
+    def parse(cls, request: Payload) -> KickFromRoom:
+        return cls(
+            wire.integer(request, "room_id"),
+            wire.integer(request, "user_id"),
+            wire.boolean(request, "ban", False),
+        )

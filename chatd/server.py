@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from chatd import requests, wire
-from chatd.directory import Directory, Room
+from chatd.directory import MEMBER, OWNER, Directory, Room
 from chatd.mentions import mentioned_names
 from chatd.passwords import Passwords
 from chatd.requests import Target
@@ -153,13 +153,17 @@ class ChatServer:
             "create_room": Route(requests.CreateRoom.parse, self.create_room),
             "join_room": Route(requests.JoinRoom.parse, self.join_room),
             "quit_room": Route(requests.QuitRoom.parse, self.quit_room),
-            "add_friend_to_room": Route(requests.AddFriendToRoom.parse, self.add_friend_to_room),
+            "add_friend_to_room": Route(requests.RoomMember.parse, self.add_friend_to_room),
             "list_rooms": Route(requests.ListRooms.parse, self.list_rooms),
             "edit_message": Route(requests.EditMessage.parse, self.edit_message),
             "delete_message": Route(requests.DeleteMessage.parse, self.delete_message),
             "react": Route(requests.React.parse, self.react),
             "typing": Route(requests.Typing.parse, self.typing),
             "search": Route(requests.Search.parse, self.search),
+            "set_topic": Route(requests.SetTopic.parse, self.set_topic),
+            "set_role": Route(requests.SetRole.parse, self.set_role),
+            "kick_from_room": Route(requests.KickFromRoom.parse, self.kick_from_room),
+            "unban_from_room": Route(requests.RoomMember.parse, self.unban_from_room),
         }
 
     def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
@@ -225,7 +229,7 @@ class ChatServer:
 
     def _member(self, room: Room, user_id: int) -> Payload:
         member = self._friend(user_id)
-        member["role"] = "owner" if user_id == room.owner_id else "member"
+        member["role"] = room.role(user_id)
         return member
 
     def _room(self, room: Room) -> Payload:
@@ -233,6 +237,7 @@ class ChatServer:
         return {
             "id": room.id,
             "name": room.name,
+            "topic": room.topic,
             "members": [self._member(room, user_id) for user_id, _ in members],
         }
 
@@ -590,7 +595,7 @@ class ChatServer:
         if message.sender_id == user.id:
             return True
         if message.target_type == ROOM:
-            return self._directory.rooms[message.target_id].owner_id == user.id
+            return self._directory.rooms[message.target_id].moderates(user.id)
         return False
 
     async def react(self, user: User, request: requests.React) -> Reply:
@@ -726,6 +731,15 @@ class ChatServer:
             raise ChatError(wire.NO_SUCH_ROOM)
         return room
 
+    def _join(self, room: Room, user_id: int, stored: StoredMessage) -> None:
+        """
+        Record that C{user_id} joined C{room} with the system message
+        C{stored}, owning it if nobody was in it (as the store decided).
+        """
+        self._directory.join(room.id, user_id, stored.id)
+        if room.owner_id is None:
+            room.owner_id = user_id
+
     def _joined(self, room: Room, user_id: int, stored: StoredMessage) -> None:
         """
         C{user_id} joined C{room} with the system message C{stored}: tell
@@ -766,10 +780,12 @@ class ChatServer:
         room = self._directory.rooms[room_id]
         if user_id in room.members:
             raise ChatError(wire.ALREADY_IN_ROOM)
+        if user_id in room.banned:
+            raise ChatError(wire.NOT_ALLOWED, "You are banned from that room.")
         stored = await self._store.join_room(
             room_id, user_id, user_id, f"{user.name} joined the room"
         )
-        self._directory.join(room.id, user_id, stored.id)
+        self._join(room, user_id, stored)
         self._joined(room, user_id, stored)
         return {"type": "join_successful", "room": self._room(room)}
 
@@ -781,22 +797,36 @@ class ChatServer:
         room = self._existing_room(request.room_id)
         if user_id not in room.members:
             raise ChatError(wire.NOT_IN_ROOM)
-        # No more messages to or from this member from now on; undone if
-        # the transaction fails.
-        joined = room.members[user_id]
+        # No more messages to or from this member from now on, and the
+        # room has its next owner at once (so that their own quit, right
+        # after, hands it on); both undone if the transaction fails.
+        joined, owner, moderators = room.members[user_id], room.owner_id, set(room.moderators)
+        new_owner = room.successor() if owner == user_id else owner
         self._directory.leave(room.id, user_id)
+        room.owner_id = new_owner
+        room.moderators.discard(new_owner)
+
+        def undo() -> None:
+            self._directory.join(room.id, user_id, joined)
+            room.owner_id, room.moderators = owner, moderators
+
         stored = await _undo_on_failure(
-            self._store.quit_room(room.id, user_id, f"{user.name} left the room"),
-            lambda: self._directory.join(room.id, user_id, joined),
+            self._store.quit_room(room.id, user_id, f"{user.name} left the room", new_owner),
+            undo,
         )
         self.sessions.push(
             room.members,
             {"type": "someone_outroom", "room_id": room.id, "user_id": user_id},
         )
+        if new_owner != owner and new_owner is not None:
+            self.sessions.push(
+                room.members,
+                {"type": "member_role", "room_id": room.id, "user_id": new_owner, "role": OWNER},
+            )
         self._push_message(stored)
         return {"type": "me_outroom", "room_id": room.id}
 
-    async def add_friend_to_room(self, user: User, request: requests.AddFriendToRoom) -> Reply:
+    async def add_friend_to_room(self, user: User, request: requests.RoomMember) -> Reply:
         """
         Add a friend to one of our rooms; they join at once.
         """
@@ -809,11 +839,13 @@ class ChatServer:
             raise ChatError(wire.NOT_FRIENDS)
         if friend_id in room.members:
             raise ChatError(wire.ALREADY_IN_ROOM)
+        if friend_id in room.banned:
+            raise ChatError(wire.NOT_ALLOWED, "Your friend is banned from that room.")
         friend_name = self._directory.usernames[friend_id]
         stored = await self._store.join_room(
             room.id, user_id, friend_id, f"{user.name} added {friend_name} to the room"
         )
-        self._directory.join(room.id, friend_id, stored.id)
+        self._join(room, friend_id, stored)
         self.sessions.push((friend_id,), {"type": "join_successful", "room": self._room(room)})
         self._joined(room, friend_id, stored)
         return {"type": "ok"}
@@ -831,10 +863,153 @@ class ChatServer:
         return {
             "type": "room_list",
             "rooms": [
-                {"id": room.id, "name": room.name, "member_count": len(room.members)}
+                {
+                    "id": room.id,
+                    "name": room.name,
+                    "topic": room.topic,
+                    "member_count": len(room.members),
+                }
                 for room in matches[:MAX_ROOM_LIST]
             ],
         }
+
+    # Room moderation (PROTOCOL.md section 12).
+
+    def _member_room(self, user_id: int, room_id: int) -> Room:
+        """
+        @return: the room C{room_id}, of which C{user_id} is a member.
+        @raise ChatError: C{no_such_room}; C{not_in_room}.
+        """
+        room = self._existing_room(room_id)
+        if user_id not in room.members:
+            raise ChatError(wire.NOT_IN_ROOM)
+        return room
+
+    def _target_member(self, room: Room, user_id: int) -> None:
+        """
+        @raise ChatError: C{no_such_user}; C{not_in_room} unless C{user_id}
+            is a member of C{room}.
+        """
+        self._check_user(user_id)
+        if user_id not in room.members:
+            raise ChatError(wire.NOT_IN_ROOM, "That user is not in the room.")
+
+    async def set_topic(self, user: User, request: requests.SetTopic) -> Reply:
+        """
+        Set (or, with C{""}, clear) what a room is for: its owner and its
+        moderators may.
+        """
+        room = self._member_room(user.id, request.room_id)
+        if not room.moderates(user.id):
+            raise ChatError(wire.NOT_ALLOWED, "Only the owner and moderators set the topic.")
+        topic = request.topic
+        if topic != room.topic:
+            text = (
+                f"{user.name} set the topic to: {topic}"
+                if topic
+                else f"{user.name} cleared the topic"
+            )
+            stored = await self._store.set_topic(room.id, user.id, topic, text)
+            room.topic = topic
+            payload = {"type": "room_updated", "room": self._room(room)}
+            self.sessions.push([m for m in room.members if m != user.id], payload)
+            self._push_message(stored)
+        return {"type": "room_updated", "room": self._room(room)}
+
+    async def set_role(self, user: User, request: requests.SetRole) -> Reply:
+        """
+        Make a member a moderator, or a moderator a plain member again:
+        only the owner may, and not of themself.
+        """
+        room = self._member_room(user.id, request.room_id)
+        target_id, role = request.user_id, request.role
+        self._target_member(room, target_id)
+        if user.id != room.owner_id or target_id == room.owner_id:
+            raise ChatError(wire.NOT_ALLOWED, "Only the owner sets roles, and not their own.")
+        if room.role(target_id) == role:
+            return {"type": "ok"}
+        # Rights taken away go at once (put back if the write fails); rights
+        # given come with the commit.
+        if role == MEMBER:
+            room.moderators.discard(target_id)
+            await _undo_on_failure(
+                self._store.set_role(room.id, target_id, role),
+                lambda: room.moderators.add(target_id),
+            )
+        else:
+            await self._store.set_role(room.id, target_id, role)
+            if target_id in room.members:
+                room.moderators.add(target_id)
+        self.sessions.push(
+            [m for m in room.members if m != user.id],
+            {"type": "member_role", "room_id": room.id, "user_id": target_id, "role": role},
+        )
+        return {"type": "ok"}
+
+    async def kick_from_room(self, user: User, request: requests.KickFromRoom) -> Reply:
+        """
+        Remove a member from a room, and with C{ban} keep them out: the
+        owner may remove anyone else, a moderator plain members.
+        """
+        room = self._member_room(user.id, request.room_id)
+        target_id = request.user_id
+        self._target_member(room, target_id)
+        if not room.may_remove(user.id, target_id):
+            raise ChatError(wire.NOT_ALLOWED, "You may not remove that member.")
+        joined, was_moderator = room.members[target_id], target_id in room.moderators
+        self._directory.leave(room.id, target_id)
+        if request.ban:
+            room.banned.add(target_id)
+
+        def undo() -> None:
+            self._directory.join(room.id, target_id, joined)
+            if was_moderator:
+                room.moderators.add(target_id)
+            if request.ban:
+                room.banned.discard(target_id)
+
+        name = self._directory.usernames[target_id]
+        stored = await _undo_on_failure(
+            self._store.kick(
+                room.id,
+                user.id,
+                target_id,
+                request.ban,
+                f"{user.name} removed {name} from the room",
+            ),
+            undo,
+        )
+        self.log.info(
+            "User {user_id} removed user {target_id} from room {room_id} (ban: {ban})",
+            user_id=user.id,
+            target_id=target_id,
+            room_id=room.id,
+            ban=request.ban,
+        )
+        self.sessions.push(
+            (target_id,), {"type": "me_outroom", "room_id": room.id, "reason": "kicked"}
+        )
+        self.sessions.push(
+            room.members,
+            {"type": "someone_outroom", "room_id": room.id, "user_id": target_id},
+        )
+        self._push_message(stored)
+        return {"type": "ok"}
+
+    async def unban_from_room(self, user: User, request: requests.RoomMember) -> Reply:
+        """
+        Let a banned user join a room again: its owner and moderators may.
+        """
+        room = self._member_room(user.id, request.room_id)
+        target_id = request.user_id
+        self._check_user(target_id)
+        if not room.moderates(user.id):
+            raise ChatError(wire.NOT_ALLOWED, "Only the owner and moderators lift bans.")
+        if target_id not in room.banned:
+            raise ChatError(wire.NOT_ALLOWED, "That user is not banned from the room.")
+        await self._store.unban(room.id, target_id)
+        room.banned.discard(target_id)
+        return {"type": "ok"}
 
 
 def _reactions(message: StoredMessage) -> list[Payload]:

@@ -110,14 +110,20 @@ class Snapshot:
     @ivar rooms: room id -> name.
     @ivar owners: room id -> the id of its owner, for the rooms that have
         one.
+    @ivar topics: room id -> its topic, for the rooms that have one.
     @ivar members: C{(room_id, user_id, joined_message_id)} rows.
+    @ivar moderators: C{(room_id, user_id)} of every moderator.
+    @ivar bans: C{(room_id, user_id)} of every ban.
     """
 
     users: dict[int, str] = field(default_factory=dict)
     friendships: list[tuple[int, int]] = field(default_factory=list)
     rooms: dict[int, str] = field(default_factory=dict)
     owners: dict[int, int] = field(default_factory=dict)
+    topics: dict[int, str] = field(default_factory=dict)
     members: list[tuple[int, int, int]] = field(default_factory=list)
+    moderators: list[tuple[int, int]] = field(default_factory=list)
+    bans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,21 +430,66 @@ class Store:
         message C{text} sent by C{actor_id} (the user, or the friend who
         added them).
 
+        The first to join a room nobody is in owns it.
+
         @return: that message, from which on the user sees the room.
         @raise ChatError: C{not_in_room} when C{actor_id} is someone else
-            and not a member; C{already_in_room}.
+            and not a member; C{already_in_room}; C{not_allowed} when the
+            user is banned from it.
         """
         return self.writer.submit(_join_room_txn, room_id, actor_id, user_id, text)
 
-    def quit_room(self, room_id: int, user_id: int, text: str) -> Deferred[StoredMessage]:
+    def quit_room(
+        self, room_id: int, user_id: int, text: str, new_owner: int | None = None
+    ) -> Deferred[StoredMessage]:
         """
         Remove C{user_id} from C{room_id} and store the system message
-        C{text}.
+        C{text}.  If they own the room, C{new_owner} (a member, or L{None}
+        when none is left) owns it from then on, as a plain member.
 
         @return: that message.
         @raise ChatError: C{not_in_room}.
         """
-        return self.writer.submit(_quit_room_txn, room_id, user_id, text)
+        return self.writer.submit(_quit_room_txn, room_id, user_id, text, new_owner)
+
+    def set_topic(
+        self, room_id: int, actor_id: int, topic: str, text: str
+    ) -> Deferred[StoredMessage]:
+        """
+        Set a room's topic, and store the system message C{text} sent by
+        C{actor_id}.
+
+        @return: that message.
+        """
+        return self.writer.submit(_set_topic_txn, room_id, actor_id, topic, text)
+
+    def set_role(self, room_id: int, user_id: int, role: str) -> Deferred[None]:
+        """
+        Make a member of a room C{"moderator"} or C{"member"}.
+
+        @raise ChatError: C{not_in_room}.
+        """
+        return self.writer.submit(_set_role_txn, room_id, user_id, role)
+
+    def kick(
+        self, room_id: int, actor_id: int, user_id: int, ban: bool, text: str
+    ) -> Deferred[StoredMessage]:
+        """
+        Remove C{user_id} from a room (banning them too, with C{ban}), and
+        store the system message C{text} sent by C{actor_id}.
+
+        @return: that message.
+        @raise ChatError: C{not_in_room}.
+        """
+        return self.writer.submit(_kick_txn, room_id, actor_id, user_id, ban, text)
+
+    def unban(self, room_id: int, user_id: int) -> Deferred[None]:
+        """
+        Lift a ban.
+
+        @raise ChatError: C{not_allowed} when there was none.
+        """
+        return self.writer.submit(_unban_txn, room_id, user_id)
 
     def mark_read(
         self, user_id: int, target_type: int, target_id: int, message_id: int
@@ -490,8 +541,14 @@ def _load_directory_txn(txn: Transaction) -> Snapshot:
     directory.rooms = dict(txn.fetchall())
     txn.execute("SELECT id, owner_id FROM rooms WHERE owner_id IS NOT NULL")
     directory.owners = dict(txn.fetchall())
+    txn.execute("SELECT id, topic FROM rooms WHERE topic <> ''")
+    directory.topics = dict(txn.fetchall())
     txn.execute("SELECT room_id, user_id, joined_message_id FROM room_members")
     directory.members = txn.fetchall()
+    txn.execute("SELECT room_id, user_id FROM room_members WHERE role = 'moderator'")
+    directory.moderators = txn.fetchall()
+    txn.execute("SELECT room_id, user_id FROM room_bans")
+    directory.bans = txn.fetchall()
     return directory
 
 
@@ -1270,22 +1327,79 @@ def _join_room_txn(
         raise ChatError(wire.ALREADY_IN_ROOM)
     if actor_id != user_id and actor_id not in members:
         raise ChatError(wire.NOT_IN_ROOM)
+    txn.execute("SELECT 1 FROM room_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    if txn.fetchone():
+        raise ChatError(wire.NOT_ALLOWED)
     message, _ = _add_message_txn(txn, stamp, actor_id, ROOM, room_id, "system", text, None)
     txn.execute(
         "INSERT INTO room_members (room_id, user_id, joined_message_id) VALUES (?, ?, ?)",
         (room_id, user_id, message.id),
     )
+    # The first to join a room that nobody is in owns it.
+    txn.execute(
+        "UPDATE rooms SET owner_id = ? WHERE id = ? AND owner_id IS NULL", (user_id, room_id)
+    )
     return message
 
 
 def _quit_room_txn(
-    txn: Transaction, stamp: str, room_id: int, user_id: int, text: str
+    txn: Transaction, stamp: str, room_id: int, user_id: int, text: str, new_owner: int | None
 ) -> StoredMessage:
     txn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
     if txn.rowcount != 1:
         raise ChatError(wire.NOT_IN_ROOM)
+    txn.execute(
+        "UPDATE rooms SET owner_id = ? WHERE id = ? AND owner_id = ?",
+        (new_owner, room_id, user_id),
+    )
+    if txn.rowcount and new_owner is not None:
+        txn.execute(
+            "UPDATE room_members SET role = 'member' WHERE room_id = ? AND user_id = ?",
+            (room_id, new_owner),
+        )
     message, _ = _add_message_txn(txn, stamp, user_id, ROOM, room_id, "system", text, None)
     return message
+
+
+def _set_topic_txn(
+    txn: Transaction, stamp: str, room_id: int, actor_id: int, topic: str, text: str
+) -> StoredMessage:
+    txn.execute("UPDATE rooms SET topic = ? WHERE id = ?", (topic, room_id))
+    message, _ = _add_message_txn(txn, stamp, actor_id, ROOM, room_id, "system", text, None)
+    return message
+
+
+@single_change
+def _set_role_txn(txn: Transaction, stamp: str, room_id: int, user_id: int, role: str) -> None:
+    txn.execute(
+        "UPDATE room_members SET role = ? WHERE room_id = ? AND user_id = ?",
+        (role, room_id, user_id),
+    )
+    if txn.rowcount != 1:
+        raise ChatError(wire.NOT_IN_ROOM)
+
+
+def _kick_txn(
+    txn: Transaction, stamp: str, room_id: int, actor_id: int, user_id: int, ban: bool, text: str
+) -> StoredMessage:
+    txn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    if txn.rowcount != 1:
+        raise ChatError(wire.NOT_IN_ROOM)
+    if ban:
+        txn.execute(
+            "INSERT INTO room_bans (room_id, user_id, banned_by, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (room_id, user_id, actor_id, stamp),
+        )
+    message, _ = _add_message_txn(txn, stamp, actor_id, ROOM, room_id, "system", text, None)
+    return message
+
+
+@single_change
+def _unban_txn(txn: Transaction, stamp: str, room_id: int, user_id: int) -> None:
+    txn.execute("DELETE FROM room_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
+    if txn.rowcount != 1:
+        raise ChatError(wire.NOT_ALLOWED)
 
 
 @single_change

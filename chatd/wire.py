@@ -352,6 +352,17 @@ def words(text: str) -> list[str]:
     return [word for word in _WHITE_SPACE.split(text) if word]
 
 
+MAX_TOPIC: Final = 200
+
+
+def valid_topic(topic: str) -> bool:
+    """
+    @return: whether C{topic} is 0-200 code points without a control
+        character (category Cc: no newline, no tab).
+    """
+    return len(topic) <= MAX_TOPIC and not any(unicodedata.category(c) == "Cc" for c in topic)
+
+
 MAX_EMOJI_LENGTH: Final = 32
 
 

@@ -78,7 +78,9 @@ class VanishingClientTests(TestCase):
         self.assertEqual(len(set(offline)), len(clients), "one offline push per member")
         self.assertEqual(len(running.server.sessions), 1)
         listing = await observer.request("list_rooms", query="hall")
-        self.assertEqual(listing["rooms"], [{"id": room, "name": "hall", "member_count": 201}])
+        self.assertEqual(
+            listing["rooms"], [{"id": room, "name": "hall", "topic": "", "member_count": 201}]
+        )
         back = await logged_in(self, running.port, "u7")
         self.assertEqual((await back.request("ping"))["type"], "pong")
         online = await observer.push("room_user_on_off_line")

@@ -248,6 +248,43 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                 + [({"limit": value}, wire.INVALID_FIELD) for value in [0, 51, "20", True, 1.0]],
             ),
             Case(
+                "set_topic",
+                {"room_id": lzys, "topic": "what it is for"},
+                wire.NOT_IN_ROOM,
+                integer_spoils("room_id")
+                + string_spoils("topic")
+                + [
+                    ({"topic": value}, wire.INVALID_FIELD)
+                    for value in ["x" * 201, "two\nlines", "tab\there", "\x07", "\x85", None]
+                ],
+            ),
+            Case(
+                "set_role",
+                {"room_id": lzys, "user_id": stranger, "role": "moderator"},
+                wire.NOT_IN_ROOM,
+                integer_spoils("room_id")
+                + integer_spoils("user_id")
+                + string_spoils("role")
+                + [
+                    ({"role": value}, wire.INVALID_FIELD)
+                    for value in ["owner", "Moderator", "admin", "", None]
+                ],
+            ),
+            Case(
+                "kick_from_room",
+                {"room_id": lzys, "user_id": stranger, "ban": True},
+                wire.NOT_IN_ROOM,
+                integer_spoils("room_id")
+                + integer_spoils("user_id")
+                + [({"ban": value}, wire.INVALID_FIELD) for value in ["true", 1, [True]]],
+            ),
+            Case(
+                "unban_from_room",
+                {"room_id": lzys, "user_id": stranger},
+                wire.NOT_IN_ROOM,
+                integer_spoils("room_id") + integer_spoils("user_id"),
+            ),
+            Case(
                 "typing",
                 {"target_type": ROOM, "target_id": lzys, "typing": True},
                 wire.NOT_IN_ROOM,

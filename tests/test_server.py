@@ -487,6 +487,7 @@ class LoginTests(ServerTestCase):
                     {
                         "id": room,
                         "name": "lobby",
+                        "topic": "",
                         "members": [
                             {**alice_user, "online": True, "role": "owner"},
                             {**bob_user, "online": True, "role": "member"},
@@ -1232,7 +1233,12 @@ class CreateRoomTests(ServerTestCase):
             reply,
             {
                 "type": "create_successful",
-                "room": {"id": room, "name": "Lobby", "members": [in_room(self.alice, "owner")]},
+                "room": {
+                    "id": room,
+                    "name": "Lobby",
+                    "topic": "",
+                    "members": [in_room(self.alice, "owner")],
+                },
             },
         )
         page = self.history(self.alice, ROOM, room)
@@ -1306,7 +1312,7 @@ class JoinRoomTests(ServerTestCase):
             reply,
             {
                 "type": "join_successful",
-                "room": {"id": self.room, "name": "lobby", "members": members},
+                "room": {"id": self.room, "name": "lobby", "topic": "", "members": members},
             },
         )
         self.assertCountEqual(
@@ -1409,12 +1415,18 @@ class QuitRoomTests(ServerTestCase):
         self.h.call(self.alice, "quit_room", room_id=self.room)
         self.assertEqual(
             self.h.call(self.carol, "list_rooms")["rooms"],
-            [{"id": self.room, "name": "lobby", "member_count": 0}],
+            [{"id": self.room, "name": "lobby", "topic": "", "member_count": 0}],
         )
         self.assertEqual(self.h.error(self.carol, "create_room", name="Lobby"), wire.ROOM_EXISTS)
         reply = self.h.call(self.carol, "join_room", name="lobby")
         self.assertEqual(
-            reply["room"], {"id": self.room, "name": "lobby", "members": [in_room(self.carol)]}
+            reply["room"],
+            {
+                "id": self.room,
+                "name": "lobby",
+                "topic": "",
+                "members": [in_room(self.carol, "owner")],
+            },
         )
         stored, _ = self.successResultOf(self.h.store.room_history(self.room, 0, None, None, 100))
         self.assertEqual(
@@ -1565,7 +1577,7 @@ class ListRoomsTests(ServerTestCase):
         rooms = self.h.call(self.bob, "list_rooms")["rooms"]
         self.assertEqual([r["name"] for r in rooms], [f"r{i:03d}" for i in range(100)])
         self.assertEqual([r["member_count"] for r in rooms[:3]], [1, 2, 1])
-        self.assertEqual(set(rooms[0]), {"id", "name", "member_count"})
+        self.assertEqual(set(rooms[0]), {"id", "name", "topic", "member_count"})
         self.assertEqual(self.names(query="r10"), ["r100", "r101", "r102", "r103", "r104"])
 
 

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
-from chatd.database import make_pool
+from chatd.database import make_pool, register_functions
 from chatd.store import (
     Credentials,
     Scope,
@@ -720,13 +720,19 @@ class DirectoryLoadTests(StoreTestCase):
         empty = self.successResultOf(store.create_room("empty", bob, "c"))
         joined = self.successResultOf(store.join_room(lobby.target_id, bob, bob, "j"))
         added = self.successResultOf(store.join_room(lobby.target_id, alice, carol, "a"))
+        self.successResultOf(store.join_room(lobby.target_id, dave, dave, "j"))
         self.successResultOf(store.quit_room(empty.target_id, bob, "q"))
+        self.successResultOf(store.set_topic(lobby.target_id, alice, "all about it", "t"))
+        self.successResultOf(store.set_role(lobby.target_id, bob, "moderator"))
+        self.successResultOf(store.kick(lobby.target_id, bob, dave, True, "k"))
         message, _ = self.successResultOf(store.add_message(alice, PRIVATE, bob, "kept", "k1"))
         return {
             "users": {alice: "alice", bob: "bob", carol: "carol", dave: "dave"},
             "friendships": sorted([(min(alice, bob), max(alice, bob)), (alice, carol)]),
             "rooms": {lobby.target_id: "Lobby", empty.target_id: "empty"},
-            "owners": {lobby.target_id: alice, empty.target_id: bob},
+            # Nobody is in "empty": it has no owner until someone joins.
+            "owners": {lobby.target_id: alice},
+            "topics": {lobby.target_id: "all about it"},
             "members": sorted(
                 [
                     (lobby.target_id, alice, lobby.id),
@@ -734,6 +740,8 @@ class DirectoryLoadTests(StoreTestCase):
                     (lobby.target_id, carol, added.id),
                 ]
             ),
+            "moderators": [(lobby.target_id, bob)],
+            "bans": [(lobby.target_id, dave)],
             "message": message,
         }
 
@@ -744,12 +752,16 @@ class DirectoryLoadTests(StoreTestCase):
         self.assertEqual(len(snapshot.friendships), len(set(snapshot.friendships)))
         self.assertEqual(snapshot.rooms, expected["rooms"])
         self.assertEqual(snapshot.owners, expected["owners"])
+        self.assertEqual(snapshot.topics, expected["topics"])
         self.assertEqual(sorted(snapshot.members), expected["members"])
+        self.assertEqual(snapshot.moderators, expected["moderators"])
+        self.assertEqual(snapshot.bans, expected["bans"])
 
     def test_load_directory(self) -> None:
         """
         C{load_directory} reads back users, accepted friendships (each pair
-        once, pending ones left out), rooms (empty ones too) and members.
+        once, pending ones left out), rooms (empty ones too, without an
+        owner), topics, members, moderators and bans.
         """
         self.assert_snapshot(self.store, self.populate(self.store))
 
@@ -1297,6 +1309,128 @@ class UpgradeTests(SynchronousTestCase):
         new, _ = self.successResultOf(store.add_message(1, ROOM, 1, "hello again"))
         self.assertEqual(search(("hello",)), [new.id, 4, 3])
         self.assertEqual(search(("ag",)), [new.id])
+
+    def test_version_three_to_four(self) -> None:
+        """
+        A database of schema 3 opens with topics, roles and bans: each room
+        owned by the earliest of its members still in it (its creator if
+        they never left), an empty room by nobody until someone joins.
+        """
+        path = self.mktemp() + ".sqlite3"
+        files = schema_files()
+        self.assertEqual([n for n, _ in files][:4], [1, 2, 3, 4])
+        stamp = "2026-11-24T06:00:30.123Z"
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            register_functions(connection)
+            connection.executescript(
+                "BEGIN;\n"
+                + "\n".join(sql for _, sql in files[:3])
+                + "\nINSERT INTO schema_version VALUES (3);COMMIT;"
+            )
+            connection.executescript(
+                f"""
+                INSERT INTO users VALUES (1, 'ncr', 'h1', '{stamp}'), (2, 'lzy', 'h2', '{stamp}'),
+                                         (3, 'wsx', 'h3', '{stamp}');
+                INSERT INTO rooms VALUES (1, 'kept', '{stamp}', 1), (2, 'left', '{stamp}', 1),
+                                         (3, 'empty', '{stamp}', 2);
+                INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)
+                VALUES
+                    (1, 1, 1, 1, 'system', 'ncr created the room', '{stamp}'),
+                    (2, 2, 1, 1, 'system', 'lzy joined the room', '{stamp}'),
+                    (3, 1, 1, 2, 'system', 'ncr created the room', '{stamp}'),
+                    (4, 3, 1, 2, 'system', 'wsx joined the room', '{stamp}'),
+                    (5, 2, 1, 2, 'system', 'lzy joined the room', '{stamp}'),
+                    (6, 1, 1, 2, 'system', 'ncr left the room', '{stamp}'),
+                    (7, 2, 1, 3, 'system', 'lzy created the room', '{stamp}'),
+                    (8, 2, 1, 3, 'system', 'lzy left the room', '{stamp}');
+                INSERT INTO room_members VALUES (1, 1, 1), (1, 2, 2), (2, 3, 4), (2, 2, 5);
+                """
+            )
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(
+            query(path, "SELECT id, owner_id, topic FROM rooms ORDER BY id"),
+            [(1, 1, ""), (2, 3, ""), (3, None, "")],
+        )
+        self.assertEqual(query(path, "SELECT DISTINCT role FROM room_members"), [("member",)])
+        snapshot = self.successResultOf(store.load_directory())
+        self.assertEqual(snapshot.owners, {1: 1, 2: 3})
+        self.assertEqual((snapshot.moderators, snapshot.bans, snapshot.topics), ([], [], {}))
+        self.successResultOf(store.join_room(3, 1, 1, "ncr joined the room"))
+        self.assertEqual(query(path, "SELECT owner_id FROM rooms WHERE id = 3"), [(1,)])
+
+
+class ModerationStoreTests(StoreTestCase):
+    """
+    Topics, roles, removals and bans as stored (PROTOCOL.md section 12);
+    the rules are the server's.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice, self.bob, self.carol = (self.add_user(n) for n in ("alice", "bob", "carol"))
+        self.room = self.successResultOf(
+            self.store.create_room("lobby", self.alice, "alice created the room")
+        ).target_id
+        for user in (self.bob, self.carol):
+            self.successResultOf(self.store.join_room(self.room, user, user, "joined"))
+
+    def test_topic(self) -> None:
+        message = self.successResultOf(
+            self.store.set_topic(self.room, self.bob, "maths", "bob set the topic to: maths")
+        )
+        self.assertEqual((message.kind, message.sender_id), ("system", self.bob))
+        self.assertEqual(query(self.path, "SELECT topic FROM rooms"), [("maths",)])
+
+    def test_role(self) -> None:
+        self.successResultOf(self.store.set_role(self.room, self.bob, "moderator"))
+        self.assertEqual(
+            query(self.path, "SELECT user_id FROM room_members WHERE role = 'moderator'"),
+            [(self.bob,)],
+        )
+        failure = self.failureResultOf(self.store.set_role(self.room, 99, "moderator"), ChatError)
+        self.assertEqual(failure.value.code, wire.NOT_IN_ROOM)
+
+    def test_kick_and_ban(self) -> None:
+        """
+        A removal deletes the membership (and with it any role); a ban keeps
+        the user out until lifted, and lifting a ban that is not is refused.
+        """
+        self.successResultOf(self.store.set_role(self.room, self.bob, "moderator"))
+        self.successResultOf(self.store.kick(self.room, self.alice, self.bob, True, "removed"))
+        self.successResultOf(self.store.kick(self.room, self.alice, self.carol, False, "removed"))
+        self.assertEqual(query(self.path, "SELECT user_id FROM room_members"), [(self.alice,)])
+        self.assertEqual(
+            query(self.path, "SELECT room_id, user_id, banned_by FROM room_bans"),
+            [(self.room, self.bob, self.alice)],
+        )
+        refused = self.failureResultOf(
+            self.store.join_room(self.room, self.bob, self.bob, "j"), ChatError
+        )
+        self.assertEqual(refused.value.code, wire.NOT_ALLOWED)
+        self.successResultOf(self.store.join_room(self.room, self.carol, self.carol, "j"))
+        self.successResultOf(self.store.unban(self.room, self.bob))
+        again = self.failureResultOf(self.store.unban(self.room, self.bob), ChatError)
+        self.assertEqual(again.value.code, wire.NOT_ALLOWED)
+        self.successResultOf(self.store.join_room(self.room, self.bob, self.bob, "j"))
+        self.assertEqual(query(self.path, "SELECT DISTINCT role FROM room_members"), [("member",)])
+
+    def test_owner_quits(self) -> None:
+        """
+        The owner's quit passes the room to the member given, who is a plain
+        member besides; the last one's leaves it without an owner.
+        """
+        self.successResultOf(self.store.set_role(self.room, self.carol, "moderator"))
+        self.successResultOf(self.store.quit_room(self.room, self.alice, "left", self.carol))
+        self.assertEqual(query(self.path, "SELECT owner_id FROM rooms"), [(self.carol,)])
+        self.assertEqual(query(self.path, "SELECT DISTINCT role FROM room_members"), [("member",)])
+        # Someone else's quit changes no owner, whatever it is told.
+        self.successResultOf(self.store.quit_room(self.room, self.bob, "left", self.bob))
+        self.assertEqual(query(self.path, "SELECT owner_id FROM rooms"), [(self.carol,)])
+        self.successResultOf(self.store.quit_room(self.room, self.carol, "left", None))
+        self.assertEqual(query(self.path, "SELECT owner_id FROM rooms"), [(None,)])
 
 
 class SearchTests(StoreTestCase):
