@@ -91,6 +91,7 @@ async def assemble(
     limits: Limits = _DEFAULT_LIMITS,
     *,
     now: Callable[[], float] = time.time,
+    token_days: float = 30.0,
 ) -> Assembly:
     """
     Wire a chatd server on the database the pools reach: bring its schema
@@ -104,10 +105,13 @@ async def assemble(
     @param reactor: the clock of the server and its connections, and the
         reactor the pools and the password threads report to.
     @param limits: the per-connection limits.
-    @param now: the wall clock of the commit timestamps.
+    @param now: the wall clock of the commit timestamps and token ages.
+    @param token_days: how long a session token works unused.
     """
     sessions = Sessions()
-    store = Store(writer_pool, reader_pool, deliveries=sessions.batch, now=now)
+    store = Store(
+        writer_pool, reader_pool, deliveries=sessions.batch, now=now, token_days=token_days
+    )
     try:
         await store.migrate()
         snapshot = await store.load_directory()
@@ -122,7 +126,13 @@ async def assemble(
 
 
 async def open(
-    path: str, reactor: Any, limits: Limits = _DEFAULT_LIMITS, *, insecure_fast_hashes: bool = False
+    path: str,
+    reactor: Any,
+    limits: Limits = _DEFAULT_LIMITS,
+    *,
+    insecure_fast_hashes: bool = False,
+    token_days: float = 30.0,
+    now: Callable[[], float] = time.time,
 ) -> Assembly:
     """
     Open (creating it if need be) the database at C{path} and wire a chatd
@@ -132,6 +142,8 @@ async def open(
         parameters (L{cheap_hasher}), for tests and benchmarks only: such
         hashes protect nothing, and every login rehashes an account's
         password with them.
+    @param token_days: how long a session token works unused.
+    @param now: the wall clock (see L{assemble}).
     """
     hasher = cheap_hasher() if insecure_fast_hashes else None
     return await assemble(
@@ -140,4 +152,6 @@ async def open(
         Passwords(reactor, hasher),
         reactor,
         limits,
+        now=now,
+        token_days=token_days,
     )

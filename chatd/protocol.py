@@ -122,6 +122,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         self._clock = clock
         self.user_id: int | None = None
         self.username: str | None = None
+        self.token_hash: bytes | None = None
         self.connected = False
         # _deaf: no more frames are read (after an oversize one).
         # _closing: the connection is being closed; nothing more is written.

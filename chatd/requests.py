@@ -1,5 +1,5 @@
 """
-The requests of PROTOCOL.md sections 5, 10, 11 and 12, each parsed into a frozen
+The requests of PROTOCOL.md sections 5 and 10-13, each parsed into a frozen
 value.
 
 A request's fields are checked here, before any rule runs (PROTOCOL.md
@@ -89,6 +89,39 @@ class Login:
     @classmethod
     def parse(cls, request: Payload) -> Login:
         return cls(wire.string(request, "username"), wire.string(request, "password"))
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """
+    A session token; any string is well-formed (an unknown one is
+    C{invalid_token}).
+    """
+
+    token: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> Resume:
+        return cls(wire.string(request, "token"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """
+    The current password (checked like a login's) and a new one, which
+    follows section 4.
+    """
+
+    old_password: str
+    new_password: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> ChangePassword:
+        old = wire.string(request, "old_password")
+        new = wire.string(request, "new_password")
+        if not wire.valid_password(new):
+            raise ChatError(wire.INVALID_PASSWORD)
+        return cls(old, new)
 
 
 @dataclass(frozen=True, slots=True)

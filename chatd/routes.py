@@ -22,10 +22,14 @@ from chatd.wire import Payload
 class User:
     """
     The logged-in user a request comes from.
+
+    @ivar token_hash: the hash of the session token its session logged in
+        with.
     """
 
     id: int
     name: str
+    token_hash: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ L{ChatError} for anything the client got wrong.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Container, Iterable
 from inspect import iscoroutine
 from typing import Final, TypeVar
@@ -140,6 +142,10 @@ class ChatServer:
         self.routes: dict[str, Route] = {
             "register": Route(requests.Register.parse, self.register, before_login=True),
             "login": Route(requests.Login.parse, self.login, before_login=True, holds_pushes=True),
+            "resume": Route(
+                requests.Resume.parse, self.resume, before_login=True, holds_pushes=True
+            ),
+            "change_password": Route(requests.ChangePassword.parse, self.change_password),
             "ping": Route(requests.NoFields.parse, self.ping, before_login=True),
             "logout": Route(requests.NoFields.parse, self.logout, closes=True),
             "send_message": Route(requests.SendMessage.parse, self.send_message, concurrent=True),
@@ -186,7 +192,7 @@ class ChatServer:
             result = route.handler(session, parsed)
         else:
             assert user_id is not None and session.username is not None
-            caller = User(user_id, session.username)
+            caller = User(user_id, session.username, session.token_hash)
             if route.closes:
                 self._logged_out(session)
             result = route.handler(caller, parsed)
@@ -331,16 +337,66 @@ class ChatServer:
         user_id = credentials.id
         if verdict.new_hash is not None:
             await self._store.set_password_hash(user_id, verdict.new_hash)
-        reply: Payload = {"type": "login_successful", "user": self._user(user_id)}
+        token, token_hash = _new_token()
+        await self._store.add_token(user_id, token_hash)
+        self.log.info("User {user_id} logged in", user_id=user_id)
+        return await self._start_session(session, user_id, token, token_hash)
+
+    async def resume(self, session: Session, request: requests.Resume) -> Reply:
+        """
+        Log in again with a session token instead of a password (PROTOCOL.md
+        section 13): no password hash to compute, everything else as
+        L{login}.  The token stays the same.
+        """
+        if session.user_id is not None:
+            raise ChatError(wire.ALREADY_AUTHENTICATED)
+        token_hash = _token_hash(request.token)
+        user_id = await self._store.use_token(token_hash)
+        self.log.info("User {user_id} resumed a session", user_id=user_id)
+        return await self._start_session(session, user_id, request.token, token_hash)
+
+    async def _start_session(
+        self, session: Session, user_id: int, token: str, token_hash: bytes
+    ) -> Reply:
+        """
+        Log C{session} in as C{user_id} with the token C{token}, replacing
+        the account's older session (which is kicked; presence stays on).
+
+        @return: C{login_successful}, then C{login_info}.
+        """
+        reply: Payload = {"type": "login_successful", "user": self._user(user_id), "token": token}
         if not session.connected:
             return reply
-        older = self.sessions.attach(session, user_id, credentials.username)
+        session.token_hash = token_hash
+        older = self.sessions.attach(session, user_id, self._directory.usernames[user_id])
         if older is None:
             self._announce_presence(user_id, online=True)
         else:
             older.kick(wire.LOGGED_IN_ELSEWHERE)
-        self.log.info("User {user_id} logged in", user_id=user_id)
         return [reply, await self._login_info(user_id)]
+
+    async def change_password(self, user: User, request: requests.ChangePassword) -> Reply:
+        """
+        Replace one's password, knowing the current one (a wrong one counts
+        as a failed login), ending every session token of the account: the
+        reply carries a new one for this session.
+        """
+        self._throttle.check(user.name)
+        credentials = await self._store.credentials(user.name)
+        verdict = await self._passwords.verify(
+            credentials.password_hash if credentials else None, request.old_password
+        )
+        if credentials is None or not verdict.ok:
+            self._throttle.failed(user.name)
+            raise ChatError(wire.LOGIN_FAILED, "The current password is wrong.")
+        password_hash = await self._passwords.hash(request.new_password)
+        token, token_hash = _new_token()
+        await self._store.change_password(user.id, password_hash, token_hash)
+        session = self.sessions.current(user.id)
+        if session is not None:
+            session.token_hash = token_hash
+        self.log.info("User {user_id} changed their password", user_id=user.id)
+        return {"type": "password_changed", "token": token}
 
     async def _login_info(self, user_id: int) -> Payload:
         directory = self._directory
@@ -370,11 +426,14 @@ class ChatServer:
             ],
         }
 
-    def logout(self, user: User, request: requests.NoFields) -> Reply:
+    async def logout(self, user: User, request: requests.NoFields) -> Reply:
         """
-        Log out: its route ends the session before this runs, and the
-        protocol closes the connection after the reply.
+        Log out, ending the session's token: its route ends the session
+        before this runs, and the protocol closes the connection after the
+        reply.
         """
+        if user.token_hash is not None:
+            await self._store.end_token(user.token_hash)
         self.log.info("User {user_id} logged out", user_id=user.id)
         return {"type": "logout_successful"}
 
@@ -1010,6 +1069,19 @@ class ChatServer:
         await self._store.unban(room.id, target_id)
         room.banned.discard(target_id)
         return {"type": "ok"}
+
+
+def _new_token() -> tuple[str, bytes]:
+    """
+    @return: a new session token (256 random bits, 43 URL-safe characters)
+        and the hash of it that the database keeps.
+    """
+    token = secrets.token_urlsafe(32)
+    return token, _token_hash(token)
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 def _reactions(message: StoredMessage) -> list[Payload]:

@@ -103,6 +103,7 @@ class ChatService(Service):
         reactor: Any,
         *,
         insecure_fast_hashes: bool = False,
+        token_days: float = 30.0,
         install_signals: InstallSignals = install_stop_signals,
     ) -> None:
         """
@@ -111,6 +112,7 @@ class ChatService(Service):
         @param db_path: the SQLite file.
         @param reactor: the reactor to listen on and stop on a signal.
         @param insecure_fast_hashes: see L{chatd.assembly.open}.
+        @param token_days: how long a session token works unused.
         @param install_signals: installs the handler that stops the reactor
             on SIGTERM and SIGINT once the reactor runs; the previous
             handlers are put back when the service has stopped.
@@ -119,6 +121,7 @@ class ChatService(Service):
         self._db_path = db_path
         self.limits = limits
         self.insecure_fast_hashes = insecure_fast_hashes
+        self.token_days = token_days
         self._reactor = reactor
         self._install_signals = install_signals
         self._restore_signals: Callable[[], None] | None = None
@@ -179,6 +182,7 @@ class ChatService(Service):
             self._reactor,
             self.limits,
             insecure_fast_hashes=self.insecure_fast_hashes,
+            token_days=self.token_days,
         )
         self._handover.serve(self._assembly.factory)
         self._port.startReading()

@@ -24,11 +24,14 @@ class Session(Protocol):
 
     @ivar user_id: the logged-in user, or L{None} before login.
     @ivar username: that user's name, or L{None} before login.
+    @ivar token_hash: the SHA-256 of the token it logged in with (or got
+        from a password change), which C{logout} ends; L{None} before login.
     @ivar connected: L{False} once the connection is gone.
     """
 
     user_id: int | None
     username: str | None
+    token_hash: bytes | None
     connected: bool
 
     def send(self, frame: bytes) -> None:
@@ -102,6 +105,12 @@ class Sessions:
         @return: whether C{user_id} has a session.
         """
         return user_id in self._by_user
+
+    def current(self, user_id: int) -> Session | None:
+        """
+        @return: the logged-in session of C{user_id}, or L{None}.
+        """
+        return self._by_user.get(user_id)
 
     def attach(self, session: Session, user_id: int, username: str) -> Session | None:
         """

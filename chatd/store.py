@@ -36,7 +36,7 @@ from twisted.internet.defer import Deferred
 from chatd import wire
 from chatd.database import DatabaseHealth
 from chatd.wire import PRIVATE, ROOM, ChatError
-from chatd.writer import Deliveries, GroupCommit, single_change, together
+from chatd.writer import Deliveries, GroupCommit, single_change, together, utc_stamp
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -168,6 +168,7 @@ class Store:
         *,
         deliveries: Deliveries = nullcontext,
         now: Callable[[], float] = time.time,
+        token_days: float = 30.0,
     ) -> None:
         """
         @param writer_pool: a pool of exactly one connection: every write
@@ -175,8 +176,12 @@ class Store:
         @param reader_pool: the pool for reads.
         @param deliveries: what the callbacks of each committed group of
             writes run within (see L{GroupCommit}).
-        @param now: the wall clock, for the commit time of each transaction.
+        @param now: the wall clock, for the commit time of each transaction
+            and the age of tokens.
+        @param token_days: how long a session token works unused.
         """
+        self._now = now
+        self._token_seconds = token_days * 86400
         self._writer_pool = writer_pool
         self._reader_pool = reader_pool
         self._health = DatabaseHealth()
@@ -302,6 +307,41 @@ class Store:
         @raise ChatError: C{username_taken}.
         """
         return self.writer.submit(_add_user_txn, username, password_hash)
+
+    def add_token(self, user_id: int, token_hash: bytes) -> Deferred[None]:
+        """
+        Store (the hash of) a new session token of C{user_id}, and forget
+        the user's tokens that no longer work.
+        """
+        oldest = utc_stamp(self._now() - self._token_seconds)
+        return self.writer.submit(_add_token_txn, user_id, token_hash, oldest)
+
+    def use_token(self, token_hash: bytes) -> Deferred[int]:
+        """
+        Log in with a session token: it works for another C{token_days}
+        from now.
+
+        @return: the id of the user it logs in.
+        @raise ChatError: C{invalid_token} when there is no such token, or
+            it went unused too long.
+        """
+        oldest = utc_stamp(self._now() - self._token_seconds)
+        return self.writer.submit(_use_token_txn, token_hash, oldest)
+
+    def end_token(self, token_hash: bytes) -> Deferred[None]:
+        """
+        End a session token (its user logged out with it).
+        """
+        return self.writer.submit(_end_token_txn, token_hash)
+
+    def change_password(
+        self, user_id: int, password_hash: str, token_hash: bytes
+    ) -> Deferred[None]:
+        """
+        Replace a user's password hash, end every token of theirs, and store
+        the new token C{token_hash}: all in one transaction.
+        """
+        return self.writer.submit(_change_password_txn, user_id, password_hash, token_hash)
 
     def set_password_hash(self, user_id: int, password_hash: str) -> Deferred[None]:
         """
@@ -969,6 +1009,41 @@ def _add_user_txn(txn: Transaction, stamp: str, username: str, password_hash: st
     if txn.rowcount != 1:
         raise ChatError(wire.USERNAME_TAKEN)
     return txn.lastrowid
+
+
+def _add_token_txn(
+    txn: Transaction, stamp: str, user_id: int, token_hash: bytes, oldest: str = ""
+) -> None:
+    txn.execute("DELETE FROM tokens WHERE user_id = ? AND used_at < ?", (user_id, oldest))
+    txn.execute(
+        "INSERT INTO tokens (hash, user_id, created_at, used_at) VALUES (?, ?, ?, ?)",
+        (token_hash, user_id, stamp, stamp),
+    )
+
+
+@single_change
+def _use_token_txn(txn: Transaction, stamp: str, token_hash: bytes, oldest: str) -> int:
+    txn.execute(
+        "UPDATE tokens SET used_at = ? WHERE hash = ? AND used_at >= ? RETURNING user_id",
+        (stamp, token_hash, oldest),
+    )
+    row = txn.fetchone()
+    if row is None:
+        raise ChatError(wire.INVALID_TOKEN)
+    return int(row[0])
+
+
+@single_change
+def _end_token_txn(txn: Transaction, stamp: str, token_hash: bytes) -> None:
+    txn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+
+
+def _change_password_txn(
+    txn: Transaction, stamp: str, user_id: int, password_hash: str, token_hash: bytes
+) -> None:
+    txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+    txn.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+    _add_token_txn(txn, stamp, user_id, token_hash)
 
 
 @single_change

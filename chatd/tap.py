@@ -89,6 +89,13 @@ class Options(usage.Options):
             "before it is disconnected.",
             _positive_int,
         ],
+        [
+            "token-days",
+            None,
+            30.0,
+            "Days a session token (PROTOCOL.md 13) keeps working without being used.",
+            _positive_float,
+        ],
     ]
 
     optFlags = [
@@ -129,4 +136,5 @@ def makeService(options: Options) -> ChatService:
         limits,
         reactor,
         insecure_fast_hashes=bool(options["insecure-fast-hashes"]),
+        token_days=options["token-days"],
     )

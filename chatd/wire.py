@@ -58,6 +58,7 @@ ALREADY_IN_ROOM: Final = "already_in_room"
 RATE_LIMITED: Final = "rate_limited"
 NO_SUCH_MESSAGE: Final = "no_such_message"
 NOT_ALLOWED: Final = "not_allowed"
+INVALID_TOKEN: Final = "invalid_token"
 INTERNAL_ERROR: Final = "internal_error"
 
 # The reasons of a server_kick push (PROTOCOL.md sections 5 and 8).
@@ -89,6 +90,7 @@ MESSAGES: Final[dict[str, str]] = {
     NO_PENDING_REQUEST: "There is no pending friend request from that user.",
     NO_SUCH_MESSAGE: "There is no such message.",
     NOT_ALLOWED: "That is not allowed.",
+    INVALID_TOKEN: "That session token does not work (any more); log in with your password.",
     NOT_IN_ROOM: "Not a member of that room.",
     ALREADY_IN_ROOM: "Already a member of that room.",
     RATE_LIMITED: "Too many requests; slow down.",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -120,6 +121,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.user_id: int | None = None
         self.username: str | None = None
+        self.token_hash: bytes | None = None
         self.connected = True
         self.frames: list[bytes] = []
         self.kicked: str | None = None
@@ -286,13 +288,21 @@ class RunningServer:
 
 
 async def start_server(
-    testcase: Any, path: str | None = None, limits: Limits | None = None
+    testcase: Any,
+    path: str | None = None,
+    limits: Limits | None = None,
+    *,
+    token_days: float = 30.0,
+    now: Callable[[], float] = time.time,
 ) -> RunningServer:
     """
     Start a chatd server (L{chatd.assembly.open}) on a loopback port of the
     global reactor, on a new database in the test's temporary directory (or
     C{path}), with cheap password hashing.  It stops when the test ends; the
     test closes its own client connections.
+
+    @param token_days: how long a session token works unused.
+    @param now: the server's wall clock (commit times, token ages).
     """
     from twisted.internet import reactor
 
@@ -301,6 +311,8 @@ async def start_server(
         reactor,
         limits or Limits(),
         insecure_fast_hashes=True,
+        token_days=token_days,
+        now=now,
     )
     listening = reactor.listenTCP(0, assembled.factory, interface="127.0.0.1")
 

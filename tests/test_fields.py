@@ -109,6 +109,24 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                 wire.ALREADY_AUTHENTICATED,
                 string_spoils("username") + string_spoils("password"),
             ),
+            Case(
+                "resume",
+                {"token": "not-a-token"},
+                wire.INVALID_TOKEN,
+                string_spoils("token"),
+                logged_out=True,
+            ),
+            Case(
+                "change_password",
+                {"old_password": "wrong-password", "new_password": "new-secret"},
+                wire.LOGIN_FAILED,
+                string_spoils("old_password")
+                + string_spoils("new_password")
+                + [
+                    ({"new_password": value}, wire.INVALID_PASSWORD)
+                    for value in ["short", " " * 8, "x" * 129]
+                ],
+            ),
             Case("logout", {"whatever": 1}, None),
             Case("ping", {"whatever": 1}, None),
             Case(

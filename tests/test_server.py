@@ -336,6 +336,8 @@ class LoginTests(ServerTestCase):
         ]["id"]
         session = FakeSession()
         reply, info = self.h.call(session, "login", username="alice", password="secret1")
+        token = reply.pop("token")
+        self.assertRegex(token, r"^[A-Za-z0-9_-]{43}$")
         self.assertEqual(
             reply, {"type": "login_successful", "user": {"id": user_id, "username": "alice"}}
         )

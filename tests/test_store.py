@@ -31,7 +31,7 @@ from chatd.store import (
     schema_files,
 )
 from chatd.wire import PRIVATE, ROOM, ChatError
-from tests.support import ImmediateReactor, InlineThreadPool, open_store
+from tests.support import ImmediateReactor, InlineThreadPool, inline_pools, open_store
 
 TABLES = {
     "schema_version",
@@ -1361,6 +1361,41 @@ class UpgradeTests(SynchronousTestCase):
         self.successResultOf(store.join_room(3, 1, 1, "ncr joined the room"))
         self.assertEqual(query(path, "SELECT owner_id FROM rooms WHERE id = 3"), [(1,)])
 
+    def test_version_four_to_five(self) -> None:
+        """
+        A database of schema 4 with accounts, a room and messages gets an
+        empty token table, and its accounts can log in with tokens.
+        """
+        path = self.mktemp() + ".sqlite3"
+        files = schema_files()
+        self.assertEqual([n for n, _ in files][:5], [1, 2, 3, 4, 5])
+        stamp = "2026-11-24T06:00:30.123Z"
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            register_functions(connection)
+            connection.executescript(
+                "BEGIN;\n"
+                + "\n".join(sql for _, sql in files[:4])
+                + "\nINSERT INTO schema_version VALUES (4);COMMIT;"
+            )
+            connection.executescript(
+                f"""
+                INSERT INTO users VALUES (1, 'ncr', 'h1', '{stamp}');
+                INSERT INTO rooms VALUES (1, 'kept', '{stamp}', 1, 'a topic');
+                INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)
+                VALUES (1, 1, 1, 1, 'system', 'ncr created the room', '{stamp}'),
+                       (2, 1, 1, 1, 'text', 'hello', '{stamp}');
+                INSERT INTO room_members VALUES (1, 1, 1, 'member');
+                """
+            )
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(query(path, "SELECT count(*) FROM tokens"), [(0,)])
+        self.assertEqual(query(path, "SELECT topic FROM rooms"), [("a topic",)])
+        self.successResultOf(store.add_token(1, b"t" * 32))
+        self.assertEqual(self.successResultOf(store.use_token(b"t" * 32)), 1)
+
 
 class ModerationStoreTests(StoreTestCase):
     """
@@ -1637,3 +1672,59 @@ class SearchPlanTests(QueryPlanTests):
         self.assert_seeks(plans[2:], "messages_private", 1, table="m")
         for plan in plans:
             self.assertIn("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)", plan)
+
+
+class TokenTests(SynchronousTestCase):
+    """
+    Session tokens as stored (PROTOCOL.md section 13): hashes only, ended by
+    a logout or a password change, expired after C{token_days} unused.
+    """
+
+    def setUp(self) -> None:
+        self.clock = [1_800_000_000.0]
+        path = self.mktemp() + ".sqlite3"
+        self.path = path
+        self.store = Store(
+            *inline_pools(path, ImmediateReactor()), now=lambda: self.clock[0], token_days=2
+        )
+        self.successResultOf(self.store.migrate())
+        self.addCleanup(self.store.close)
+        self.alice = self.successResultOf(self.store.add_user("alice", "h"))
+
+    def use(self, token_hash: bytes) -> int | str:
+        d = self.store.use_token(token_hash)
+        result = self.successResultOf(d.addErrback(lambda f: f.trap(ChatError) and f.value.code))
+        return result  # type: ignore[no-any-return]
+
+    def test_use_and_expiry(self) -> None:
+        """
+        A token logs its user in while used at least every C{token_days};
+        each use starts the period again.
+        """
+        self.successResultOf(self.store.add_token(self.alice, b"t" * 32))
+        self.assertEqual(query(self.path, "SELECT hash FROM tokens"), [(b"t" * 32,)])
+        self.clock[0] += 1.9 * 86400
+        self.assertEqual(self.use(b"t" * 32), self.alice)
+        self.clock[0] += 1.9 * 86400
+        self.assertEqual(self.use(b"t" * 32), self.alice)
+        self.clock[0] += 2.1 * 86400
+        self.assertEqual(self.use(b"t" * 32), wire.INVALID_TOKEN)
+        self.assertEqual(self.use(b"x" * 32), wire.INVALID_TOKEN)
+        # The next token of the user forgets the expired one.
+        self.successResultOf(self.store.add_token(self.alice, b"u" * 32))
+        self.assertEqual(query(self.path, "SELECT hash FROM tokens"), [(b"u" * 32,)])
+
+    def test_end_and_password_change(self) -> None:
+        """
+        Ending a token ends it only; a password change ends them all and
+        stores the new one with the new hash, in one transaction.
+        """
+        for token in (b"a", b"b", b"c"):
+            self.successResultOf(self.store.add_token(self.alice, token * 32))
+        self.successResultOf(self.store.end_token(b"a" * 32))
+        self.assertEqual(
+            (self.use(b"a" * 32), self.use(b"b" * 32)), (wire.INVALID_TOKEN, self.alice)
+        )
+        self.successResultOf(self.store.change_password(self.alice, "new-hash", b"n" * 32))
+        self.assertEqual(query(self.path, "SELECT hash FROM tokens"), [(b"n" * 32,)])
+        self.assertEqual(query(self.path, "SELECT password_hash FROM users"), [("new-hash",)])

@@ -47,6 +47,7 @@ SECTION_7_CODES = {
     "internal_error",
     # Version 2, as each section is built.
     "no_such_message",
+    "invalid_token",
     "not_allowed",
 }
 
