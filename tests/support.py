@@ -401,15 +401,18 @@ def _fired(value: Any) -> Deferred[Any]:
     return d
 
 
-async def wire_client(testcase: Any, port: int) -> WireClient:
+async def wire_client(
+    testcase: Any, port: int, make: Callable[[], WireClient] = WireClient
+) -> WireClient:
     """
+    @param make: makes the client (a subclass of L{WireClient}, say).
     @return: a L{WireClient} connected to C{port} on loopback, closed when
         the test ends.
     """
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-    client = WireClient()
+    client = make()
     await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
 
     async def close() -> None:

@@ -19,14 +19,17 @@ from tests.support import WireClient, logged_in, wire_client
 PASSWORD = "secret1"
 
 
-async def start_process(testcase: TestCase, db: str) -> tuple[ServerProcess, Any, int]:
+async def start_process(
+    testcase: TestCase, db: str, *options: str
+) -> tuple[ServerProcess, Any, int]:
     """
-    Start C{twistd -n chatd} on C{db} and a free loopback port; it is killed
-    when the test ends if it still runs.
+    Start C{twistd -n chatd} on C{db} and a free loopback port, flood
+    control lifted, with C{options} besides; it is killed when the test ends
+    if it still runs.
 
     @return: the process protocol, its transport, and the port.
     """
-    process = spawn_chatd(db, "--rate", "10000", "--burst", "10000")
+    process = spawn_chatd(db, "--rate", "10000", "--burst", "10000", *options)
     transport = process.transport
 
     def kill() -> Deferred[Any] | None:
