@@ -91,17 +91,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     import qt5reactor
 
     qt5reactor.install()
+    from PyQt5.QtCore import QStandardPaths
     from twisted.internet import reactor
 
     from client.session import ChatClient
     from client.state import ClientState
+    from client.tokens import TOKEN_FILE, TokenFile
     from client.ui.app import ChatApp
     from client.ui.style import apply_style
 
     apply_style(app)
+    server = f"{options.host}:{options.port}"
     endpoint = make_endpoint(reactor, options.host, options.port, options.tls, options.ca)
-    client = ChatClient(endpoint, ClientState(), reactor)
-    window = ChatApp(client, reactor, f"{options.host}:{options.port}")
+    # The user's configuration folder, ~/.config/chatd on Linux.
+    config = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation)
+    tokens = TokenFile(os.path.join(config, TOKEN_FILE), server)
+    client = ChatClient(endpoint, ClientState(), reactor, tokens=tokens)
+    window = ChatApp(client, reactor, server)
 
     def quit_() -> None:
         client.stop().addBoth(lambda _: reactor.stop())

@@ -3,7 +3,8 @@ A chat session that survives the network, without Qt.
 
 L{ChatClient} keeps one connection (L{client.protocol.ChatClientProtocol})
 up through a L{ClientService} with exponential backoff and, on every new
-connection after the first login, logs in again, resends the
+connection after the first login, resumes the session with its token
+(PROTOCOL.md section 13: the password is not kept), resends the
 C{send_message} requests that were never acknowledged (with their
 C{client_msg_id}, so the server stores each once), and catches up every
 conversation held with C{history after} its newest message id, so the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, cast
 from uuid import uuid4
 
@@ -30,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd import wire
-from chatd.wire import valid_message
+from chatd.wire import valid_message, valid_password, valid_topic
 from client import texts
 from client.protocol import ChatClientFactory, ChatClientProtocol, ChatError, Disconnected
 from client.search import SEARCH_PAGE, SearchPage
@@ -48,6 +50,7 @@ from client.state import (
     Quote,
     User,
 )
+from client.tokens import TokenFile
 
 #: Messages asked for in one page of history.
 PAGE_SIZE: Final = 50
@@ -75,6 +78,25 @@ def default_retry_policy(jitter: Callable[[], float] = random.random) -> Callabl
     return backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=1.5, jitter=jitter)
 
 
+@dataclass(slots=True)
+class Credentials:
+    """
+    How each new connection of a session logs in again.
+
+    @ivar username: who is logged in, as the server spells it.
+    @ivar token: the session token to C{resume} with (PROTOCOL.md 13).
+    @ivar password: kept only for a server whose C{login_successful}
+        carries no token: then each new connection logs in with it.
+    @ivar stored: whether the token is in the token file (the user stays
+        logged in after this run), or in memory only.
+    """
+
+    username: str
+    token: str | None
+    password: str | None
+    stored: bool
+
+
 class ChatClient:
     """
     A chat session that survives the network, feeding a L{ClientState}.
@@ -95,12 +117,15 @@ class ChatClient:
         clock: IReactorTime,
         retry_policy: Callable[[int], float] | None = None,
         new_message_id: Callable[[], str] = lambda: uuid4().hex,
+        tokens: TokenFile | None = None,
     ) -> None:
         """
         @param endpoint: where the server is.
         @param clock: for pings, reconnect delays and pauses.
         @param retry_policy: seconds to wait before reconnect attempt C{n}.
         @param new_message_id: makes the C{client_msg_id} of each message.
+        @param tokens: where the tokens of the users who stay logged in are
+            kept between runs; without it, tokens live in memory only.
         """
         self.state = state
         self._clock = clock
@@ -109,8 +134,9 @@ class ChatClient:
         self._retry_policy = retry_policy or default_retry_policy()
         self._service = self._new_service()
         self._protocol: ChatClientProtocol | None = None
+        self._tokens = tokens
         # Set once the first login succeeds: every new connection logs in again.
-        self._credentials: tuple[str, str] | None = None
+        self._credentials: Credentials | None = None
         # Whether the current connection is logged in.
         self._ready = False
         self._in_flight: set[str] = set()
@@ -142,13 +168,20 @@ class ChatClient:
 
     def connection_made(self, protocol: ChatClientProtocol) -> None:
         """
-        A new connection is open: after the first login, log in again.
+        A new connection is open: after the first login, resume the session
+        with its token (or log in again, on a server that gives none).
         """
         self._protocol = protocol
         self._ready = False
-        if self._credentials is not None:
-            username, password = self._credentials
-            protocol.request("login", username=username, password=password).addCallbacks(
+        credentials = self._credentials
+        if credentials is not None:
+            if credentials.token is not None:
+                d = protocol.request("resume", token=credentials.token)
+            else:
+                d = protocol.request(
+                    "login", username=credentials.username, password=credentials.password
+                )
+            d.addCallbacks(
                 self._logged_in_again,
                 self._login_again_failed,
                 callbackArgs=(protocol,),
@@ -215,6 +248,7 @@ class ChatClient:
     def _logged_in_again(self, reply: Payload, protocol: ChatClientProtocol) -> None:
         if protocol is self._protocol:
             self._ready = True
+            self._took_token(reply)
             self.state.set_connection(ONLINE)
             self.log.info("Logged in again after a reconnect")
 
@@ -223,7 +257,14 @@ class ChatClient:
         if protocol is not self._protocol or failure.check(Disconnected):
             return
         error = cast(ChatError, failure.value)
-        if error.code in texts.LOGIN_REFUSED:
+        credentials = self._credentials
+        if error.code in texts.RESUME_REFUSED and credentials is not None:
+            # The token ended (a password change, a logout elsewhere, an
+            # operator): it cannot work again, not even after a restart.
+            if credentials.stored and self._tokens is not None:
+                self._tokens.forget(credentials.username, credentials.token)
+            self._end_session(texts.RESUME_REFUSED[error.code])
+        elif error.code in texts.LOGIN_REFUSED:
             self._end_session(f"Logging in again failed: {error.message}")
         else:
             # rate_limited, internal_error, ...: try again on a new connection.
@@ -315,21 +356,21 @@ class ChatClient:
         return Deferred.fromCoroutine(self._register(username, password))
 
     async def _register(self, username: str, password: str) -> User:
-        _, reply = await self._account_request("register", username, password)
+        _, reply = await self._account_request("register", username=username, password=password)
         return User.from_payload(reply["user"])
 
     async def _account_request(
-        self, kind: str, username: str, password: str
+        self, kind: str, **fields: str
     ) -> tuple[ChatClientProtocol, Payload]:
         """
-        Connect if need be and send C{register} or C{login}; when it fails
-        outside a session, go offline again.
+        Connect if need be and send C{register}, C{login} or C{resume};
+        when it fails outside a session, go offline again.
 
         @return: the connection it went over, and the reply.
         """
         protocol = await self._connect()
         try:
-            return protocol, await protocol.request(kind, username=username, password=password)
+            return protocol, await protocol.request(kind, **fields)
         except BaseException:
             self._offline_unless_signed_in()
             raise
@@ -343,32 +384,131 @@ class ChatClient:
             self._stop_service().addErrback(self._bug)
             self.state.set_connection(OFFLINE)
 
-    def login(self, username: str, password: str) -> Deferred[User]:
+    def login(self, username: str, password: str, stay_logged_in: bool = True) -> Deferred[User]:
         """
-        Log in; from now on every new connection logs in again by itself,
-        until L{logout} or the server ends the session.
+        Log in; from now on every new connection resumes the session by
+        itself, until L{logout} or the server ends the session.
 
+        @param stay_logged_in: whether to keep the session's token in the
+            token file, for L{resume} in a later run; otherwise it is kept
+            in memory only, and any token stored for the user is forgotten.
         @return: fires with the user, or fails with L{ChatError} or
             L{Disconnected}.
         """
-        return Deferred.fromCoroutine(self._login(username, password))
+        return Deferred.fromCoroutine(self._login(username, password, stay_logged_in))
 
-    async def _login(self, username: str, password: str) -> User:
-        protocol, reply = await self._account_request("login", username, password)
-        self._credentials = (username, password)
+    async def _login(self, username: str, password: str, stay_logged_in: bool) -> User:
+        protocol, reply = await self._account_request("login", username=username, password=password)
+        return self._signed_in(protocol, reply, password, stay_logged_in)
+
+    @property
+    def saved_username(self) -> str | None:
+        """
+        The user whose token L{resume} would use (the latest to log in to
+        this server and stay logged in), or L{None}.
+        """
+        saved = self._tokens.newest() if self._tokens is not None else None
+        return None if saved is None else saved[0]
+
+    def resume(self) -> Deferred[User]:
+        """
+        Log in with the stored token of L{saved_username}, without a
+        password; from then on the session is the same as after L{login}.
+
+        @return: fires with the user; fails with L{Disconnected}, or with
+            L{ChatError} (C{invalid_token}: the token ended and is
+            forgotten; also when no token is stored).
+        """
+        return Deferred.fromCoroutine(self._resume())
+
+    async def _resume(self) -> User:
+        saved = self._tokens.newest() if self._tokens is not None else None
+        if saved is None:
+            raise ChatError(wire.INVALID_TOKEN, texts.SESSION_ENDED)
+        username, token = saved
+        try:
+            protocol, reply = await self._account_request("resume", token=token)
+        except ChatError as e:
+            if e.code in texts.RESUME_REFUSED and self._tokens is not None:
+                self._tokens.forget(username, token)
+            raise
+        if self._tokens is not None and reply.get("user", {}).get("username") != username:
+            self._tokens.forget(username, token)  # stored under another spelling
+        return self._signed_in(protocol, reply, None, True)
+
+    def _signed_in(
+        self,
+        protocol: ChatClientProtocol,
+        reply: Payload,
+        password: str | None,
+        stay_logged_in: bool,
+    ) -> User:
+        """
+        C{login} or C{resume} worked: the session starts, and its token goes
+        to the token file or, unless the user stays logged in, out of it.
+
+        @param password: the password logged in with, kept only when the
+            server gave no token.
+        @return: the user.
+        """
+        user = User.from_payload(reply["user"])
+        token = reply.get("token")
+        token = token if isinstance(token, str) else None
+        stored = stay_logged_in and token is not None and self._tokens is not None
+        self._credentials = Credentials(
+            user.username, token, password if token is None else None, stored
+        )
+        if self._tokens is not None:
+            if stored and token is not None:
+                self._tokens.save(user.username, token)
+            else:
+                self._tokens.forget(user.username)
         self._ready = protocol is self._protocol
         self.state.set_connection(ONLINE)
-        self.log.info("Logged in as {username}", username=username)
-        return User.from_payload(reply["user"])
+        self.log.info("Logged in as {username}", username=user.username)
+        return user
+
+    def _took_token(self, reply: Payload) -> None:
+        """
+        The server gave the session a token (a C{resume} may, a password
+        change does): it replaces the old one, in the token file too.
+        """
+        credentials = self._credentials
+        token = reply.get("token")
+        if credentials is None or not isinstance(token, str) or token == credentials.token:
+            return
+        credentials.token = token
+        credentials.password = None
+        if credentials.stored and self._tokens is not None:
+            self._tokens.save(credentials.username, token)
+
+    def change_password(self, old_password: str, new_password: str) -> Deferred[None]:
+        """
+        Change our password (PROTOCOL.md section 13): every other token of
+        the account ends, and the new token the reply carries replaces the
+        session's.
+
+        @raise ValueError: when C{new_password} breaks the rule of section 4.
+        @return: fires when it is changed; fails with L{ChatError}
+            (C{login_failed} for a wrong C{old_password}, C{invalid_password},
+            C{rate_limited}) or L{Disconnected}.
+        """
+        if not valid_password(new_password):
+            raise ValueError(texts.PASSWORD_RULE)
+        d = self.request("change_password", old_password=old_password, new_password=new_password)
+        return d.addCallback(self._took_token)
 
     def logout(self) -> Deferred[None]:
         """
-        Log out, close the connection and forget the session.
+        Log out, close the connection and forget the session and its
+        stored token (the server ends the token).
 
         @return: fires when all that is done.
         """
         protocol = self._protocol if self._ready else None
-        self._credentials = None
+        credentials, self._credentials = self._credentials, None
+        if credentials is not None and credentials.stored and self._tokens is not None:
+            self._tokens.forget(credentials.username, credentials.token)
         self._forget_typing()
         d: Deferred[Any] = protocol.request("logout") if protocol is not None else succeed(None)
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
@@ -474,10 +614,84 @@ class ChatClient:
     def list_rooms(self, query: str = "") -> Deferred[list[Payload]]:
         """
         @return: fires with the rooms whose name holds C{query}, each
-            C{{id, name, member_count}}.
+            C{{id, name, topic, member_count}}.
         """
         d = self.request("list_rooms", query=query)
         return d.addCallback(lambda reply: list(reply.get("rooms", [])))
+
+    # Room topics, roles and moderation (PROTOCOL.md section 12).
+
+    def set_topic(self, room_id: int, topic: str) -> Deferred[Payload]:
+        """
+        Set the topic of a room we own or moderate; C{""} clears it.  The
+        reply, C{room_updated}, changes it in the state.
+
+        @raise ValueError: when C{topic} breaks the rule of section 12.
+        """
+        if not valid_topic(topic):
+            raise ValueError(texts.TOPIC_RULE)
+        d = self.request("set_topic", room_id=room_id, topic=topic)
+        return d.addCallback(self._applied)
+
+    def set_role(self, room_id: int, user_id: int, role: str) -> Deferred[Payload]:
+        """
+        Make a member of a room we own a moderator (C{role} C{"moderator"})
+        or a plain member again (C{"member"}).  The server tells the others
+        with C{member_role}, and us only C{ok}: the reply changes the role
+        in the state.
+        """
+        d = self.request("set_role", room_id=room_id, user_id=user_id, role=role)
+
+        def done(reply: Payload) -> Payload:
+            self.state.set_role(room_id, user_id, role)
+            return reply
+
+        return d.addCallback(done)
+
+    def kick(self, room_id: int, user_id: int, ban: bool = False) -> Deferred[Payload]:
+        """
+        Remove a member from a room; with C{ban}, keep them out until
+        L{unban}.  They leave the member list with the C{someone_outroom}
+        the server pushes us too; a ban is remembered in the state
+        (L{ClientState.bans}), so that it can be lifted later.
+        """
+        room = self.state.rooms.get(room_id)
+        member = room.members.get(user_id) if room is not None else None
+        user = User(user_id, member.username if member is not None else "?")
+        d = self.request("kick_from_room", room_id=room_id, user_id=user_id, ban=ban)
+
+        def done(reply: Payload) -> Payload:
+            if ban:
+                self.state.note_ban(room_id, user)
+            return reply
+
+        return d.addCallback(done)
+
+    def unban(self, room_id: int, user_id: int) -> Deferred[Payload]:
+        """
+        Let a user we banned join the room again.  Once lifted, or found
+        lifted already (C{not_allowed} while we still moderate the room
+        means they are not banned), the ban is forgotten.
+        """
+        d = self.request("unban_from_room", room_id=room_id, user_id=user_id)
+
+        def done(reply: Payload) -> Payload:
+            self.state.forget_ban(room_id, user_id)
+            return reply
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            room = self.state.rooms.get(room_id)
+            if (
+                isinstance(error, ChatError)
+                and error.code == wire.NOT_ALLOWED
+                and room is not None
+                and room.moderated_by(self.state.me)
+            ):
+                self.state.forget_ban(room_id, user_id)
+            return failure
+
+        return d.addCallbacks(done, failed)
 
     def search(
         self,

@@ -46,6 +46,12 @@ OFFLINE: Final = "offline"
 CONNECTING: Final = "connecting"
 ONLINE: Final = "online"
 
+#: A room member's roles (PROTOCOL.md section 12), highest first.
+OWNER: Final = "owner"
+MODERATOR: Final = "moderator"
+MEMBER: Final = "member"
+ROLES: Final = (OWNER, MODERATOR, MEMBER)
+
 
 # The objects of PROTOCOL.md section 3, as the client keeps them.
 
@@ -76,7 +82,7 @@ class Member:
     id: int
     username: str
     online: bool
-    role: str = "member"
+    role: str = MEMBER
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Member:
@@ -88,26 +94,42 @@ class Member:
             int(payload["id"]),
             str(payload["username"]),
             bool(payload["online"]),
-            str(payload.get("role", "member")),
+            str(payload.get("role", MEMBER)),
         )
 
     @property
     def moderates(self) -> bool:
         """
-        Whether, as a room member, they may delete others' messages.
+        Whether, as a room member, they are its owner or a moderator: they
+        may delete others' messages, set the topic and lift bans.
         """
-        return self.role in ("owner", "moderator")
+        return self.role in (OWNER, MODERATOR)
+
+    @property
+    def rank(self) -> int:
+        """
+        Where their role stands in L{ROLES}: 0 for the owner, 1 for a
+        moderator, 2 for a plain member (or a role this client does not
+        know).
+        """
+        return ROLES.index(self.role) if self.role in ROLES else len(ROLES) - 1
 
 
 @dataclass(slots=True)
 class Room:
     """
     A room we are in, with its members in the server's order.
+
+    The rights below are those of PROTOCOL.md section 12, as far as the
+    client knows the roles; the server has the last word.
+
+    @ivar topic: what the room is for, or C{""}.
     """
 
     id: int
     name: str
     members: dict[int, Member] = field(default_factory=dict)
+    topic: str = ""
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Room:
@@ -115,7 +137,45 @@ class Room:
         @return: the room a C{Room} object of the wire describes.
         """
         members = (Member.from_payload(m) for m in payload.get("members", ()))
-        return cls(int(payload["id"]), str(payload["name"]), {m.id: m for m in members})
+        return cls(
+            int(payload["id"]),
+            str(payload["name"]),
+            {m.id: m for m in members},
+            str(payload.get("topic") or ""),
+        )
+
+    def role_of(self, user_id: int) -> str | None:
+        """
+        @return: the role of member C{user_id}, or L{None} if they are not
+            a member.
+        """
+        member = self.members.get(user_id)
+        return member.role if member is not None else None
+
+    def moderated_by(self, user_id: int) -> bool:
+        """
+        @return: whether C{user_id} is its owner or one of its moderators:
+            they may set the topic, delete others' messages and lift bans.
+        """
+        member = self.members.get(user_id)
+        return member is not None and member.moderates
+
+    def may_set_roles(self, user_id: int) -> bool:
+        """
+        @return: whether C{user_id} may make members moderators and back:
+            only the owner may.
+        """
+        return self.role_of(user_id) == OWNER
+
+    def may_remove(self, user_id: int, target_id: int) -> bool:
+        """
+        @return: whether C{user_id} may remove (or ban) member C{target_id}:
+            the owner anyone but themself, a moderator plain members only.
+        """
+        role, target = self.role_of(user_id), self.role_of(target_id)
+        if target is None or user_id == target_id:
+            return False
+        return role == OWNER or (role == MODERATOR and target == MEMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +577,27 @@ class MembersChanged(Change):
 
 
 @dataclass(frozen=True, slots=True)
+class TopicChanged(Change):
+    """
+    A room's topic changed (C{""}: it has none).
+    """
+
+    room_id: int
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class BansChanged(Change):
+    """
+    The users we banned from a room in this session, and have not let back
+    since, changed.
+    """
+
+    room_id: int
+    users: tuple[User, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessagesInserted(Change):
     """
     Stored messages entered a conversation's timeline at C{row}.
@@ -687,6 +768,10 @@ class ClientState:
     @ivar conversations: what we hold of each conversation.
     @ivar viewed: the conversation on screen, or L{None}.
     @ivar connection: L{OFFLINE}, L{CONNECTING} or L{ONLINE}.
+    @ivar bans: by room id, the users we banned from it in this session
+        and have not let back since, by user id.  The server lists no bans
+        (PROTOCOL.md section 12), so these are the only ones the client
+        knows of.
     """
 
     def __init__(self) -> None:
@@ -694,6 +779,7 @@ class ClientState:
         self.friends: dict[int, Member] = {}
         self.rooms: dict[int, Room] = {}
         self.requests: dict[int, User] = {}
+        self.bans: dict[int, dict[int, User]] = {}
         self.conversations: dict[Key, Conversation] = {}
         self.viewed: Key | None = None
         self.connection = OFFLINE
@@ -716,6 +802,8 @@ class ClientState:
             "message_deleted": self._message_deleted,
             "reactions_changed": self._reactions_changed,
             "typing": self._typing,
+            "room_updated": self._room_updated,
+            "member_role": self._member_role,
         }
 
     # Listeners.
@@ -864,6 +952,8 @@ class ClientState:
         }
         for key in [k for k in self.conversations if not self.knows(k)]:
             self._forget(key)
+        for room_id in [r for r in self.bans if r not in self.rooms]:
+            del self.bans[room_id]
         for conversation in self.conversations.values():
             conversation.unread = conversation.mentions = 0
         for entry in payload.get("unread", ()):
@@ -1065,12 +1155,14 @@ class ClientState:
 
     def _room_joined(self, payload: Payload, pushed: bool) -> None:
         room = Room.from_payload(payload["room"])
-        known = room.id in self.rooms
+        known = self.rooms.get(room.id)
         self.rooms[room.id] = room
         key = (ROOM, room.id)
-        if known:
+        if known is not None:
             self._tell(MembersChanged(room.id, tuple(room.members.values())))
             self._tell(ContactChanged(self.contact(key)))
+            if known.topic != room.topic:
+                self._tell(TopicChanged(room.id, room.topic))
             return
         self._tell(ContactAdded(self.contact(key)))
         if pushed:
@@ -1079,7 +1171,10 @@ class ClientState:
     def _someone_inroom(self, payload: Payload, pushed: bool) -> None:
         room = self.rooms.get(int(payload["room_id"]))
         if room is not None:
-            self._set_member(room, Member.from_payload(payload["user"]))
+            member = Member.from_payload(payload["user"])
+            self._set_member(room, member)
+            # Someone else lifted our ban: they are back.
+            self.forget_ban(room.id, member.id)
 
     def _someone_outroom(self, payload: Payload, pushed: bool) -> None:
         room = self.rooms.get(int(payload["room_id"]))
@@ -1091,10 +1186,42 @@ class ClientState:
 
     def _me_outroom(self, payload: Payload, pushed: bool) -> None:
         room_id = int(payload["room_id"])
-        if self.rooms.pop(room_id, None) is None:
+        room = self.rooms.pop(room_id, None)
+        if room is None:
             return
+        self.bans.pop(room_id, None)
         self._forget((ROOM, room_id))
         self._tell(ContactRemoved((ROOM, room_id)))
+        if pushed and payload.get("reason") == "kicked":
+            # Who removed us is not on the wire: the system message saying
+            # so goes to the members left.
+            self._tell(Notice(texts.removed_from(room.name, room.id)))
+
+    def _room_updated(self, payload: Payload, pushed: bool) -> None:
+        updated = Room.from_payload(payload["room"])
+        room = self.rooms.get(updated.id)
+        if room is None or room.topic == updated.topic:
+            return
+        room.topic = updated.topic
+        self._tell(TopicChanged(room.id, room.topic))
+
+    def _member_role(self, payload: Payload, pushed: bool) -> None:
+        self.set_role(int(payload["room_id"]), int(payload["user_id"]), str(payload["role"]))
+
+    def set_role(self, room_id: int, user_id: int, role: str) -> None:
+        """
+        Note that member C{user_id} of room C{room_id} now has C{role}: from
+        a C{member_role} push, or the C{ok} to our own C{set_role} (the
+        server pushes nothing back to the owner who asked).  When it is our
+        own role that changed, say so.
+        """
+        room = self.rooms.get(room_id)
+        member = room.members.get(user_id) if room is not None else None
+        if room is None or member is None or member.role == role:
+            return
+        self._set_member(room, replace(member, role=role))
+        if user_id == self.me:
+            self._tell(Notice(texts.role_now(role, room.name, room.id)))
 
     def _server_kick(self, payload: Payload, pushed: bool) -> None:
         self._tell(Notice(texts.kicked(str(payload.get("reason")))))
@@ -1325,6 +1452,34 @@ class ClientState:
             typing[user_id] = name
         self._tell(TypingChanged(key, tuple(typing.values())))
 
+    def banned(self, room_id: int) -> tuple[User, ...]:
+        """
+        @return: the users we banned from room C{room_id} in this session
+            and have not let back since, in the order we banned them.
+        """
+        return tuple(self.bans.get(room_id, {}).values())
+
+    def note_ban(self, room_id: int, user: User) -> None:
+        """
+        Remember that we banned C{user} from room C{room_id}, to offer to
+        lift the ban.
+        """
+        if room_id not in self.rooms:
+            return
+        self.bans.setdefault(room_id, {})[user.id] = user
+        self._tell(BansChanged(room_id, self.banned(room_id)))
+
+    def forget_ban(self, room_id: int, user_id: int) -> None:
+        """
+        Forget our ban of C{user_id} from room C{room_id}: it was lifted.
+        """
+        bans = self.bans.get(room_id)
+        if bans is None or bans.pop(user_id, None) is None:
+            return
+        if not bans:
+            del self.bans[room_id]
+        self._tell(BansChanged(room_id, self.banned(room_id)))
+
     def set_connection(self, status: str) -> None:
         """
         Note the connection's status.
@@ -1347,6 +1502,7 @@ class ClientState:
         self.friends.clear()
         self.rooms.clear()
         self.requests.clear()
+        self.bans.clear()
         self.conversations.clear()
         self.viewed = None
         self._tell(Reset())

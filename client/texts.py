@@ -57,8 +57,106 @@ SEARCH_FAILED: Final = "The search failed. Please try again."
 #: no longer shows it to us.
 MESSAGE_GONE: Final = "That message is no longer in this conversation."
 
+#: The rule of PROTOCOL.md section 12 for a room topic, as people read it.
+TOPIC_RULE: Final = (
+    f"A topic is at most {wire.MAX_TOPIC} characters on one line, with no control characters."
+)
+
+#: What a refused room moderation request says, by request type and error
+#: code (PROTOCOL.md section 12); codes not listed here fall back to
+#: L{MODERATION_FALLBACK}, then to the server's own sentence.
+MODERATION_ERRORS: Final = {
+    "set_topic": {
+        wire.NOT_ALLOWED: "Only the room's owner and moderators can change its topic.",
+        wire.INVALID_FIELD: TOPIC_RULE,
+    },
+    "set_role": {
+        wire.NOT_ALLOWED: "Only the room's owner can make or unmake moderators.",
+        wire.NOT_IN_ROOM: "That user is no longer in the room.",
+    },
+    "kick_from_room": {
+        wire.NOT_ALLOWED: (
+            "You may not remove that member: the owner may remove anyone,"
+            " moderators only plain members."
+        ),
+        wire.NOT_IN_ROOM: "That user is no longer in the room.",
+    },
+    "unban_from_room": {
+        wire.NOT_ALLOWED: ("That user is not banned from the room, or you no longer moderate it."),
+    },
+}
+
+#: What any refused moderation request says, by error code, unless
+#: L{MODERATION_ERRORS} says better.
+MODERATION_FALLBACK: Final = {
+    wire.NOT_IN_ROOM: "You are no longer in that room.",
+    wire.NO_SUCH_ROOM: "That room no longer exists.",
+    wire.NO_SUCH_USER: "That user no longer exists.",
+    wire.RATE_LIMITED: "Too many requests at once. Wait a moment, then try again.",
+}
+
+
+def moderation_error(request: str, code: str) -> str | None:
+    """
+    @param request: the type of the request refused (C{set_topic}, ...).
+    @return: the sentence for a moderation request refused with C{code},
+        or L{None} when the client has none (the server's sentence is
+        shown then).
+    """
+    return MODERATION_ERRORS.get(request, {}).get(code) or MODERATION_FALLBACK.get(code)
+
+
+def removed_from(room: str, room_id: int) -> str:
+    """
+    @return: what we are told when a moderator removed us from a room
+        (the wire does not say who did).
+    """
+    return f"You were removed from room {room}({room_id})."
+
+
+def role_now(role: str, room: str, room_id: int) -> str:
+    """
+    @return: what we are told when our own role in a room changed.
+    """
+    if role == "owner":
+        return f"You are now the owner of room {room}({room_id})."
+    if role == "moderator":
+        return f"You are now a moderator of room {room}({room_id})."
+    return f"You are no longer a moderator of room {room}({room_id})."
+
+
 #: The codes after which logging in again cannot work: the session ends.
 LOGIN_REFUSED: Final = frozenset({wire.LOGIN_FAILED, wire.INVALID_USERNAME, wire.INVALID_PASSWORD})
+
+#: Said when the server no longer takes the session's token (PROTOCOL.md 13).
+SESSION_ENDED: Final = "Your session ended; please log in again."
+
+#: The codes after which resuming with a token cannot work, and what the
+#: login window then says.  C{account_disabled} is PROTOCOL.md section 15's
+#: (L{chatd.wire} has no name for it yet).
+RESUME_REFUSED: Final = {
+    wire.INVALID_TOKEN: SESSION_ENDED,
+    "account_disabled": "This account is disabled; ask the server's operator.",
+}
+
+#: Shown while the client signs in with a stored token at start.
+SIGNING_IN: Final = "Signing in as {username}…"
+
+#: The rule of PROTOCOL.md section 4 for a password, as people read it.
+PASSWORD_RULE: Final = "A password is 6-128 characters, not only spaces."
+
+#: What a password change that failed says, by error code.
+PASSWORD_ERRORS: Final = {
+    wire.LOGIN_FAILED: "The current password is wrong.",
+    wire.INVALID_PASSWORD: f"The new password is not allowed. {PASSWORD_RULE}",
+    wire.RATE_LIMITED: "Too many attempts. Wait a minute, then try again.",
+}
+
+#: What a password change says when it cannot reach the server.
+PASSWORD_OFFLINE: Final = "You are offline: changing the password needs the connection."
+
+#: Shown once the password is changed.
+PASSWORD_CHANGED: Final = "Password changed."
 
 
 def kicked(reason: str) -> str:

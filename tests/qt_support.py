@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from client.session import ChatClient
 from client.state import ClientState
+from client.tokens import TokenFile
 from tests.support import frame, unframe
 
 Payload = dict[str, Any]
@@ -205,6 +206,9 @@ NCR = (1, "ncr")
 LZY = (2, "lzy")
 WH = (3, "wh")
 
+#: The session token the scripted server gives ncr (PROTOCOL.md 13).
+TOKEN = "t" * 43
+
 
 def login_info(
     me: tuple[int, str] = NCR,
@@ -236,7 +240,15 @@ class Session:
     C{m1}, C{m2}, ... and reconnects after exactly 1 s.
     """
 
-    def __init__(self, retry_policy: Callable[[int], float] | None = None) -> None:
+    def __init__(
+        self,
+        retry_policy: Callable[[int], float] | None = None,
+        tokens: TokenFile | None = None,
+    ) -> None:
+        """
+        @param tokens: the token file, if any (without it, tokens stay in
+            memory).
+        """
         self.clock = Clock()
         self.endpoint = FakeEndpoint()
         self.state = ClientState()
@@ -247,6 +259,7 @@ class Session:
             self.clock,
             retry_policy=retry_policy or (lambda attempt: 1.0),
             new_message_id=lambda: f"m{next(counter)}",
+            tokens=tokens,
         )
 
     @property
@@ -258,23 +271,23 @@ class Session:
 
     def log_in(self, **info: Any) -> Deferred[Any]:
         """
-        Log in as ncr and answer with C{login_successful} and a
-        C{login_info} made of C{info} (see L{login_info}).
+        Log in as ncr and answer with C{login_successful} (with L{TOKEN})
+        and a C{login_info} made of C{info} (see L{login_info}).
         """
         d = self.client.login("ncr", "secret1")
         request = self.server.take("login")
         fields = login_info(**info)
-        self.server.reply(request, "login_successful", user=fields["user"])
+        self.server.reply(request, "login_successful", user=fields["user"], token=TOKEN)
         self.server.push("login_info", **fields)
         return d
 
     def answer_login_again(self, **info: Any) -> None:
         """
-        Answer the login a reconnect sends, and push C{login_info}.
+        Answer the C{resume} a reconnect sends, and push C{login_info}.
         """
-        request = self.server.take("login")
+        request = self.server.take("resume")
         fields = login_info(**info)
-        self.server.reply(request, "login_successful", user=fields["user"])
+        self.server.reply(request, "login_successful", user=fields["user"], token=request["token"])
         self.server.push("login_info", **fields)
 
     def reconnect(self, **info: Any) -> FakeConnection:

@@ -20,7 +20,7 @@ from client.state import (
     Change,
     SignedOut,
 )
-from tests.qt_support import LZY, NCR, Session, member, message
+from tests.qt_support import LZY, NCR, TOKEN, Session, member, message
 
 
 class LoginTests(SynchronousTestCase):
@@ -147,10 +147,11 @@ class ReconnectTests(SynchronousTestCase):
         self.changes: list[Change] = []
         self.session.state.add_listener(self.changes.append)
 
-    def test_reconnect_logs_in_again(self) -> None:
+    def test_reconnect_resumes(self) -> None:
         """
         After a drop the client shows connecting, reconnects after the
-        backoff delay and logs in with the same credentials.
+        backoff delay and resumes with the session's token, not the
+        password.
         """
         session = self.session
         first = session.server
@@ -160,8 +161,8 @@ class ReconnectTests(SynchronousTestCase):
         self.assertEqual(len(session.endpoint.connections), 1)
         session.clock.advance(0.1)
         self.assertEqual(len(session.endpoint.connections), 2)
-        request = session.server.take("login")
-        self.assertEqual((request["username"], request["password"]), ("ncr", "secret1"))
+        (request,) = session.server.sent()
+        self.assertEqual(request, {"type": "resume", "id": 1, "token": TOKEN})
         self.assertEqual(session.state.connection, CONNECTING)
         session.server.reply(request, "login_successful", user={"id": 1, "username": "ncr"})
         self.assertEqual(session.state.connection, ONLINE)
@@ -312,17 +313,17 @@ class ReconnectTests(SynchronousTestCase):
         session.server.drop()
         session.clock.advance(1.0)
         self.assertEqual(len(session.endpoint.connections), 2)
-        session.server.take("login")
+        session.server.take("resume")
 
-    def test_login_refused_on_reconnect_ends_session(self) -> None:
+    def test_resume_refused_on_reconnect_ends_session(self) -> None:
         """
-        When logging in again is refused, the session ends instead of
-        retrying forever.
+        When resuming is refused (the token ended), the session ends instead
+        of retrying forever.
         """
         session = self.session
         session.server.drop()
         session.clock.advance(1.0)
-        session.server.error(session.server.take("login"), "login_failed", "Wrong.")
+        session.server.error(session.server.take("resume"), "invalid_token", "Ended.")
         self.assertIsNone(session.state.user)
         self.assertFalse(session.server.open)
         session.clock.advance(60)
@@ -336,7 +337,7 @@ class ReconnectTests(SynchronousTestCase):
         session = self.session
         session.server.drop()
         session.clock.advance(1.0)
-        session.server.error(session.server.take("login"), "rate_limited")
+        session.server.error(session.server.take("resume"), "rate_limited")
         self.assertIsNotNone(session.state.user)
         session.clock.advance(1.0)
         self.assertEqual(len(session.endpoint.connections), 3)

@@ -35,6 +35,7 @@ from client.ui.models import (
 from tests.qt_support import (
     LZY,
     NCR,
+    TOKEN,
     WH,
     Session,
     check_model,
@@ -190,7 +191,9 @@ class AppTestCase(SynchronousTestCase):
         self.login.password.setText("secret1")
         click(self.login.submit_button)
         fields = login_info(**info)
-        self.server.reply(self.server.take("login"), "login_successful", user=fields["user"])
+        self.server.reply(
+            self.server.take("login"), "login_successful", user=fields["user"], token=TOKEN
+        )
         self.server.push("login_info", **fields)
         self.main.resize(1100, 700)
         self.app.processEvents()

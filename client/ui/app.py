@@ -22,6 +22,7 @@ from client.protocol import ChatError, Disconnected
 from client.search import SearchPage, SearchRequest
 from client.session import ChatClient
 from client.state import (
+    MODERATOR,
     ONLINE,
     ROOM,
     Key,
@@ -35,6 +36,7 @@ from client.ui.bridge import StateBridge
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
 from client.ui.models import label
+from client.ui.password import PasswordDialog
 from client.ui.style import app_icon
 
 
@@ -45,6 +47,31 @@ def describe(failure: Failure) -> str:
     error = failure.value
     if isinstance(error, ChatError):
         return texts.FRIENDLY_ERRORS.get(error.code, error.message)
+    return str(error)
+
+
+def describe_password_failure(failure: Failure) -> str:
+    """
+    @return: a sentence for people about a password change that failed.
+    """
+    error = failure.value
+    if isinstance(error, ChatError):
+        return texts.PASSWORD_ERRORS.get(error.code, error.message)
+    if isinstance(error, Disconnected):
+        return texts.PASSWORD_OFFLINE
+    return str(error)
+
+
+def describe_moderation_failure(failure: Failure, request: str) -> str:
+    """
+    @param request: the type of the request that failed (C{set_topic},
+        C{set_role}, C{kick_from_room}, C{unban_from_room}).
+    @return: a sentence for people about a refused room moderation request
+        (PROTOCOL.md section 12).
+    """
+    error = failure.value
+    if isinstance(error, ChatError):
+        return texts.moderation_error(request, error.code) or error.message
     return str(error)
 
 
@@ -130,6 +157,8 @@ class ChatApp(QObject):
         self.notifier = notifier or TrayNotifier(self)
         self.login_window = LoginWindow(server)
         self.main_window = MainWindow(self.bridge, clock)
+        self.password_dialog = PasswordDialog(self.main_window)
+        self.password_dialog.change_requested.connect(self.change_password)
 
         login = self.login_window
         login.login_requested.connect(self.log_in)
@@ -155,9 +184,14 @@ class ChatApp(QObject):
         main.message_search_requested.connect(self.search_messages)
         main.invite_requested.connect(self.invite)
         main.quit_room_requested.connect(self.quit_room)
+        main.topic_requested.connect(self.set_topic)
+        main.role_requested.connect(self.set_role)
+        main.kick_requested.connect(self.kick)
+        main.unban_requested.connect(self.unban)
         main.remove_friend_requested.connect(self.remove_friend)
         main.friend_request_answered.connect(self.answer_friend_request)
         main.logout_requested.connect(self.log_out)
+        main.change_password_requested.connect(self.password_dialog.start)
         main.closed.connect(self._window_closed)
 
         self.bridge.messages_inserted.connect(self._messages_inserted)
@@ -169,19 +203,56 @@ class ChatApp(QObject):
 
     def start(self) -> None:
         """
-        Show the login window.
+        Sign in with the stored session token, if there is one, showing the
+        main window while it happens; otherwise show the login window.
         """
-        self.login_window.show()
-        self.login_window.username.setFocus()
+        username = self.client.saved_username
+        if username is None:
+            self.login_window.show()
+            self.login_window.username.setFocus()
+            return
+        signing_in = texts.SIGNING_IN.format(username=username)
+        self.main_window.show()
+        self.main_window.show_notice(signing_in)
+
+        def resumed(user: User) -> None:
+            self.main_window.withdraw_notice(signing_in)
+            self._logged_in(user)
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            self.main_window.withdraw_notice(signing_in)
+            self._resume_failed(failure, username)
+
+        self.client.resume().addCallbacks(resumed, failed).addErrback(self._bug)
+
+    def _resume_failed(self, failure: Failure, username: str) -> None:
+        """
+        Signing in with the stored token at start failed: the login window
+        says why, the username filled in.
+        """
+        login = self.login_window
+        error = failure.value
+        if isinstance(error, ChatError) and error.code in texts.RESUME_REFUSED:
+            text = texts.RESUME_REFUSED[error.code]
+        else:
+            text = describe(failure)
+        login.username.setText(username)
+        login.show()
+        self.main_window.hide()
+        login.password.setFocus()
+        login.show_error(text)
 
     # Logging in and out.
 
     def log_in(self, username: str, password: str) -> None:
         """
-        Log in; the main window replaces the login window when it works.
+        Log in, staying logged in after this run if the login window says
+        so; the main window replaces the login window when it works.
         """
         self.login_window.set_busy(True, "Logging in…")
-        d = self.client.login(username, password)
+        stay = self.login_window.stay_logged_in.isChecked()
+        d = self.client.login(username, password, stay_logged_in=stay)
         d.addCallbacks(self._logged_in, self._login_failed)
 
     def _logged_in(self, user: User) -> None:
@@ -221,9 +292,36 @@ class ChatApp(QObject):
         self.main_window.logout_button.setEnabled(False)
         self.client.logout().addErrback(self._bug)
 
+    def change_password(self, current: str, new: str) -> None:
+        """
+        Change the password; the dialog closes and a notice says so when it
+        worked, or the dialog says why not.
+        """
+        dialog = self.password_dialog
+        try:
+            d = self.client.change_password(current, new)
+        except ValueError as e:
+            dialog.show_error(str(e))
+            return
+
+        def changed(_: None) -> None:
+            dialog.finish()
+            self.main_window.show_notice(texts.PASSWORD_CHANGED)
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            text = describe_password_failure(failure)
+            if dialog.isVisible():
+                dialog.show_error(text)
+            else:
+                self.main_window.show_notice(text)
+
+        d.addCallbacks(changed, failed).addErrback(self._bug)
+
     def _signed_out(self, reason: str | None) -> None:
         main, login = self.main_window, self.login_window
         main.logout_button.setEnabled(True)
+        self.password_dialog.reject()
         main.select(None)
         if self._leaving:
             return
@@ -474,6 +572,95 @@ class ChatApp(QObject):
             self.main_window.show_notice(f"You left room {room}.")
 
         self.client.quit_room(room_id).addCallbacks(done, self._report)
+
+    # Room topics, roles and moderation (PROTOCOL.md section 12).
+
+    def _moderation_failed(self, request: str) -> Any:
+        """
+        @return: an errback telling a refused C{request} in the message bar.
+        """
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            self.main_window.show_notice(describe_moderation_failure(failure, request))
+
+        return failed
+
+    def _names(self, room_id: int, user_id: int) -> tuple[str, str]:
+        """
+        @return: how the notices name member C{user_id} and room C{room_id}.
+        """
+        room = self.state.rooms.get(room_id)
+        member = room.members.get(user_id) if room is not None else None
+        who = label(member.username, user_id) if member is not None else f"user {user_id}"
+        return who, label(self.state.name_of((ROOM, room_id)), room_id)
+
+    def set_topic(self, room_id: int, topic: str) -> None:
+        """
+        Set the topic of room C{room_id}; the header shows it once the
+        server has it, or the field opens again saying why not.
+        """
+        try:
+            d = self.client.set_topic(room_id, topic)
+        except ValueError as e:
+            self.main_window.topic_failed(room_id, str(e))
+            return
+
+        def failed(failure: Failure) -> None:
+            failure.trap(ChatError, Disconnected)
+            text = describe_moderation_failure(failure, "set_topic")
+            self.main_window.topic_failed(room_id, text)
+
+        d.addCallbacks(lambda reply: self.main_window.topic_saved(room_id), failed)
+
+    def set_role(self, room_id: int, user_id: int, role: str) -> None:
+        """
+        Make member C{user_id} of room C{room_id} a moderator, or a plain
+        member again.
+        """
+        who, where = self._names(room_id, user_id)
+
+        def done(reply: Payload) -> None:
+            if role == MODERATOR:
+                self.main_window.show_notice(f"{who} is now a moderator of {where}.")
+            else:
+                self.main_window.show_notice(f"{who} is no longer a moderator of {where}.")
+
+        d = self.client.set_role(room_id, user_id, role)
+        d.addCallbacks(done, self._moderation_failed("set_role"))
+
+    def kick(self, room_id: int, user_id: int, ban: bool) -> None:
+        """
+        Remove member C{user_id} from room C{room_id}; with C{ban}, keep
+        them out.
+        """
+        who, where = self._names(room_id, user_id)
+
+        def done(reply: Payload) -> None:
+            if ban:
+                self.main_window.show_notice(
+                    f"You banned {who} from {where}. To let them back, use"
+                    " “Banned by you” under the members."
+                )
+            else:
+                self.main_window.show_notice(f"You removed {who} from {where}.")
+
+        d = self.client.kick(room_id, user_id, ban)
+        d.addCallbacks(done, self._moderation_failed("kick_from_room"))
+
+    def unban(self, room_id: int, user_id: int) -> None:
+        """
+        Lift our ban of C{user_id} from room C{room_id}.
+        """
+        banned = {u.id: u for u in self.state.banned(room_id)}.get(user_id)
+        who = label(banned.username, user_id) if banned is not None else f"user {user_id}"
+        where = label(self.state.name_of((ROOM, room_id)), room_id)
+
+        def done(reply: Payload) -> None:
+            self.main_window.show_notice(f"{who} may join {where} again.")
+
+        d = self.client.unban(room_id, user_id)
+        d.addCallbacks(done, self._moderation_failed("unban_from_room"))
 
     def _bug(self, failure: Failure) -> Any:
         self.log.failure("A client action failed", failure)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from PyQt5.QtCore import QObject, pyqtSignal
 
 from client.state import (
+    BansChanged,
     Change,
     ClientState,
     ConnectionChanged,
@@ -27,6 +28,7 @@ from client.state import (
     Reset,
     SignedOut,
     TimelineReset,
+    TopicChanged,
     TypingChanged,
 )
 
@@ -46,6 +48,8 @@ class StateBridge(QObject):
     contact_removed = pyqtSignal(object)  # Key
     contact_changed = pyqtSignal(object)  # Contact
     members_changed = pyqtSignal(object)  # MembersChanged
+    topic_changed = pyqtSignal(object)  # TopicChanged
+    bans_changed = pyqtSignal(object)  # BansChanged
     messages_inserted = pyqtSignal(object)  # MessagesInserted
     message_changed = pyqtSignal(object)  # MessageChanged
     timeline_reset = pyqtSignal(object)  # TimelineReset
@@ -97,6 +101,10 @@ class StateBridge(QObject):
             self.contact_removed.emit(change.key)
         elif isinstance(change, MembersChanged):
             self.members_changed.emit(change)
+        elif isinstance(change, TopicChanged):
+            self.topic_changed.emit(change)
+        elif isinstance(change, BansChanged):
+            self.bans_changed.emit(change)
         elif isinstance(change, HistoryStateChanged):
             self.history_state_changed.emit(change)
         elif isinstance(change, ReadUpToChanged):

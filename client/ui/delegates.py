@@ -40,6 +40,7 @@ from client.ui.models import (
     HighlightRole,
     IdRole,
     IsMeRole,
+    JoinedRole,
     KeyRole,
     KindRole,
     MentionsMeRole,
@@ -48,6 +49,8 @@ from client.ui.models import (
     NameRole,
     OnlineRole,
     OwnRole,
+    RoleRole,
+    SectionRole,
     SenderIdRole,
     SenderRole,
     StatusRole,
@@ -198,16 +201,37 @@ class ContactDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+#: The badge a member of each role carries beside their name, and its
+#: colours (text, background); plain members carry none.
+ROLE_BADGES: Final = {
+    "owner": ("owner", "#9A6700", "#FFF1CC"),
+    "moderator": ("mod", "#2F5FB3", "#E3ECFB"),
+}
+
+
+def role_badge(role: str) -> str | None:
+    """
+    @return: the text of the badge a member with C{role} carries, or
+        L{None} for a plain member.
+    """
+    badge = ROLE_BADGES.get(role)
+    return badge[0] if badge is not None else None
+
+
 class MemberDelegate(QStyledItemDelegate):
     """
-    A room member: small avatar with an online marker, C{name(id)}, and
-    "you" for ourselves.
+    A room member: small avatar with an online marker, C{name(id)}, a badge
+    for the owner and the moderators, and "you" for ourselves; above the
+    first member of each group, the group's heading.
     """
 
     HEIGHT: Final = 40
+    #: The height of a group's heading.
+    SECTION: Final = 26
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
-        return QSize(option.rect.width(), self.HEIGHT)
+        heading = self.SECTION if index.data(SectionRole) else 0
+        return QSize(option.rect.width(), self.HEIGHT + heading)
 
     def paint(
         self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
@@ -216,6 +240,15 @@ class MemberDelegate(QStyledItemDelegate):
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = QRectF(option.rect).adjusted(8, 2, -8, -2)
+        section = index.data(SectionRole)
+        if section:
+            heading = QRectF(rect.left() + 8, rect.top() + 4, rect.width() - 8, self.SECTION - 6)
+            painter.setFont(_font(option.font, 8, bold=True))
+            painter.setPen(QColor(style.MUTED))
+            painter.drawText(
+                heading, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, str(section)
+            )
+            rect.setTop(rect.top() + self.SECTION)
         background = QColor(style.SIDEBAR)
         if option.state & QStyle.StateFlag.State_MouseOver:
             background = QColor(style.HOVER)
@@ -228,24 +261,102 @@ class MemberDelegate(QStyledItemDelegate):
         avatar = QRectF(rect.left() + 6, rect.center().y() - 13, 26, 26)
         draw_avatar(painter, avatar, name, identifier, online=online, ring=background)
         left = avatar.right() + 10
+        right = rect.right() - 4
+        pills: list[tuple[str, str, str]] = []
+        badge = ROLE_BADGES.get(str(index.data(RoleRole)))
+        if badge is not None:
+            pills.append(badge)
+        if index.data(IsMeRole):
+            pills.append(("you", style.ACCENT_DARK, style.ACCENT_LIGHT))
+        pill_font = _font(option.font, 7.5, bold=True)
+        pill_metrics = QFontMetrics(pill_font)
+        widths = [pill_metrics.horizontalAdvance(text) + 12 for text, _, _ in pills]
         font = _font(option.font, 9.5)
+        metrics = QFontMetrics(font)
+        room_for_name = int(right - left - sum(w + 6 for w in widths))
+        text = metrics.elidedText(
+            f"{name}({identifier})", Qt.TextElideMode.ElideRight, room_for_name
+        )
         painter.setFont(font)
         painter.setPen(QColor(style.TEXT if online else style.MUTED))
-        text = f"{name}({identifier})"
-        metrics = QFontMetrics(font)
         painter.drawText(
-            QRectF(left, rect.top(), rect.right() - left, rect.height()),
+            QRectF(left, rect.top(), right - left, rect.height()),
             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
             text,
         )
-        if index.data(IsMeRole):
-            you = QRectF(left + metrics.horizontalAdvance(text) + 6, rect.center().y() - 8, 30, 16)
+        x = left + metrics.horizontalAdvance(text) + 6
+        painter.setFont(pill_font)
+        for (pill_text, colour, fill), width in zip(pills, widths, strict=True):
+            pill = QRectF(x, rect.center().y() - 8, width, 16)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(fill))
+            painter.drawRoundedRect(pill, 8, 8)
+            painter.setPen(QColor(colour))
+            painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, pill_text)
+            x += width + 6
+        painter.restore()
+
+
+class RoomResultDelegate(QStyledItemDelegate):
+    """
+    A room a C{list_rooms} search found, on two lines cut to the width of
+    the list (it never scrolls sideways): C{name(id)}, marked "joined" when
+    we are in it, then its member count and topic.
+    """
+
+    HEIGHT: Final = 42
+    PAD: Final = 8
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        # No wider than the list: a wider hint is what makes it scroll.
+        return QSize(0, self.HEIGHT)
+
+    def paint(
+        self, painter: QPainter | None, option: QStyleOptionViewItem, index: QModelIndex
+    ) -> None:
+        assert painter is not None
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(option.rect).adjusted(2, 1, -2, -1)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        if selected or hovered:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(style.ACCENT_LIGHT if selected else style.HOVER))
+            painter.drawRoundedRect(rect, 6, 6)
+        left, right = rect.left() + self.PAD, rect.right() - self.PAD
+        joined = bool(index.data(JoinedRole))
+        pill_font = _font(option.font, 7.5, bold=True)
+        pill_width = QFontMetrics(pill_font).horizontalAdvance("joined") + 12 if joined else 0
+        name_font = _font(option.font, 9.5, bold=True)
+        metrics = QFontMetrics(name_font)
+        top = rect.top() + 4
+        name_width = int(right - left - (pill_width + 6 if joined else 0))
+        name = f"{index.data(NameRole)}({index.data(IdRole)})"
+        shown = metrics.elidedText(name, Qt.TextElideMode.ElideRight, name_width)
+        painter.setFont(name_font)
+        painter.setPen(QColor(style.MUTED if joined else style.TEXT))
+        line = QRectF(left, top, right - left, metrics.height())
+        painter.drawText(line, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, shown)
+        if joined:
+            x = left + metrics.horizontalAdvance(shown) + 6
+            pill = QRectF(x, line.center().y() - 8, pill_width, 16)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(style.ACCENT_LIGHT))
-            painter.drawRoundedRect(you, 8, 8)
+            painter.drawRoundedRect(pill, 8, 8)
+            painter.setFont(pill_font)
             painter.setPen(QColor(style.ACCENT_DARK))
-            painter.setFont(_font(option.font, 7.5, bold=True))
-            painter.drawText(you, Qt.AlignmentFlag.AlignCenter, "you")
+            painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, "joined")
+        detail_font = _font(option.font, 8.5)
+        detail_metrics = QFontMetrics(detail_font)
+        detail = " ".join(str(index.data(DetailRole) or "").split())
+        painter.setFont(detail_font)
+        painter.setPen(QColor(style.MUTED))
+        painter.drawText(
+            QRectF(left, line.bottom() + 1, right - left, detail_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            detail_metrics.elidedText(detail, Qt.TextElideMode.ElideRight, int(right - left)),
+        )
         painter.restore()
 
 

@@ -1,7 +1,8 @@
 """
 The login window: log in, or register an account (the password asked
 twice, the name and password checked against PROTOCOL.md section 4 before
-anything is sent).  Errors appear in the window itself.
+anything is sent), and choose whether to stay logged in after this run
+(PROTOCOL.md section 13; the default).  Errors appear in the window itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from PyQt5.QtCore import Qt, pyqtSignal
 from PyQt5.QtGui import QCloseEvent
 from PyQt5.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -36,6 +38,8 @@ class LoginWindow(QWidget):
     Log in or register.
 
     @ivar mode: L{LOGIN} or L{REGISTER}.
+    @ivar stay_logged_in: checked (the default) to keep the session's token
+        for the next run; unchecked, it is kept for this run only.
     """
 
     login_requested = pyqtSignal(str, str)
@@ -104,6 +108,14 @@ class LoginWindow(QWidget):
         for field in (self.username, self.password, self.password_again):
             field.returnPressed.connect(self.submit)
             field.textEdited.connect(lambda _: self.clear_message())
+        self.stay_logged_in = QCheckBox("Stay logged in")
+        self.stay_logged_in.setChecked(True)
+        self.stay_logged_in.setToolTip(
+            "Keep this session on this computer: the next start needs no password"
+        )
+        self.stay_logged_in.setContentsMargins(0, 0, 0, 10)
+        outer.addWidget(self.stay_logged_in)
+        outer.addSpacing(10)
 
         self.rules = QLabel(
             f"Username: {USERNAME_RULE}.<br>Password: {PASSWORD_RULE}.",
@@ -208,6 +220,7 @@ class LoginWindow(QWidget):
             self.username,
             self.password,
             self.password_again,
+            self.stay_logged_in,
             self.submit_button,
             self.login_tab,
             self.register_tab,

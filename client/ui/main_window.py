@@ -18,6 +18,7 @@ from typing import Any, Final
 from PyQt5.QtCore import QItemSelection, QPoint, Qt, pyqtSignal
 from PyQt5.QtGui import QCloseEvent, QKeySequence, QTextCursor
 from PyQt5.QtWidgets import (
+    QWIDGETSIZE_MAX,
     QAbstractItemView,
     QFrame,
     QHBoxLayout,
@@ -42,11 +43,13 @@ from client.state import (
     ONLINE,
     PRIVATE,
     ROOM,
+    BansChanged,
     Contact,
     HistoryStateChanged,
     Key,
     MembersChanged,
     Message,
+    TopicChanged,
     TypingChanged,
     User,
 )
@@ -59,6 +62,7 @@ from client.ui.models import (
     TimelineModel,
     label,
 )
+from client.ui.rooms import TopicLine
 from client.ui.style import ACCENT_DARK, app_icon, restyle
 from client.ui.widgets import (
     ActionPanel,
@@ -121,10 +125,15 @@ class MainWindow(QMainWindow):
     room_search_requested = pyqtSignal(str)
     invite_requested = pyqtSignal(int, int)  # room id, user id
     quit_room_requested = pyqtSignal(int)
+    topic_requested = pyqtSignal(int, str)  # room id, topic
+    role_requested = pyqtSignal(int, int, str)  # room id, user id, role
+    kick_requested = pyqtSignal(int, int, bool)  # room id, user id, ban
+    unban_requested = pyqtSignal(int, int)  # room id, user id
     remove_friend_requested = pyqtSignal(int)  # user id
     message_search_requested = pyqtSignal(object)  # SearchRequest
     friend_request_answered = pyqtSignal(int, bool)  # user id, accept
     logout_requested = pyqtSignal()
+    change_password_requested = pyqtSignal()
     closed = pyqtSignal()
 
     def __init__(
@@ -180,6 +189,9 @@ class MainWindow(QMainWindow):
 
         self.member_panel.invite_requested.connect(self.invite_requested)
         self.member_panel.quit_requested.connect(self.ask_quit_room)
+        self.member_panel.role_requested.connect(self.role_requested)
+        self.member_panel.remove_requested.connect(self.ask_remove_member)
+        self.member_panel.unban_requested.connect(self.unban_requested)
         self.request_banner.answered.connect(self.friend_request_answered)
         self.search_panel.search_requested.connect(self.message_search_requested)
         self.search_panel.result_opened.connect(self.open_search_result)
@@ -195,6 +207,8 @@ class MainWindow(QMainWindow):
         bridge.contact_changed.connect(self._contact_changed)
         bridge.contact_added.connect(self._contact_added)
         bridge.members_changed.connect(self._members_changed)
+        bridge.topic_changed.connect(self._topic_changed)
+        bridge.bans_changed.connect(self._bans_changed)
         bridge.typing_changed.connect(self._typing_changed)
         bridge.history_state_changed.connect(self._history_state_changed)
         bridge.requests_changed.connect(self.request_banner.set_requests)
@@ -233,6 +247,9 @@ class MainWindow(QMainWindow):
         self.status_chip.setObjectName("StatusChip")
         layout.addWidget(self.status_chip)
         layout.addSpacing(6)
+        self.change_password_button = button("Change password…", None, "Change your password")
+        self.change_password_button.clicked.connect(self.change_password_requested)
+        layout.addWidget(self.change_password_button)
         self.logout_button = button("Log out")
         self.logout_button.clicked.connect(self.logout_requested)
         layout.addWidget(self.logout_button)
@@ -303,12 +320,13 @@ class MainWindow(QMainWindow):
             holder.setContentsMargins(10, 6, 10, 0)
             holder.addWidget(panel)
             layout.addLayout(holder)
+            panel.cancelled.connect(self._fit_sidebar)
         self.add_friend_button.clicked.connect(lambda: self.open_panel(self.add_friend_panel))
         self.create_room_button.clicked.connect(lambda: self.open_panel(self.create_room_panel))
         self.join_room_button.clicked.connect(lambda: self.open_panel(self.join_room_panel))
         self.add_friend_panel.submitted.connect(self.add_friend_requested)
         self.create_room_panel.submitted.connect(self.create_room_requested)
-        self.join_room_panel.submitted.connect(self.join_room_requested)
+        self.join_room_panel.submitted.connect(self._join_or_open)
         self.join_room_panel.search_requested.connect(self.room_search_requested)
         return sidebar
 
@@ -353,13 +371,21 @@ class MainWindow(QMainWindow):
         self.conversation_avatar = QLabel()
         header_layout.addWidget(self.conversation_avatar)
         titles = QVBoxLayout()
-        titles.setSpacing(0)
+        titles.setSpacing(2)
+        title_row = QHBoxLayout()
+        title_row.setSpacing(10)
         self.conversation_title = QLabel()
         self.conversation_title.setObjectName("ConversationTitle")
         self.conversation_detail = QLabel()
         self.conversation_detail.setObjectName("ConversationDetail")
-        titles.addWidget(self.conversation_title)
-        titles.addWidget(self.conversation_detail)
+        title_row.addWidget(self.conversation_title)
+        title_row.addWidget(self.conversation_detail, 0, Qt.AlignmentFlag.AlignBaseline)
+        title_row.addStretch(1)
+        titles.addLayout(title_row)
+        # A room's topic, under its name; owner and moderators edit it here.
+        self.topic_line = TopicLine()
+        self.topic_line.submitted.connect(self._topic_submitted)
+        titles.addWidget(self.topic_line)
         header_layout.addLayout(titles, 1)
         self.remove_friend_button = button("Remove friend…", "Danger", "End this friendship")
         self.remove_friend_button.clicked.connect(self._remove_current_friend)
@@ -447,6 +473,7 @@ class MainWindow(QMainWindow):
         self._current = key
         self.close_panels()
         self.cancel_compose()
+        self.topic_line.cancel_edit()
         self._jumping_to = self._around = None
         self.typing_stopped.emit()
         self._update_names()
@@ -458,6 +485,7 @@ class MainWindow(QMainWindow):
             self.history_view.show_timeline(None)
             self.member_panel.hide()
             self.members_model.set_room(None)
+            self.topic_line.hide()
             self.conversation_selected.emit(None)
             return
         self.pages.setCurrentIndex(1)
@@ -467,6 +495,7 @@ class MainWindow(QMainWindow):
         if key[0] == ROOM:
             self.members_model.set_room(key[1])
             self._update_invitable()
+            self._update_bans()
             self.member_panel.setVisible(self.search_panel.isHidden())
         else:
             self.members_model.set_room(None)
@@ -783,6 +812,7 @@ class MainWindow(QMainWindow):
             if other is not panel:
                 other.hide()
         panel.open()
+        self._fit_sidebar()
 
     def close_panels(self) -> None:
         """
@@ -790,6 +820,30 @@ class MainWindow(QMainWindow):
         """
         for panel in self._panels:
             panel.hide()
+        self._fit_sidebar()
+
+    def _fit_sidebar(self) -> None:
+        """
+        While a room panel is open, the friend list gives way (to a row at
+        most, to nothing when the window is short), so that the room list
+        above the panel keeps at least two rows.
+        """
+        rooms = not (self.join_room_panel.isHidden() and self.create_room_panel.isHidden())
+        row = ContactDelegate.HEIGHT
+        self.friend_list.setMaximumHeight(row + 4 if rooms else QWIDGETSIZE_MAX)
+        self.friend_list.setMinimumHeight(1 if rooms else 0)
+        self.room_list.setMinimumHeight(2 * row + 4 if rooms else 0)
+
+    def _join_or_open(self, name: str) -> None:
+        """
+        Join the room called C{name}, or show it if we are in it already.
+        """
+        for room in self.state.rooms.values():
+            if room.name.lower() == name.lower():
+                self.close_panels()
+                self.select((ROOM, room.id))
+                return
+        self.join_room_requested.emit(name)
 
     def _friend_menu(self, position: QPoint) -> None:
         index = self.friend_list.indexAt(position)
@@ -855,6 +909,61 @@ class MainWindow(QMainWindow):
             leave,
         )
 
+    def ask_remove_member(self, room_id: int, user_id: int, ban: bool) -> None:
+        """
+        Ask whether to remove (with C{ban}, to ban) member C{user_id} from
+        room C{room_id}, and if the user agrees, emit L{kick_requested}.
+        """
+        room = self.state.rooms.get(room_id)
+        member = room.members.get(user_id) if room is not None else None
+        if room is None or member is None:
+            return
+        who, where = label(member.username, user_id), label(room.name, room_id)
+
+        def remove() -> None:
+            # They may have left, or we may have lost the right, meanwhile.
+            room = self.state.rooms.get(room_id)
+            if room is not None and room.may_remove(self.state.me, user_id):
+                self.kick_requested.emit(room_id, user_id, ban)
+
+        if ban:
+            self.confirm(
+                "Ban from room",
+                f"Ban {who} from room {where}?\n\n"
+                "They are removed and cannot join again, nor be added, until"
+                " an owner or moderator lifts the ban.",
+                "Ban",
+                remove,
+            )
+        else:
+            self.confirm(
+                "Remove from room",
+                f"Remove {who} from room {where}?\n\nThey may join again later.",
+                "Remove",
+                remove,
+            )
+
+    def _topic_submitted(self, topic: str) -> None:
+        if self._current is not None and self._current[0] == ROOM:
+            self.topic_requested.emit(self._current[1], topic)
+
+    def topic_saved(self, room_id: int) -> None:
+        """
+        The topic L{topic_requested} asked for room C{room_id} was set.
+        """
+        if self._current == (ROOM, room_id):
+            self.topic_line.saved()
+
+    def topic_failed(self, room_id: int, text: str) -> None:
+        """
+        The topic L{topic_requested} asked for room C{room_id} was refused,
+        for the reason C{text} (a sentence for people): the field opens
+        again with what was typed.
+        """
+        self.show_notice(text)
+        if self._current == (ROOM, room_id):
+            self.topic_line.failed(text)
+
     def confirm(self, title: str, text: str, action: str, on_yes: Callable[[], None]) -> None:
         """
         Ask the user to confirm something, and call C{on_yes} if they do.
@@ -900,9 +1009,10 @@ class MainWindow(QMainWindow):
 
     def show_room_search(self, rooms: list[dict[str, Any]]) -> None:
         """
-        Show the rooms a C{list_rooms} search found.
+        Show the rooms a C{list_rooms} search found, marking those we are
+        in.
         """
-        self.join_room_panel.set_results(rooms)
+        self.join_room_panel.set_results(rooms, self.state.rooms)
 
     # What the state says.
 
@@ -941,6 +1051,8 @@ class MainWindow(QMainWindow):
     def _contact_added(self, contact: Contact) -> None:
         if contact.key[0] == PRIVATE and self._current and self._current[0] == ROOM:
             self._update_invitable()
+        if contact.key[0] == ROOM:
+            self.join_room_panel.set_joined(self.state.rooms)
 
     def _contact_removed(self, key: Key) -> None:
         if key == self._current:
@@ -948,6 +1060,8 @@ class MainWindow(QMainWindow):
         self._drop_timeline(key)
         if key[0] == PRIVATE and self._current and self._current[0] == ROOM:
             self._update_invitable()
+        if key[0] == ROOM:
+            self.join_room_panel.set_joined(self.state.rooms)
 
     def _contact_changed(self, contact: Contact) -> None:
         if contact.key == self._current:
@@ -957,6 +1071,34 @@ class MainWindow(QMainWindow):
         if self._current == (ROOM, change.room_id):
             self._update_invitable()
             self._update_names()
+            # Our own role may have changed: what we may do changes with it.
+            self._show_topic()
+            self._update_bans()
+
+    def _topic_changed(self, change: TopicChanged) -> None:
+        if self._current == (ROOM, change.room_id):
+            self._show_topic()
+
+    def _bans_changed(self, change: BansChanged) -> None:
+        if self._current == (ROOM, change.room_id):
+            self._update_bans()
+
+    def _show_topic(self) -> None:
+        key = self._current
+        room = self.state.rooms.get(key[1]) if key is not None and key[0] == ROOM else None
+        if room is None:
+            self.topic_line.cancel_edit()
+            self.topic_line.hide()
+            return
+        self.topic_line.show_topic(room.topic, room.moderated_by(self.state.me))
+
+    def _update_bans(self) -> None:
+        key = self._current
+        room = self.state.rooms.get(key[1]) if key is not None and key[0] == ROOM else None
+        if room is None or not room.moderated_by(self.state.me):
+            self.member_panel.set_bans(())
+        else:
+            self.member_panel.set_bans(self.state.banned(room.id))
 
     def _show_header(self) -> None:
         key = self._current
@@ -970,6 +1112,8 @@ class MainWindow(QMainWindow):
         pixmap = avatar_pixmap(contact.name, contact.id, 36, round_=key[0] == PRIVATE)
         self.conversation_avatar.setPixmap(pixmap)
         self.compose.setPlaceholderText(f"Message {contact.name}…")
+        self._show_topic()
+        self._update_bans()
 
     def _update_invitable(self) -> None:
         members = self.members_model.member_ids()

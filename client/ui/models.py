@@ -6,6 +6,7 @@ keep their selection and scroll position.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -14,7 +15,11 @@ from PyQt5.QtCore import QAbstractListModel, QModelIndex, QObject, Qt, pyqtSigna
 
 from client.search import SearchPage, SearchRequest, Span, find_terms, search_terms, snippet
 from client.state import (
+    MEMBER,
+    MODERATOR,
+    OWNER,
     PRIVATE,
+    ROLES,
     ROOM,
     Contact,
     Entry,
@@ -29,6 +34,7 @@ from client.state import (
     PendingChanged,
     PendingMessage,
     PendingRemoved,
+    Room,
     TimelineReset,
     parse_time,
 )
@@ -62,6 +68,20 @@ ConversationRole: Final = Qt.ItemDataRole.UserRole + 20
 #: Where the terms searched for are in a search result's text: a list of
 #: C{(start, end)} spans of its C{DisplayRole}.
 HighlightRole: Final = Qt.ItemDataRole.UserRole + 21
+#: A room member's role: C{"owner"}, C{"moderator"} or C{"member"}.
+RoleRole: Final = Qt.ItemDataRole.UserRole + 22
+#: The heading of the group of members a row starts (L{SECTIONS}), or
+#: L{None} for a row within a group.
+SectionRole: Final = Qt.ItemDataRole.UserRole + 23
+#: Whether we are in a room a C{list_rooms} search found.
+JoinedRole: Final = Qt.ItemDataRole.UserRole + 24
+#: A room's topic (C{""} for none).
+TopicRole: Final = Qt.ItemDataRole.UserRole + 25
+#: How many members a room a C{list_rooms} search found has.
+CountRole: Final = Qt.ItemDataRole.UserRole + 26
+
+#: The headings of the member list's groups, by role.
+SECTIONS: Final = {OWNER: "Owner", MODERATOR: "Moderators", MEMBER: "Members"}
 
 #: The invisible root of a list model.
 _ROOT: Final = QModelIndex()
@@ -395,7 +415,10 @@ class TimelineModel(QAbstractListModel):
 
 class MemberListModel(QAbstractListModel):
     """
-    The members of the selected room, with their presence.
+    The members of the selected room, with their presence and role, in
+    groups: the owner, then the moderators, then the plain members (each
+    group in the order they joined).  The first row of each group carries
+    the group's heading (L{SectionRole}).
 
     @ivar room_id: the room shown, or L{None}.
     """
@@ -415,8 +438,21 @@ class MemberListModel(QAbstractListModel):
         room = self._bridge.state.rooms.get(room_id) if room_id is not None else None
         self.beginResetModel()
         self.room_id = room_id if room is not None else None
-        self._rows = list(room.members.values()) if room is not None else []
+        self._rows = _grouped(room.members.values()) if room is not None else []
         self.endResetModel()
+
+    def room(self) -> Room | None:
+        """
+        @return: the room shown, as the state has it now, or L{None}.
+        """
+        return self._bridge.state.rooms.get(self.room_id) if self.room_id is not None else None
+
+    @property
+    def me(self) -> int:
+        """
+        Our own user id.
+        """
+        return self._bridge.state.me
 
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -433,6 +469,12 @@ class MemberListModel(QAbstractListModel):
         """
         return {m.id for m in self._rows}
 
+    def _section(self, row: int) -> str | None:
+        role = self._rows[row].rank
+        if row > 0 and self._rows[row - 1].rank == role:
+            return None
+        return SECTIONS[ROLES[role]]
+
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
@@ -447,63 +489,115 @@ class MemberListModel(QAbstractListModel):
             return member.online
         if role == IsMeRole:
             return member.id == self._bridge.state.me
+        if role == RoleRole:
+            return member.role
+        if role == SectionRole:
+            return self._section(index.row())
         if role == DetailRole:
             if member.id == self._bridge.state.me:
                 return "you"
             return "online" if member.online else "offline"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            presence = "you" if member.id == self._bridge.state.me else None
+            presence = presence or ("online" if member.online else "offline")
+            return f"{label(member.username, member.id)} · {member.role} · {presence}"
         if role == KeyRole:
             return (PRIVATE, member.id)
         return None
 
     def _members_changed(self, change: MembersChanged) -> None:
         """
-        Bring the rows to C{change.members} in place: rows of those who left
-        are removed, rows of those who came or went are updated, newcomers
-        are inserted where they stand, so selection and scrolling stay.
-        The state keeps members in the order they joined, so the rows that
-        stay keep their order.
+        Bring the rows to C{change.members}, grouped, in place: rows of
+        those who left are removed, rows of those who came or went are
+        updated, a member whose role changed moves to their new group, and
+        newcomers are inserted where they stand, so selection and scrolling
+        stay.
         """
         if change.room_id != self.room_id:
             return
-        new = list(change.members)
+        new = _grouped(change.members)
+        sections = [self._section(row) for row in range(len(self._rows))]
         staying = {m.id for m in new}
         for row in range(len(self._rows) - 1, -1, -1):
             if self._rows[row].id not in staying:
                 self.beginRemoveRows(_ROOT, row, row)
                 del self._rows[row]
+                del sections[row]
                 self.endRemoveRows()
         for row, member in enumerate(new):
-            if row < len(self._rows) and self._rows[row].id == member.id:
+            ids = [m.id for m in self._rows]
+            if row < len(ids) and ids[row] == member.id:
                 if self._rows[row] != member:
                     self._rows[row] = member
-                    index = self.index(row)
-                    self.dataChanged.emit(index, index)
+                    self._changed(row)
+            elif member.id in ids:
+                source = ids.index(member.id)
+                self.beginMoveRows(_ROOT, source, source, _ROOT, row)
+                self._rows.insert(row, self._rows.pop(source))
+                sections.insert(row, sections.pop(source))
+                self.endMoveRows()
+                self._rows[row] = member
+                self._changed(row)
             else:
                 self.beginInsertRows(_ROOT, row, row)
                 self._rows.insert(row, member)
+                sections.insert(row, self._section(row))
                 self.endInsertRows()
-        if len(self._rows) > len(new):  # the order changed after all
-            self.beginResetModel()
-            self._rows = new
-            self.endResetModel()
+        # A group that gained or lost its first row moves its heading.
+        for row, before in enumerate(sections):
+            if self._section(row) != before:
+                self._changed(row)
+
+    def _changed(self, row: int) -> None:
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+
+def _grouped(members: Iterable[Member]) -> list[Member]:
+    """
+    @return: C{members} grouped by role, highest first, each group in the
+        order given (the order they joined).
+    """
+    return sorted(members, key=lambda m: m.rank)
 
 
 class RoomSearchModel(QAbstractListModel):
     """
-    The rooms a C{list_rooms} search found.
+    The rooms a C{list_rooms} search found, each marked when we are in it
+    already.
     """
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[dict[str, Any]] = []
+        self._joined: set[int] = set()
 
-    def set_rooms(self, rooms: list[dict[str, Any]]) -> None:
+    def set_rooms(self, rooms: list[dict[str, Any]], joined: Iterable[int] = ()) -> None:
         """
-        Show C{rooms}, each C{{id, name, member_count}}.
+        Show C{rooms}, each C{{id, name, topic, member_count}}.
+
+        @param joined: the ids of the rooms we are in.
         """
         self.beginResetModel()
         self._rows = list(rooms)
+        self._joined = set(joined)
         self.endResetModel()
+
+    def set_joined(self, joined: Iterable[int]) -> None:
+        """
+        Note which rooms we are in now (we joined or left one meanwhile).
+        """
+        joined = set(joined)
+        if joined != self._joined:
+            self._joined = joined
+            if self._rows:
+                self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
+
+    def joined(self, row: int) -> bool:
+        """
+        @return: whether we are in the room at C{row}.
+        """
+        return int(self._rows[row]["id"]) in self._joined
 
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -512,14 +606,29 @@ class RoomSearchModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
             return None
         room = self._rows[index.row()]
+        count = int(room.get("member_count", 0))
+        members = f"{count} member{'s' if count != 1 else ''}"
+        topic = str(room.get("topic") or "")
         if role == Qt.ItemDataRole.DisplayRole:
-            count = int(room.get("member_count", 0))
-            members = f"{count} member{'s' if count != 1 else ''}"
             return f"{label(room['name'], room['id'])}  ·  {members}"
         if role == NameRole:
             return room["name"]
         if role == IdRole:
             return room["id"]
+        if role == TopicRole:
+            return topic
+        if role == CountRole:
+            return count
+        if role == JoinedRole:
+            return self.joined(index.row())
+        if role == DetailRole:
+            return f"{members} · {topic}" if topic else members
+        if role == Qt.ItemDataRole.ToolTipRole:
+            joined = (
+                " You are in this room: pick it to open it." if self.joined(index.row()) else ""
+            )
+            about = f"\n{topic}" if topic else ""
+            return f"{label(room['name'], room['id'])}, {members}.{joined}{about}"
         return None
 
 

@@ -98,6 +98,17 @@ QMainWindow, #LoginWindow {{
     font-size: 12pt;
     font-weight: 700;
 }}
+#Topic {{
+    color: {TEXT};
+    font-size: 9pt;
+}}
+#Topic[empty="true"] {{
+    color: {MUTED};
+    font-style: italic;
+}}
+#TopicField {{
+    padding: 3px 8px;
+}}
 #Muted, #ConversationDetail, #ServerLabel, #Hint {{
     color: {MUTED};
 }}

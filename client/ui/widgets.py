@@ -8,6 +8,7 @@ a value and emits what the user wants; none of them talks to the server.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Final
 
 from PyQt5.QtCore import (
@@ -60,11 +61,12 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatd.wire import MAX_EMOJI_LENGTH, valid_emoji, valid_name
 from client.search import MAX_QUERY, SearchPage, SearchRequest, valid_query
-from client.state import Key, Member, Message, User
+from client.state import MEMBER, MODERATOR, Key, Member, Message, User
 from client.ui.delegates import (
     Hit,
     MemberDelegate,
     MessageDelegate,
+    RoomResultDelegate,
     SearchResultDelegate,
     draw_avatar,
 )
@@ -798,9 +800,19 @@ class JoinRoomPanel(ActionPanel):
     """
     Join a room by name, with a search of the server's rooms
     (C{list_rooms}) to pick from.
+
+    Each room found shows its member count and topic, cut to the width of
+    the list; the rooms we are in already are marked "joined", and picking
+    one of those offers to open it instead (its button says Open).  What
+    to do with the name is the main window's choice: this only emits it.
     """
 
     search_requested = pyqtSignal(str)
+
+    #: The hint while the rooms listed are all rooms we are in.
+    ALL_JOINED: Final = "You are in every room listed: pick one to open it."
+    #: The hint while a room we are in is picked.
+    OPENS: Final = "You are in this room: Open shows it."
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
@@ -814,7 +826,13 @@ class JoinRoomPanel(ActionPanel):
         self.results = QListView()
         self.results.setObjectName("SearchResults")
         self.results.setModel(self.results_model)
-        self.results.setFixedHeight(120)
+        self.results.setItemDelegate(RoomResultDelegate(self.results))
+        self.results.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.results.setMouseTracking(True)
+        # Three rooms, or two when the window is short.
+        self.results.setMinimumHeight(2 * RoomResultDelegate.HEIGHT + 4)
+        self.results.setMaximumHeight(3 * RoomResultDelegate.HEIGHT + 4)
         selection = self.results.selectionModel()
         assert selection is not None
         selection.currentChanged.connect(self._picked)
@@ -822,31 +840,74 @@ class JoinRoomPanel(ActionPanel):
         self.extra.addWidget(self.results)
         self.field.returnPressed.disconnect(self.submit)
         self.field.returnPressed.connect(self._search_or_join)
+        self.field.textChanged.connect(self._show_action)
 
     def open(self) -> None:
         super().open()
         self.results_model.set_rooms([])
         self.search_requested.emit("")
 
-    def set_results(self, rooms: list[dict[str, Any]]) -> None:
+    def set_results(self, rooms: list[dict[str, Any]], joined: Iterable[int] = ()) -> None:
         """
         Show the rooms a search found.
+
+        @param joined: the ids of the rooms we are in.
         """
-        self.results_model.set_rooms(rooms)
-        if not rooms:
+        self.results_model.set_rooms(rooms, joined)
+        self._show_hint()
+
+    def set_joined(self, joined: Iterable[int]) -> None:
+        """
+        Note which rooms we are in now (we joined or left one meanwhile).
+        """
+        self.results_model.set_joined(joined)
+        self._show_action()
+
+    def _show_hint(self) -> None:
+        model = self.results_model
+        count = model.rowCount()
+        if not count:
             self.show_hint("No room matches. Check the name, or create it.")
+        elif self.opens:
+            self.show_hint(self.OPENS)
+        elif all(model.joined(row) for row in range(count)):
+            self.show_hint(self.ALL_JOINED)
         else:
             self.show_hint(self._default_hint)
 
-    def _search_or_join(self) -> None:
-        # Enter on a name that a result matches exactly joins it; on
-        # anything else it searches.
-        text = self.field.text().strip()
+    def _matching_row(self) -> int | None:
+        """
+        @return: the row of the room found whose name is the one typed
+            (names are unique, in any case), or L{None}.
+        """
+        text = self.field.text().strip().lower()
         for row in range(self.results_model.rowCount()):
             name = self.results_model.data(self.results_model.index(row), NameRole)
-            if str(name).lower() == text.lower() and text:
-                self.submit()
-                return
+            if text and str(name).lower() == text:
+                return row
+        return None
+
+    @property
+    def opens(self) -> bool:
+        """
+        Whether the name typed is that of a room found that we are in: the
+        button opens it rather than joining.
+        """
+        row = self._matching_row()
+        return row is not None and self.results_model.joined(row)
+
+    def _show_action(self) -> None:
+        self.action_button.setText("Open" if self.opens else "Join")
+        if self.results_model.rowCount():
+            self._show_hint()
+
+    def _search_or_join(self) -> None:
+        # Enter on a name that a result matches exactly joins (or opens)
+        # it; on anything else it searches.
+        text = self.field.text().strip()
+        if self._matching_row() is not None:
+            self.submit()
+            return
         self.search_requested.emit(text)
 
     def _picked(self, current: QModelIndex, previous: QModelIndex) -> None:
@@ -903,12 +964,27 @@ class RequestBanner(QFrame):
 
 class MemberPanel(QFrame):
     """
-    The selected room's members with their presence, inviting a friend,
-    and leaving the room.
+    The selected room's members with their presence and role, inviting a
+    friend, and leaving the room.
+
+    A member's context menu offers what we may do to them (PROTOCOL.md
+    section 12): the owner makes a member a moderator or a moderator a
+    member again; the owner removes or bans anyone else, a moderator plain
+    members.  Below the list, an owner or moderator who banned someone in
+    this session may let them back.
     """
 
     invite_requested = pyqtSignal(int, int)
     quit_requested = pyqtSignal(int)
+    role_requested = pyqtSignal(int, int, str)  # room id, user id, role
+    remove_requested = pyqtSignal(int, int, bool)  # room id, user id, ban
+    unban_requested = pyqtSignal(int, int)  # room id, user id
+
+    #: The entries of a member's context menu.
+    MAKE_MODERATOR: Final = "Make moderator"
+    UNMAKE_MODERATOR: Final = "Remove as moderator"
+    REMOVE: Final = "Remove from room…"
+    BAN: Final = "Ban from room…"
 
     def __init__(self, model: MemberListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -928,7 +1004,15 @@ class MemberPanel(QFrame):
         self.members_view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.members_view.setMouseTracking(True)
         self.members_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.members_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.members_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.members_view.customContextMenuRequested.connect(self._member_menu)
         layout.addWidget(self.members_view, 1)
+        self.bans_button = button("", "Flat", "Let someone you banned join again")
+        self.bans_button.clicked.connect(self._bans_menu)
+        self.bans_button.hide()
+        self._bans: tuple[User, ...] = ()
+        layout.addWidget(self.bans_button)
         invite_title = QLabel("INVITE A FRIEND")
         invite_title.setObjectName("SectionTitle")
         invite_title.setContentsMargins(8, 6, 0, 0)
@@ -965,6 +1049,72 @@ class MemberPanel(QFrame):
 
     def _count(self) -> None:
         self.title.setText(f"MEMBERS · {self.model.rowCount()}")
+
+    def actions_for(self, user_id: int) -> list[str]:
+        """
+        @return: the entries of member C{user_id}'s context menu: what we
+            may do to them, as the state knows our roles.
+        """
+        room = self.model.room()
+        me = self.model.me
+        if room is None or user_id not in room.members or user_id == me:
+            return []
+        actions: list[str] = []
+        if room.may_set_roles(me):
+            target = room.members[user_id]
+            actions.append(
+                self.UNMAKE_MODERATOR if target.role == MODERATOR else self.MAKE_MODERATOR
+            )
+        if room.may_remove(me, user_id):
+            actions += [self.REMOVE, self.BAN]
+        return actions
+
+    def _member_menu(self, position: QPoint) -> None:
+        index = self.members_view.indexAt(position)
+        viewport = self.members_view.viewport()
+        room_id = self.model.room_id
+        if not index.isValid() or viewport is None or room_id is None:
+            return
+        user_id = self.model.member(index.row()).id
+        actions = self.actions_for(user_id)
+        if not actions:
+            return
+        requests = {
+            self.MAKE_MODERATOR: lambda: self.role_requested.emit(room_id, user_id, MODERATOR),
+            self.UNMAKE_MODERATOR: lambda: self.role_requested.emit(room_id, user_id, MEMBER),
+            self.REMOVE: lambda: self.remove_requested.emit(room_id, user_id, False),
+            self.BAN: lambda: self.remove_requested.emit(room_id, user_id, True),
+        }
+        # popup(), not exec_(): a slot must not run a nested event loop.
+        menu = QMenu(self.members_view)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for action in actions:
+            if action == self.REMOVE and not menu.isEmpty():
+                menu.addSeparator()
+            menu.addAction(action, requests[action])
+        menu.popup(viewport.mapToGlobal(position))
+
+    def set_bans(self, users: tuple[User, ...]) -> None:
+        """
+        Offer to let back C{users}: those we banned from the room shown in
+        this session (none when we no longer moderate it).
+        """
+        self._bans = tuple(users)
+        self.bans_button.setText(f"Banned by you ({len(users)})…")
+        self.bans_button.setVisible(bool(users))
+
+    def _bans_menu(self) -> None:
+        room_id = self.model.room_id
+        if room_id is None or not self._bans:
+            return
+        menu = QMenu(self.bans_button)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        for user in self._bans:
+            menu.addAction(
+                f"Unban {label(user.username, user.id)}",
+                lambda _=False, user_id=user.id: self.unban_requested.emit(room_id, user_id),
+            )
+        menu.popup(self.bans_button.mapToGlobal(QPoint(0, self.bans_button.height())))
 
     def _invite(self) -> None:
         user_id = self.invite_combo.currentData()
