@@ -512,15 +512,22 @@ class ChatServer:
             self._push_message(stored, message)
         return {"type": "on_new_message", "message": message}
 
-    def _push_message(self, stored: StoredMessage, message: Payload | None = None) -> None:
+    def _push_message(
+        self, stored: StoredMessage, message: Payload | None = None, to_sender: bool = False
+    ) -> None:
         """
         Push a committed message to everyone who gets it but its sender.
+
+        @param to_sender: push it to the sender too: a system message about
+            what the sender did to a room they stay in (an invitation, a
+            topic, a removal), which their reply does not carry and their
+            timeline would otherwise miss.
         """
         recipients: Iterable[int]
         if stored.target_type == PRIVATE:
             recipients = (stored.target_id,)
         else:
-            sender = stored.sender_id
+            sender = None if to_sender else stored.sender_id
             members = self._directory.rooms[stored.target_id].members
             recipients = [m for m in members if m != sender]
         payload = {
@@ -813,7 +820,7 @@ class ChatServer:
                 "user": self._member(room, user_id),
             },
         )
-        self._push_message(stored)
+        self._push_message(stored, to_sender=stored.sender_id != user_id)
 
     async def create_room(self, user: User, request: requests.CreateRoom) -> Reply:
         """
@@ -972,7 +979,7 @@ class ChatServer:
             room.topic = topic
             payload = {"type": "room_updated", "room": self._room(room)}
             self.sessions.push([m for m in room.members if m != user.id], payload)
-            self._push_message(stored)
+            self._push_message(stored, to_sender=True)
         return {"type": "room_updated", "room": self._room(room)}
 
     async def set_role(self, user: User, request: requests.SetRole) -> Reply:
@@ -1052,7 +1059,7 @@ class ChatServer:
             room.members,
             {"type": "someone_outroom", "room_id": room.id, "user_id": target_id},
         )
-        self._push_message(stored)
+        self._push_message(stored, to_sender=True)
         return {"type": "ok"}
 
     async def unban_from_room(self, user: User, request: requests.RoomMember) -> Reply:

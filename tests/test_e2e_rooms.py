@@ -378,6 +378,9 @@ class TopicTests(Base):
             if message is None:
                 message = said
             self.assertEqual(said, message)
+        # The setter gets the system message too (not room_updated: that is
+        # their reply), so that their timeline holds it.
+        self.assertEqual((await ncr.push("on_new_message"))["message"], message)
         await self.assertNothingPushed(lzy, 1, room_id, ncr, wsx)
         self.assertIn(message, await history(ncr, 1, room_id))
 
@@ -672,8 +675,8 @@ class KickTests(Base):
         """
         The owner removes a member: ok; the one removed gets me_outroom with
         reason kicked; the other online members, the kicker included, get
-        someone_outroom; the members left (not the one removed) get "X
-        removed Y from the room", which history keeps.
+        someone_outroom; the members left (the kicker too, not the one
+        removed) get "X removed Y from the room", which history keeps.
         """
         running, (ncr, lzy, wsx, qaz) = await self.users("ncr", "lzy", "wsx", "qaz")
         room_id = await self.room(ncr, lzy, wsx, qaz)
@@ -691,6 +694,8 @@ class KickTests(Base):
         self.assertEqual(said, system_message(said, room_id, NCR, "ncr removed lzy from the room"))
         self.assertEqual(said["room_name"], "room1")
         self.assertEqual((await history(ncr, 1, room_id))[-1], said)
+        # The kicker is among the members left: their timeline gets it too.
+        self.assertEqual((await ncr.push("on_new_message"))["message"], said)
         # The one removed gets nothing more of the room.
         await self.assertNothingPushed(wsx, 1, side, lzy)
         await drain(ncr)

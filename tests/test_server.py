@@ -1499,7 +1499,11 @@ class AddFriendToRoomTests(ServerTestCase):
         self.assertCountEqual(
             self.carol.pushes(), [inroom, {"type": "on_new_message", "message": message}]
         )
-        self.assertEqual(self.alice.pushes(), [inroom])
+        # The inviter gets the system message too: their reply does not
+        # carry it, and their timeline would miss it.
+        self.assertEqual(
+            self.alice.pushes(), [inroom, {"type": "on_new_message", "message": message}]
+        )
         self.assertEqual(self.dave.pushes() + self.erin.pushes(), [])
         self.assertEqual(self.history(self.bob, ROOM, self.room)["messages"], [message])
         self.send(self.bob, ROOM, self.room)
