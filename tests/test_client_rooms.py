@@ -577,6 +577,7 @@ class MenuTests(RoomWindowTestCase):
         member leaves with the push, and a notice says it is done.
         """
         self.answer = False
+        count = self.main.members_model.rowCount()
         self.choose(self.member_menu(4), MemberPanel.REMOVE)
         self.assertEqual(len(self.questions), 1)
         title, text = self.questions[0]
@@ -591,6 +592,7 @@ class MenuTests(RoomWindowTestCase):
         self.server.push("someone_outroom", room_id=1, user_id=4)
         self.server.reply(request, "ok")
         self.assertNotIn("tr(4)", rows(self.main.members_model))
+        self.assertEqual(self.main.member_panel.title.text(), f"MEMBERS · {count - 1}")
         self.assertEqual(self.main.notice_bar.text(), "You removed tr(4) from room1(1).")
         self.assertTrue(self.main.member_panel.bans_button.isHidden())
 

@@ -1028,6 +1028,8 @@ class MemberPanel(QFrame):
         self.quit_button.clicked.connect(self._quit)
         layout.addWidget(self.quit_button)
         model.modelReset.connect(self._count)
+        model.rowsInserted.connect(self._count)
+        model.rowsRemoved.connect(self._count)
 
     def set_invitable(self, friends: list[Member]) -> None:
         """
