@@ -61,6 +61,8 @@ TARGETS = {
     ("g", "latency"): "p99 <= 100 ms",
     ("h", "latency"): "p99 <= 50 ms",
     ("h", "short"): "p99 <= 200 ms",
+    ("i", "resume"): "<= 5 s",
+    ("i", "latency"): "during <= 2x before",
 }
 #: The searches of shape (h) whose terms are all shorter than three
 #: characters: they cannot use the trigram index, and have a target of
@@ -235,6 +237,8 @@ class Bench:
             self.logins(cheap_hasher().hash(PASSWORD))
         if "h" in shapes:
             self.searches(cheap_hasher().hash(PASSWORD))
+        if "i" in shapes:
+            self.resumes(cheap_hasher().hash(PASSWORD))
         if self.args.chatload:
             self.cross_check()
         self.results["seconds"] = {"total": round(time.monotonic() - started, 1)}
@@ -321,6 +325,60 @@ class Bench:
             result["database_messages"] = info.messages
             self.results["chatd"]["h"] = result
         finally:
+            server.stop()
+
+    def resumes(self, cheap_hash: str) -> None:
+        """
+        Shape (i): C{--resume-users} accounts log in to chatd; chatd is
+        stopped (SIGTERM) and started again on the same database and port;
+        every account resumes at once with its session token.
+        """
+        db = self.workdir / "resume.sqlite3"
+        users = self.args.resume_users
+        seed_users(str(db), [f"rs{i}" for i in range(users)], cheap_hash)
+        server = self.chatd(db, self.server_cpu, cheap=True)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loader",
+            "--port",
+            str(server.port),
+            "--duration",
+            str(self.args.duration),
+            "--login-concurrency",
+            "50",
+            "resume",
+            "--users",
+            str(users),
+        ]
+        log(f"chatd: shape (i), {users} users")
+        loader = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            preexec_fn=child_setup(self.loader_cpu),
+        )
+        try:
+            assert loader.stdin is not None and loader.stdout is not None
+            if json.loads(loader.stdout.readline() or "{}").get("phase") != "restart":
+                raise RuntimeError("the loader of shape (i) failed before the restart")
+            stopped = time.monotonic()
+            server.stop()
+            server = start_chatd(self.workdir, server.port, db, self.server_cpu, cheap=True)
+            restart = time.monotonic() - stopped
+            loader.stdin.write(b"go\n")
+            loader.stdin.flush()
+            output, _ = loader.communicate(timeout=240)
+            if loader.returncode != 0:
+                raise RuntimeError(f"the loader of shape (i) failed ({loader.returncode})")
+            (result,) = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+            result["restart_seconds"] = round(restart, 2)
+            self.results["chatd"]["i"] = result
+        finally:
+            if loader.poll() is None:
+                loader.kill()
+                loader.wait()
             server.stop()
 
     def cross_check(self, rounds: int = 2) -> None:
@@ -526,6 +584,28 @@ def table(results: dict[str, Result], header: str) -> str:
                 p99 is not None and p99 <= (200.0 if short else 50.0),
                 kind="short" if short else "latency",
             )
+    i = chatd.get("i")
+    if i:
+        add(
+            "(i)",
+            f"{i['users']} resumes after a restart: last login_info s",
+            f"{i['resume_seconds']:.2f}",
+            "n/a",
+            "n/a",
+            i["failed"] == 0 and i["resume_seconds"] <= 5.0,
+            kind="resume",
+        )
+        p99_before = _p99(i, "before_latency_ms")
+        p99_during = _p99(i, "during_latency_ms")
+        add(
+            "(i)",
+            "p99 ms before -> during the resumes",
+            f"{p99_before} -> {p99_during}",
+            "n/a",
+            "n/a",
+            p99_before is not None and p99_during is not None and p99_during <= 2 * p99_before,
+            kind="latency",
+        )
     headings = ("shape", "measure", "chatd", "baseline", "chatd/base", "target", "holds")
     widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     lines = [header, ""]
@@ -589,6 +669,13 @@ def notes(results: dict[str, Result]) -> list[str]:
             f"(h) by {h['users']} users, one search at a time, in a database of"
             f" {h['database_messages']} messages built in {chatd.get('h_build_seconds')} s: {counts}"
         )
+    i = chatd.get("i")
+    if i:
+        lines.append(
+            f"(i) {i['resumed']}/{i['users']} resumed ({i['failed']} failed) after a restart of"
+            f" {i['restart_seconds']} s; each resume p50/p99 ms"
+            f" {_ms(i['resume_ms'], ('p50', 'p99'))}"
+        )
     g = chatd.get("g")
     if g:
         lines.append(
@@ -630,7 +717,8 @@ def main(argv: list[str] | None = None) -> None:
     Run the benchmark and print its table.
     """
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--shapes", default="abcdefgh", help="which of abcdefgh to run")
+    parser.add_argument("--shapes", default="abcdefghi", help="which of abcdefghi to run")
+    parser.add_argument("--resume-users", type=int, default=2000, help="accounts of (i)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per shape")
     parser.add_argument("--storm-cap", type=float, default=6.0, help="longest (f) window")

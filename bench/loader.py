@@ -10,6 +10,7 @@ results) and its progress on stderr.
     python -m bench.loader --port P --server-pid PID history   # (e)
     python -m bench.loader --port P --server-pid PID login     # (g)
     python -m bench.loader --port P --server-pid PID search --users A,B   # (h)
+    python -m bench.loader --port P --server-pid PID resume    # (i), told on stdin
 
 Every message text starts with C{LDT:<sender>:<seq>:<send-ns>:} (the
 marker chatload uses), padded to 100 characters; C{<send-ns>} is
@@ -941,6 +942,107 @@ async def search(loader: Loader, args: argparse.Namespace) -> None:
         client.close()
 
 
+async def resume(loader: Loader, args: argparse.Namespace) -> None:
+    """
+    Shape (i): C{--users} accounts logged in, C{--members} of them in a
+    room where two send C{--rate} messages per second each; then, told on
+    stdin that the server restarted (after this loader printed
+    C{{"phase": "restart"}}), every account resumes at once with its
+    token.  Measures the time from "go" until the last C{login_info}, and
+    the room's delivery latency before the restart and while the others
+    resume.
+    """
+    from twisted.internet.threads import deferToThread
+
+    names = [f"{args.prefix}{i}" for i in range(args.users)]
+    tokens: dict[str, str] = {}
+    semaphore = DeferredSemaphore(args.login_concurrency)
+
+    async def first(name: str) -> Client:
+        client = await loader.connect(name)
+        tokens[name] = (await client.call("login", username=name, password=PASSWORD))["token"]
+        return client
+
+    clients = await gatherResults(
+        [semaphore.run(lambda name: ensureDeferred(first(name)), name) for name in names]
+    )
+    log(f"{len(clients)} logged in")
+    members = clients[: args.members]
+    room_id = await loader.room(members, "resumeroom")
+
+    def listen(client: Client, run: Run, speaks: bool) -> Sender | None:
+        """
+        Count what C{client} receives in C{run}; if it C{speaks}, it sends
+        C{--rate} messages per second to the room from now on.
+        """
+        client.measure()
+        client.run = run
+        if not speaks:
+            return None
+        (sender,) = loader.rate_senders([client], room_id, args.rate)
+        client.sender = sender
+        sender.start()
+        return sender
+
+    before = Run(recording=True)
+    senders = [listen(client, before, i < 2) for i, client in enumerate(members)]
+    start = time.time_ns()
+    await loader.sleep(args.duration)
+    end = time.time_ns()
+    for sender in senders:
+        if sender is not None:
+            sender.stop()
+    log(f"before the restart: {before.delivered} deliveries")
+
+    print(json.dumps({"phase": "restart"}), flush=True)
+    await deferToThread(sys.stdin.readline)
+    for client in clients:
+        client.close()
+    during = Run(recording=True)
+    took: list[int] = []
+    failed = 0
+    speakers: list[Sender] = []
+    went = time.time_ns()
+
+    async def again(index: int, name: str) -> Client | None:
+        nonlocal failed
+        sent_at = time.time_ns()
+        try:
+            client = await loader.connect(name)
+            info = client.push("login_info")
+            await client.call("resume", token=tokens[name])
+            await info
+        except Exception:
+            failed += 1
+            return None
+        took.append(client.received_at - sent_at)
+        if index < args.members:
+            sender = listen(client, during, index < 2)
+            if sender is not None:
+                speakers.append(sender)
+        return client
+
+    back = await gatherResults([ensureDeferred(again(i, name)) for i, name in enumerate(names)])
+    last = time.time_ns()
+    for sender in speakers:
+        sender.stop()
+    emit(
+        {
+            "shape": "i",
+            "users": len(names),
+            "resumed": len(took),
+            "failed": failed,
+            "resume_seconds": round((last - went) / 1e9, 3),
+            "resume_ms": percentiles(took),
+            "before_latency_ms": percentiles(latencies(before.samples, start, end)),
+            "during_latency_ms": percentiles(latencies(during.samples, went, last)),
+        }
+    )
+    for returned in back:
+        if returned is not None:
+            returned.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Parse the command line and run one of L{session}, L{idle}, L{history},
@@ -975,6 +1077,11 @@ def main(argv: list[str] | None = None) -> None:
     four.add_argument("--user", default="lg0")
     five = commands.add_parser("search", help="shape (h)")
     five.add_argument("--users", required=True, help="comma-separated account names")
+    six = commands.add_parser("resume", help="shape (i)")
+    six.add_argument("--users", type=int, default=2000)
+    six.add_argument("--prefix", default="rs", help="account names: <prefix>0, <prefix>1, ...")
+    six.add_argument("--members", type=int, default=50)
+    six.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args(argv)
     command = {
         "session": session,
@@ -982,6 +1089,7 @@ def main(argv: list[str] | None = None) -> None:
         "history": history,
         "login": login,
         "search": search,
+        "resume": resume,
     }[args.command]
 
     def start(reactor: Any) -> Deferred[None]:

@@ -145,7 +145,8 @@ def start_chatd(workdir: Path, port: int, db: Path, cpu: int | None, cheap: bool
         "--pidfile=",
         "chatd",
         "--port",
-        f"tcp:{port}:interface=127.0.0.1",
+        # The backlog twistd chatd gives a bare port number (chatd.tap).
+        f"tcp:{port}:interface=127.0.0.1:backlog=1024",
         "--db",
         str(db),
         "--rate",
