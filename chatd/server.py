@@ -21,7 +21,7 @@ from collections.abc import Callable, Container, Iterable
 from inspect import iscoroutine
 from typing import Final, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -117,6 +117,10 @@ class TypingThrottle:
         self._pushed.pop(user_id, None)
 
 
+#: How many resumes run at once (see L{ChatServer.resume}).
+RESUMES_AT_ONCE: Final = 8
+
+
 class ChatServer:
     """
     The request handlers, and what happens when a session ends.
@@ -138,6 +142,10 @@ class ChatServer:
         self._directory = directory
         self._throttle = LoginThrottle(clock)
         self._typing = TypingThrottle(clock)
+        #: Resumes in progress at once: a whole server's clients resuming
+        #: after a restart queue here, so that messages are not stuck
+        #: behind thousands of login_info reads.
+        self._resuming = DeferredSemaphore(RESUMES_AT_ONCE)
         #: Every request type: its parser, its handler, its scheduling.
         self.routes: dict[str, Route] = {
             "register": Route(requests.Register.parse, self.register, before_login=True),
@@ -351,9 +359,13 @@ class ChatServer:
         if session.user_id is not None:
             raise ChatError(wire.ALREADY_AUTHENTICATED)
         token_hash = _token_hash(request.token)
-        user_id = await self._store.use_token(token_hash)
-        self.log.info("User {user_id} resumed a session", user_id=user_id)
-        return await self._start_session(session, user_id, request.token, token_hash)
+        await self._resuming.acquire()
+        try:
+            user_id = await self._store.use_token(token_hash)
+            self.log.info("User {user_id} resumed a session", user_id=user_id)
+            return await self._start_session(session, user_id, request.token, token_hash)
+        finally:
+            self._resuming.release()
 
     async def _start_session(
         self, session: Session, user_id: int, token: str, token_hash: bytes
