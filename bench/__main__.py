@@ -118,11 +118,12 @@ class Bench:
 
     # Loaders.
 
-    def loader(self, server: Server, command: Sequence[str], timeout: float = 240) -> list[Result]:
+    def start_loader(
+        self, server: Server, command: Sequence[str], stdin: int = subprocess.DEVNULL
+    ) -> subprocess.Popen[bytes]:
         """
-        Run L{bench.loader} against C{server}, pinned to the loader's CPU.
-
-        @return: the JSON objects it printed.
+        Start L{bench.loader} against C{server}, pinned to the loader's CPU,
+        its results on a pipe.
         """
         argv = [
             sys.executable,
@@ -138,13 +139,21 @@ class Bench:
             str(self.args.duration),
             *command,
         ]
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             cwd=ROOT,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             preexec_fn=child_setup(self.loader_cpu),
         )
+
+    def loader(self, server: Server, command: Sequence[str], timeout: float = 240) -> list[Result]:
+        """
+        Run L{bench.loader} against C{server}, pinned to the loader's CPU.
+
+        @return: the JSON objects it printed.
+        """
+        process = self.start_loader(server, command)
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -337,28 +346,10 @@ class Bench:
         users = self.args.resume_users
         seed_users(str(db), [f"rs{i}" for i in range(users)], cheap_hash)
         server = self.chatd(db, self.server_cpu, cheap=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.loader",
-            "--port",
-            str(server.port),
-            "--duration",
-            str(self.args.duration),
-            "--login-concurrency",
-            "50",
-            "resume",
-            "--users",
-            str(users),
-        ]
         log(f"chatd: shape (i), {users} users")
-        loader = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            preexec_fn=child_setup(self.loader_cpu),
-        )
+        # No CPU figures: --server-pid names the first server, which stops.
+        command = ["--login-concurrency", "50", "resume", "--users", str(users)]
+        loader = self.start_loader(server, command, stdin=subprocess.PIPE)
         try:
             assert loader.stdin is not None and loader.stdout is not None
             if json.loads(loader.stdout.readline() or "{}").get("phase") != "restart":

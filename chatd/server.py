@@ -407,7 +407,7 @@ class ChatServer:
         session = self.sessions.current(user.id)
         if session is not None:
             session.token_hash = token_hash
-        self.log.info("User {user_id} changed their password", user_id=user.id)
+        self.log.info("User {user_id} changed credentials; older tokens ended", user_id=user.id)
         return {"type": "password_changed", "token": token}
 
     async def _login_info(self, user_id: int) -> Payload:

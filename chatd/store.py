@@ -1432,12 +1432,21 @@ def _join_room_txn(
     return message
 
 
-def _quit_room_txn(
-    txn: Transaction, stamp: str, room_id: int, user_id: int, text: str, new_owner: int | None
-) -> StoredMessage:
+def _leave_txn(txn: Transaction, room_id: int, user_id: int) -> None:
+    """
+    End a membership (and with it any role).
+
+    @raise ChatError: C{not_in_room}.
+    """
     txn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
     if txn.rowcount != 1:
         raise ChatError(wire.NOT_IN_ROOM)
+
+
+def _quit_room_txn(
+    txn: Transaction, stamp: str, room_id: int, user_id: int, text: str, new_owner: int | None
+) -> StoredMessage:
+    _leave_txn(txn, room_id, user_id)
     txn.execute(
         "UPDATE rooms SET owner_id = ? WHERE id = ? AND owner_id = ?",
         (new_owner, room_id, user_id),
@@ -1472,9 +1481,7 @@ def _set_role_txn(txn: Transaction, stamp: str, room_id: int, user_id: int, role
 def _kick_txn(
     txn: Transaction, stamp: str, room_id: int, actor_id: int, user_id: int, ban: bool, text: str
 ) -> StoredMessage:
-    txn.execute("DELETE FROM room_members WHERE room_id = ? AND user_id = ?", (room_id, user_id))
-    if txn.rowcount != 1:
-        raise ChatError(wire.NOT_IN_ROOM)
+    _leave_txn(txn, room_id, user_id)
     if ban:
         txn.execute(
             "INSERT INTO room_bans (room_id, user_id, banned_by, created_at) VALUES (?, ?, ?, ?)"

@@ -407,6 +407,47 @@ def day_label(day: date, today: date | None = None) -> str:
     return day.strftime("%A, %d %B %Y")
 
 
+class DocumentCache:
+    """
+    Laid-out text, by text, width and font: a delegate lays out each text
+    once, not at every size hint and paint.  Past C{limit} documents the
+    cache starts again empty.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._documents: dict[tuple[str, int, str, bool], QTextDocument] = {}
+
+    def get(
+        self, text: str, width: int, font: QFont, html: bool = False, shrink: bool = False
+    ) -> QTextDocument:
+        """
+        @param html: C{text} is HTML (else plain text).
+        @param shrink: make the document no wider than its text needs.
+        @return: C{text} laid out in C{font}, wrapped at C{width}.
+        """
+        key = (text, width, font.toString(), html)
+        document = self._documents.get(key)
+        if document is None:
+            if len(self._documents) > self._limit:
+                self._documents.clear()
+            document = QTextDocument()
+            document.setDocumentMargin(0)
+            document.setDefaultFont(font)
+            option = QTextOption()
+            option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
+            document.setDefaultTextOption(option)
+            if html:
+                document.setHtml(text)
+            else:
+                document.setPlainText(text)
+            document.setTextWidth(width)
+            if shrink:
+                document.setTextWidth(min(width, int(document.idealWidth()) + 1))
+            self._documents[key] = document
+        return document
+
+
 class MessageDelegate(QStyledItemDelegate):
     """
     A timeline row: a bubble (ours on the right, others' on the left with
@@ -427,28 +468,12 @@ class MessageDelegate(QStyledItemDelegate):
     def __init__(self, view: QAbstractItemView) -> None:
         super().__init__(view)
         self._view = view
-        self._documents: dict[tuple[str, int, str], QTextDocument] = {}
+        self._documents = DocumentCache(2000)
 
     # Layout.
 
     def _document(self, text: str, width: int, font: QFont) -> QTextDocument:
-        key = (text, width, font.toString())
-        document = self._documents.get(key)
-        if document is None:
-            if len(self._documents) > 2000:
-                self._documents.clear()
-            document = QTextDocument()
-            document.setDocumentMargin(0)
-            document.setDefaultFont(font)
-            option = QTextOption()
-            option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
-            document.setDefaultTextOption(option)
-            document.setPlainText(text)
-            document.setTextWidth(width)
-            ideal = int(document.idealWidth()) + 1
-            document.setTextWidth(min(width, ideal))
-            self._documents[key] = document
-        return document
+        return self._documents.get(text, width, font, shrink=True)
 
     def _starts_day(self, index: QModelIndex) -> bool:
         if index.row() == 0:
@@ -793,25 +818,11 @@ class SearchResultDelegate(QStyledItemDelegate):
     def __init__(self, view: QAbstractItemView) -> None:
         super().__init__(view)
         self._view = view
-        self._documents: dict[tuple[str, int, str], QTextDocument] = {}
+        self._documents = DocumentCache(500)
 
     def _document(self, index: QModelIndex, width: int, font: QFont) -> QTextDocument:
         html = highlighted(str(index.data()), list(index.data(HighlightRole) or ()))
-        key = (html, width, font.toString())
-        document = self._documents.get(key)
-        if document is None:
-            if len(self._documents) > 500:
-                self._documents.clear()
-            document = QTextDocument()
-            document.setDocumentMargin(0)
-            document.setDefaultFont(font)
-            option = QTextOption()
-            option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
-            document.setDefaultTextOption(option)
-            document.setHtml(html)
-            document.setTextWidth(width)
-            self._documents[key] = document
-        return document
+        return self._documents.get(html, width, font, html=True)
 
     #: Where the text starts, from the row's left.
     TEXT_LEFT: Final = 6 + PAD + AVATAR + 10
