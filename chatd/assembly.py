@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from chatd import wire
 from chatd.database import make_pool
 from chatd.directory import Directory
+from chatd.metrics import Metrics
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatFactory, Limits
 from chatd.server import ChatServer
@@ -42,6 +43,7 @@ class Assembly:
     and its password threads started.
 
     @ivar factory: what a port listens with.
+    @ivar metrics: what the parts count, for L{chatd.metrics.listen}.
     """
 
     store: Store
@@ -50,6 +52,7 @@ class Assembly:
     directory: Directory
     server: ChatServer
     factory: ChatFactory
+    metrics: Metrics
 
     async def shut_down(self, clock: IReactorTime, grace: float) -> None:
         """
@@ -108,9 +111,15 @@ async def assemble(
     @param now: the wall clock of the commit timestamps and token ages.
     @param token_days: how long a session token works unused.
     """
-    sessions = Sessions()
+    metrics = Metrics()
+    sessions = Sessions(metrics)
     store = Store(
-        writer_pool, reader_pool, deliveries=sessions.batch, now=now, token_days=token_days
+        writer_pool,
+        reader_pool,
+        deliveries=sessions.batch,
+        now=now,
+        token_days=token_days,
+        metrics=metrics,
     )
     try:
         await store.migrate()
@@ -121,8 +130,14 @@ async def assemble(
     directory = Directory.from_snapshot(snapshot)
     passwords.start()
     server = ChatServer(store, passwords, sessions, directory, reactor)
-    factory = ChatFactory(server, limits, reactor)
-    return Assembly(store, passwords, sessions, directory, server, factory)
+    factory = ChatFactory(server, limits, reactor, metrics)
+    metrics.watch(
+        connections=sessions.connections,
+        users_online=lambda: len(sessions),
+        pending_bytes=factory.unsent,
+        hashes_in_flight=lambda: passwords.in_flight,
+    )
+    return Assembly(store, passwords, sessions, directory, server, factory, metrics)
 
 
 async def open(

@@ -90,6 +90,8 @@ class Directory:
 
     def __init__(self) -> None:
         self.usernames: dict[int, str] = {}
+        #: The accounts the operator disabled (PROTOCOL.md section 15).
+        self.disabled: set[int] = set()
         self._user_ids: dict[str, int] = {}
         self._friends: dict[int, set[int]] = {}
         self.rooms: dict[int, Room] = {}
@@ -104,6 +106,7 @@ class Directory:
         directory = cls()
         for user_id, username in snapshot.users.items():
             directory.add_user(user_id, username)
+        directory.disabled.update(snapshot.disabled)
         for a, b in snapshot.friendships:
             directory.befriend(a, b)
         for room_id, name in snapshot.rooms.items():

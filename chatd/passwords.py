@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -22,6 +23,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
+
+T = TypeVar("T")
 
 
 def cheap_hasher() -> PasswordHasher:
@@ -51,6 +54,9 @@ class Verdict:
 class Passwords:
     """
     Hash and verify passwords in a thread pool.
+
+    @ivar in_flight: the hashes and verifications asked for and not
+        finished: running, or queued behind the others.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class Passwords:
         # same work as a wrong password, so timing does not tell them apart.
         # Made in a hashing thread at start.
         self._dummy_hash: str | None = None
+        self.in_flight = 0
 
     def start(self) -> None:
         """
@@ -106,7 +113,7 @@ class Passwords:
         """
         @return: fires with the argon2id hash of C{password}.
         """
-        return deferToThreadPool(self._reactor, self._pool, self._hash, password)
+        return self._tracked(deferToThreadPool(self._reactor, self._pool, self._hash, password))
 
     def _hash(self, password: str) -> str:
         self._in_hashing_thread()
@@ -119,7 +126,20 @@ class Passwords:
 
         @return: fires with the L{Verdict}.
         """
-        return deferToThreadPool(self._reactor, self._pool, self._verify, stored_hash, password)
+        return self._tracked(
+            deferToThreadPool(self._reactor, self._pool, self._verify, stored_hash, password)
+        )
+
+    def _tracked(self, work: Deferred[T]) -> Deferred[T]:
+        """
+        Count C{work} in L{in_flight} until it fires.
+        """
+        self.in_flight += 1
+        return work.addBoth(self._finished)
+
+    def _finished(self, result: T) -> T:
+        self.in_flight -= 1
+        return result
 
     def _verify(self, stored_hash: str | None, password: str) -> Verdict:
         self._in_hashing_thread()

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from chatd import wire
 from chatd.database import DatabaseUnavailable
+from chatd.metrics import NO_TYPE, UNKNOWN_TYPE, Metrics
 from chatd.routes import Route
 from chatd.scheduling import RequestQueue
 from chatd.server import ChatServer, Reply
@@ -115,11 +116,22 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
     transport: Any
     connected: bool = False
 
-    def __init__(self, server: ChatServer, limits: Limits, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        server: ChatServer,
+        limits: Limits,
+        clock: IReactorTime,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """
+        @param metrics: where requests and errors are counted; by default,
+            figures of its own that nobody reads.
+        """
         self.MAX_LENGTH = limits.max_frame
         self._server = server
         self._limits = limits
         self._clock = clock
+        self._metrics = Metrics() if metrics is None else metrics
         self.user_id: int | None = None
         self.username: str | None = None
         self.token_hash: bytes | None = None
@@ -200,8 +212,11 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
             # login deadline holds whatever comes before.
             self.resetTimeout()
         request: Payload | None = None
+        route: Route | None = None
         try:
             request = wire.decode(payload)
+            route = self._server.routes.get(request["type"])
+            self._metrics.requests[request["type"] if route is not None else UNKNOWN_TYPE] += 1
             if "id" in request and wire.request_id(request) is None:
                 raise ChatError(
                     wire.INVALID_FIELD,
@@ -212,7 +227,6 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         except ChatError as e:
             self._requests.answered(self._error(e, request))
             return
-        route = self._server.routes.get(request["type"])
         concurrent = route is not None and route.concurrent
         self._requests.submit(partial(self._run, route, request), concurrent)
 
@@ -287,7 +301,20 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 
     def _error(self, error: ChatError, request: Payload | None) -> _Answer:
         rid = wire.request_id(request) if request is not None else None
+        self._metrics.errors[(self._kind(request), error.code)] += 1
         return _Answer(wire.frame(wire.error(error.code, error.message, rid)), error.code)
+
+    def _kind(self, request: Payload | None) -> str:
+        """
+        @return: the type of C{request} as a metrics label: a request
+            type that is no route is L{UNKNOWN_TYPE}, so that clients cannot
+            make new labels; no request (a frame that was none) is
+            L{NO_TYPE}.
+        """
+        if request is None:
+            return NO_TYPE
+        kind: str = request["type"]
+        return kind if kind in self._server.routes else UNKNOWN_TYPE
 
     def _deliver(self, answer: _Answer) -> bool:
         """
@@ -337,6 +364,14 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         self._stop()
         self.transport.loseConnection()
 
+    @property
+    def unsent(self) -> int:
+        """
+        The bytes written since the peer stopped reading, that wait unsent:
+        what C{max_pending} limits.
+        """
+        return self._backlog.queued
+
     # The Session interface, for the server.
 
     def send(self, frame: bytes) -> None:
@@ -376,10 +411,34 @@ class ChatFactory(Factory):
 
     noisy = False
 
-    def __init__(self, server: ChatServer, limits: Limits, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        server: ChatServer,
+        limits: Limits,
+        clock: IReactorTime,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """
+        @param metrics: where its connections count requests and errors; by
+            default, figures of its own that nobody reads.
+        """
         self.server = server
         self.limits = limits
         self.clock = clock
+        self.metrics = Metrics() if metrics is None else metrics
 
     def buildProtocol(self, addr: Any) -> ChatProtocol:
-        return ChatProtocol(self.server, self.limits, self.clock)
+        return ChatProtocol(self.server, self.limits, self.clock, self.metrics)
+
+    def unsent(self) -> int:
+        """
+        @return: the bytes waiting unsent for slow readers, over every open
+            connection of the server (see L{ChatProtocol.unsent}).
+        """
+        return sum(
+            session.unsent
+            for session in self.server.sessions.everyone()
+            # Sessions that are not connections (the tests' fakes) hold no
+            # bytes.
+            if isinstance(session, ChatProtocol)
+        )

@@ -24,6 +24,7 @@ from typing import Final, TypeVar
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd import requests, wire
 from chatd.directory import MEMBER, OWNER, Directory, Room
@@ -81,6 +82,20 @@ class LoginThrottle:
                 self._forget_before(now - self._window)
             entry = self._failures[key] = [now, 0]
         entry[1] += 1
+
+    def unlock(self, username: str) -> bool:
+        """
+        Lift the throttle of C{username} (the operator's C{chatd-admin
+        unlock}).
+
+        @return: whether it was throttled.
+        """
+        entry = self._failures.pop(username.lower(), None)
+        return (
+            entry is not None
+            and entry[1] >= self._limit
+            and self._clock.seconds() - entry[0] < self._window
+        )
 
     def _forget_before(self, moment: float) -> None:
         for key in [k for k, (start, _) in self._failures.items() if start <= moment]:
@@ -140,7 +155,8 @@ class ChatServer:
         self._passwords = passwords
         self.sessions = sessions
         self._directory = directory
-        self._throttle = LoginThrottle(clock)
+        #: The failed-login throttle of PROTOCOL.md section 8.
+        self.throttle = LoginThrottle(clock)
         self._typing = TypingThrottle(clock)
         #: Resumes in progress at once: a whole server's clients resuming
         #: after a restart queue here, so that messages are not stuck
@@ -226,8 +242,17 @@ class ChatServer:
         user_id = session.user_id
         if user_id is not None and self.sessions.detach(session):
             self.log.info("User {user_id} is offline", user_id=user_id)
+            self._store.user_seen(user_id).addErrback(self._seen_not_stored, user_id)
             self._typing.forget(user_id)
             self._announce_presence(user_id, online=False)
+
+    def _seen_not_stored(self, failure: Failure, user_id: int) -> None:
+        # Only what chatd-admin shows as "last seen" is lost.
+        self.log.warn(
+            "Could not store when user {user_id} was last seen: {why}",
+            user_id=user_id,
+            why=failure.getErrorMessage(),
+        )
 
     # Objects of PROTOCOL.md section 3.
 
@@ -332,7 +357,7 @@ class ChatServer:
         if session.user_id is not None:
             raise ChatError(wire.ALREADY_AUTHENTICATED)
         username = request.username
-        self._throttle.check(username)
+        self.throttle.check(username)
         credentials = None
         if wire.valid_name(username):
             credentials = await self._store.credentials(username)
@@ -340,9 +365,10 @@ class ChatServer:
             credentials.password_hash if credentials else None, request.password
         )
         if credentials is None or not verdict.ok:
-            self._throttle.failed(username)
+            self.throttle.failed(username)
             raise ChatError(wire.LOGIN_FAILED)
         user_id = credentials.id
+        self._check_enabled(user_id)
         if verdict.new_hash is not None:
             await self._store.set_password_hash(user_id, verdict.new_hash)
         token, token_hash = _new_token()
@@ -379,6 +405,9 @@ class ChatServer:
         reply: Payload = {"type": "login_successful", "user": self._user(user_id), "token": token}
         if not session.connected:
             return reply
+        # Checked again here: the operator may have disabled the account
+        # while its login was on its way.
+        self._check_enabled(user_id)
         session.token_hash = token_hash
         older = self.sessions.attach(session, user_id, self._directory.usernames[user_id])
         if older is None:
@@ -387,19 +416,23 @@ class ChatServer:
             older.kick(wire.LOGGED_IN_ELSEWHERE)
         return [reply, await self._login_info(user_id)]
 
+    def _check_enabled(self, user_id: int) -> None:
+        if user_id in self._directory.disabled:
+            raise ChatError(wire.ACCOUNT_DISABLED)
+
     async def change_password(self, user: User, request: requests.ChangePassword) -> Reply:
         """
         Replace one's password, knowing the current one (a wrong one counts
         as a failed login), ending every session token of the account: the
         reply carries a new one for this session.
         """
-        self._throttle.check(user.name)
+        self.throttle.check(user.name)
         credentials = await self._store.credentials(user.name)
         verdict = await self._passwords.verify(
             credentials.password_hash if credentials else None, request.old_password
         )
         if credentials is None or not verdict.ok:
-            self._throttle.failed(user.name)
+            self.throttle.failed(user.name)
             raise ChatError(wire.LOGIN_FAILED, "The current password is wrong.")
         password_hash = await self._passwords.hash(request.new_password)
         token, token_hash = _new_token()

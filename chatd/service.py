@@ -7,23 +7,31 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+from twisted.python.lockfile import FilesystemLock
 
-from chatd import assembly
+from chatd import assembly, metrics
+from chatd.admin import AdminFactory, Operator
 from chatd.assembly import Assembly
 from chatd.protocol import ChatFactory, Limits
+from chatd.retention import Retention
 
 #: Seconds a clean shutdown waits for kicked clients to close.
 SHUTDOWN_GRACE = 3.0
+
+#: The room for a UNIX socket's path, with its closing NUL (Linux).
+_MAX_SOCKET_PATH = 108
 
 #: Installs a handler of the stop signals; returns what puts the previous
 #: handlers back.
@@ -50,9 +58,15 @@ def install_stop_signals(on_signal: Callable[[int], None]) -> Callable[[], None]
     return restore
 
 
+class _StartFailed(Exception):
+    """
+    The server cannot start; the message says why, for the log.
+    """
+
+
 class _Handover(Factory):
     """
-    The factory the port is bound with, before the server exists: once
+    The factory a port is bound with, before the server exists: once
     L{serve} hands it the server's factory, it passes every connection on.
     Until then it refuses connections (and the service does not let the
     port accept any: they wait in the listen backlog).
@@ -60,20 +74,24 @@ class _Handover(Factory):
 
     noisy = False
 
-    def __init__(self) -> None:
-        self._factory: ChatFactory | None = None
+    def __init__(self, name: str) -> None:
+        """
+        @param name: the class name of the factory it will pass
+            connections to, for the port's log lines.
+        """
+        self._name = name
+        self._factory: Factory | None = None
 
-    def serve(self, factory: ChatFactory) -> None:
+    def serve(self, factory: Factory) -> None:
         """
         Pass every connection from now on to C{factory}.
         """
         self._factory = factory
 
     def logPrefix(self) -> str:
-        # The port's log lines name the factory it passes connections to.
-        return ChatFactory.__name__
+        return self._name
 
-    def buildProtocol(self, addr: Any) -> Protocol | None:
+    def buildProtocol(self, addr: Any) -> Any:
         if self._factory is None:
             return None
         return self._factory.buildProtocol(addr)
@@ -102,8 +120,11 @@ class ChatService(Service):
         limits: Limits,
         reactor: Any,
         *,
+        admin_socket: str | None = None,
         insecure_fast_hashes: bool = False,
         token_days: float = 30.0,
+        retention_days: float | None = None,
+        metrics_endpoint: str | None = None,
         install_signals: InstallSignals = install_stop_signals,
     ) -> None:
         """
@@ -111,8 +132,16 @@ class ChatService(Service):
             description.
         @param db_path: the SQLite file.
         @param reactor: the reactor to listen on and stop on a signal.
+        @param admin_socket: the path of the operator's control socket
+            (L{chatd.admin}); by default the database's path with
+            C{.admin} added.
         @param insecure_fast_hashes: see L{chatd.assembly.open}.
         @param token_days: how long a session token works unused.
+        @param retention_days: delete messages older than this, once a day
+            (L{chatd.retention}); L{None} keeps them all.
+        @param metrics_endpoint: where to serve Prometheus metrics
+            (L{chatd.metrics}), as a Twisted server endpoint description;
+            L{None} serves none.
         @param install_signals: installs the handler that stops the reactor
             on SIGTERM and SIGINT once the reactor runs; the previous
             handlers are put back when the service has stopped.
@@ -122,26 +151,87 @@ class ChatService(Service):
         self.limits = limits
         self.insecure_fast_hashes = insecure_fast_hashes
         self.token_days = token_days
+        self.retention_days = retention_days
+        self._metrics_endpoint = metrics_endpoint
+        self._metrics_port: Any = None
+        self._retention: Retention | None = None
         self._reactor = reactor
         self._install_signals = install_signals
         self._restore_signals: Callable[[], None] | None = None
-        self._handover = _Handover()
+        self._admin_socket = admin_socket or db_path + ".admin"
+        self._handover = _Handover(ChatFactory.__name__)
+        self._admin_handover = _Handover(AdminFactory.__name__)
         self._port: Any = None
+        self._admin_port: Any = None
+        self._db_lock: FilesystemLock | None = None
         self._assembly: Assembly | None = None
         self._started: Deferred[None] | None = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         self._check_db_path()
+        self._lock_database()
         try:
-            endpoint = serverFromString(self._reactor, self._endpoint)
-            self._port = _listen_now(endpoint, self._handover)
-        except error.CannotListenError as e:
-            raise SystemExit(f"chatd: cannot listen on {self._endpoint}: {e.socketError}") from None
-        except Exception as e:
-            raise SystemExit(f"chatd: cannot listen on {self._endpoint}: {e}") from None
+            try:
+                endpoint = serverFromString(self._reactor, self._endpoint)
+                self._port = _listen_now(endpoint, self._handover)
+            except error.CannotListenError as e:
+                raise SystemExit(
+                    f"chatd: cannot listen on {self._endpoint}: {e.socketError}"
+                ) from None
+            except Exception as e:
+                raise SystemExit(f"chatd: cannot listen on {self._endpoint}: {e}") from None
+            self._admin_port = self._listen_for_operator()
+        except SystemExit:
+            if self._port is not None:
+                self._port.stopListening()
+            self._unlock_database()
+            raise
         # Accept nothing until the server is ready.
         self._port.stopReading()
+        self._admin_port.stopReading()
+
+    def _lock_database(self) -> None:
+        """
+        Take the database's lock file (C{<db>.lock}, a symbolic link naming
+        this process): one server per database, since its writer numbers
+        the messages.  The lock of a server that was killed is taken over.
+        """
+        path = os.path.abspath(self._db_path) + ".lock"
+        lock = FilesystemLock(path)
+        if not lock.lock():
+            raise SystemExit(
+                f"chatd: another chatd is running on the database {self._db_path} (it holds {path})"
+            )
+        self._db_lock = lock
+
+    def _unlock_database(self) -> None:
+        if self._db_lock is not None:
+            self._db_lock.unlock()
+            self._db_lock = None
+
+    def _listen_for_operator(self) -> Any:
+        """
+        Bind the operator's control socket, mode 0600.  A socket left there
+        by a server that was killed is replaced: this server holds the
+        database's lock, so it is nobody's.
+        """
+        path = self._admin_socket
+        if len(os.fsencode(os.path.abspath(path))) >= _MAX_SOCKET_PATH:
+            raise SystemExit(
+                f"chatd: the control socket path {path} is too long for a UNIX socket "
+                f"({_MAX_SOCKET_PATH - 1} bytes at most); choose another with --admin-socket"
+            )
+        with suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        endpoint = UNIXServerEndpoint(self._reactor, path, mode=0o600)
+        try:
+            return _listen_now(endpoint, self._admin_handover)
+        except error.CannotListenError as e:
+            raise SystemExit(
+                f"chatd: cannot open the control socket {path}: {e.socketError}"
+            ) from None
 
     def _check_db_path(self) -> None:
         path = os.path.abspath(self._db_path)
@@ -177,29 +267,47 @@ class ChatService(Service):
                 "chatd: --insecure-fast-hashes: passwords are hashed with parameters "
                 "that protect nothing (for tests and benchmarks only)"
             )
-        self._assembly = await assembly.open(
-            self._db_path,
-            self._reactor,
-            self.limits,
-            insecure_fast_hashes=self.insecure_fast_hashes,
-            token_days=self.token_days,
-        )
+        try:
+            self._assembly = await assembly.open(
+                self._db_path,
+                self._reactor,
+                self.limits,
+                insecure_fast_hashes=self.insecure_fast_hashes,
+                token_days=self.token_days,
+            )
+        except Exception as e:
+            raise _StartFailed(f"cannot start with the database {self._db_path}: {e}") from e
+        if self._metrics_endpoint is not None:
+            try:
+                self._metrics_port = await metrics.listen(
+                    self._reactor, self._metrics_endpoint, self._assembly.metrics
+                )
+            except Exception as e:
+                raise _StartFailed(f"cannot serve metrics on {self._metrics_endpoint}: {e}") from e
+        if self.retention_days is not None:
+            self._retention = Retention(self._assembly.store, self._reactor, self.retention_days)
+            self._retention.start()
         self._handover.serve(self._assembly.factory)
+        self._admin_handover.serve(
+            AdminFactory(Operator(self._assembly, self._db_path, self._reactor))
+        )
         self._port.startReading()
+        self._admin_port.startReading()
         self.log.info(
-            "chatd ready on {address} with {users} users and {rooms} rooms in {db}",
+            "chatd ready on {address} with {users} users and {rooms} rooms in {db};"
+            " operator's socket {admin}",
             address=self._port.getHost(),
             users=len(self._assembly.directory.usernames),
             rooms=len(self._assembly.directory.rooms),
             db=self._db_path,
+            admin=self._admin_socket,
         )
 
     def _failed_to_start(self, failure: Failure) -> None:
-        self.log.critical(
-            "chatd: cannot start with the database {db}: {why}",
-            db=self._db_path,
-            why=failure.value,
-        )
+        if failure.check(_StartFailed):
+            self.log.critical("chatd: {why}", why=failure.value)
+        else:
+            self.log.failure("chatd: cannot start", failure, LogLevel.critical)
         self._reactor.stop()
 
     async def _stop(self) -> None:
@@ -207,16 +315,23 @@ class ChatService(Service):
         Stop accepting, then shut the server down cleanly (see
         L{Assembly.shut_down}).
         """
+        if self._admin_port is not None:
+            await self._admin_port.stopListening()
         if self._port is not None:
             await self._port.stopListening()
         if self._started is not None:
             # A start still in progress finishes first.
             await self._started
+        if self._metrics_port is not None:
+            await self._metrics_port.stopListening()
+        if self._retention is not None:
+            await self._retention.stop()
         if self._assembly is not None:
             await self._assembly.shut_down(self._reactor, SHUTDOWN_GRACE)
         if self._restore_signals is not None:
             self._restore_signals()
             self._restore_signals = None
+        self._unlock_database()
         self.log.info("chatd stopped")
 
     def stopService(self) -> Deferred[None]:

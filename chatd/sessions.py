@@ -15,6 +15,7 @@ from typing import Protocol
 from twisted.internet.defer import Deferred, succeed
 
 from chatd import wire
+from chatd.metrics import Metrics
 
 
 class Session(Protocol):
@@ -55,7 +56,12 @@ class Sessions:
     Every open connection, and the logged-in sessions, one per user.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        """
+        @param metrics: where the pushes are counted; by default, figures
+            of its own that nobody reads.
+        """
+        self._metrics = Metrics() if metrics is None else metrics
         self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
         self._all_closed: list[Deferred[None]] = []
@@ -67,6 +73,12 @@ class Sessions:
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_user.values()))
+
+    def connections(self) -> int:
+        """
+        @return: how many connections are open, logged in or not.
+        """
+        return len(self._open)
 
     def opened(self, session: Session) -> None:
         """
@@ -149,6 +161,7 @@ class Sessions:
         sessions = [s for s in map(self._by_user.get, user_ids) if s is not None]
         if not sessions:
             return
+        self._metrics.pushes += len(sessions)
         frame = wire.frame(payload)
         batched = self._batched
         if batched is None:

@@ -35,6 +35,7 @@ from twisted.internet.defer import Deferred
 
 from chatd import wire
 from chatd.database import DatabaseHealth
+from chatd.metrics import Metrics
 from chatd.wire import PRIVATE, ROOM, ChatError
 from chatd.writer import Deliveries, GroupCommit, single_change, together, utc_stamp
 
@@ -99,6 +100,33 @@ class Credentials:
     password_hash: str
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """
+    An account as the operator sees it (C{chatd-admin users}).
+
+    @ivar last_seen_at: when its latest session ended (or began), or
+        L{None} if it never logged in.
+    """
+
+    id: int
+    username: str
+    created_at: str
+    last_seen_at: str | None
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """
+    What the database holds, counted (C{chatd-admin stats}).
+    """
+
+    users: int
+    rooms: int
+    messages: int
+
+
 @dataclass(slots=True)
 class Snapshot:
     """
@@ -106,6 +134,7 @@ class Snapshot:
     current in memory by L{chatd.server.ChatServer}.
 
     @ivar users: user id -> username.
+    @ivar disabled: the ids of the disabled accounts.
     @ivar friendships: accepted pairs, each once.
     @ivar rooms: room id -> name.
     @ivar owners: room id -> the id of its owner, for the rooms that have
@@ -117,6 +146,7 @@ class Snapshot:
     """
 
     users: dict[int, str] = field(default_factory=dict)
+    disabled: list[int] = field(default_factory=list)
     friendships: list[tuple[int, int]] = field(default_factory=list)
     rooms: dict[int, str] = field(default_factory=dict)
     owners: dict[int, int] = field(default_factory=dict)
@@ -169,6 +199,7 @@ class Store:
         deliveries: Deliveries = nullcontext,
         now: Callable[[], float] = time.time,
         token_days: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         """
         @param writer_pool: a pool of exactly one connection: every write
@@ -179,6 +210,7 @@ class Store:
         @param now: the wall clock, for the commit time of each transaction
             and the age of tokens.
         @param token_days: how long a session token works unused.
+        @param metrics: where the writer counts its commits.
         """
         self._now = now
         self._token_seconds = token_days * 86400
@@ -187,7 +219,9 @@ class Store:
         self._health = DatabaseHealth()
         #: Every write goes through it; L{GroupCommit.idle} tells when they
         #: have all committed.
-        self.writer = GroupCommit(writer_pool, self._health, now, deliveries=deliveries)
+        self.writer = GroupCommit(
+            writer_pool, self._health, now, deliveries=deliveries, metrics=metrics
+        )
 
     def migrate(self) -> Deferred[None]:
         """
@@ -552,6 +586,65 @@ class Store:
         """
         return self.writer.submit(_mark_read_txn, user_id, target_type, target_id, message_id)
 
+    def user_seen(self, user_id: int) -> Deferred[None]:
+        """
+        Note that C{user_id} was online now.
+        """
+        return self.writer.submit(_user_seen_txn, user_id)
+
+    # Retention (chatd.retention).
+
+    def expire_messages(self, before: str, batch: int) -> Deferred[int]:
+        """
+        Delete up to C{batch} of the oldest messages, those stored before
+        C{before}, with everything that is theirs: one writer job, so that
+        its size bounds how long it holds the writer (see
+        L{_expire_messages_txn} for what goes and what stays).
+
+        @param before: a commit time as L{utc_stamp} writes it.
+        @param batch: the most messages to delete in this job.
+        @return: how many messages were deleted: fewer than C{batch} when
+            no more are that old.
+        """
+        return self.writer.submit(_expire_messages_txn, before, batch)
+
+    # The operator's (PROTOCOL.md section 15, chatd.admin).
+
+    def accounts(self, name_contains: str = "") -> Deferred[list[Account]]:
+        """
+        @return: the accounts whose name contains C{name_contains} (in any
+            case), by id.
+        """
+        return self._read(_accounts_txn, name_contains)
+
+    def totals(self) -> Deferred[Totals]:
+        """
+        @return: how many users, rooms and messages are stored.
+        """
+        return self._read(_totals_txn)
+
+    def export(self, user_id: int) -> Deferred[dict[str, Any]]:
+        """
+        @return: everything stored about C{user_id}, as JSON-ready data: the
+            account, friendships and friend requests, rooms, reactions,
+            and every message they sent.
+        """
+        return self._read(_export_txn, user_id)
+
+    def set_disabled(self, user_id: int, disabled: bool) -> Deferred[None]:
+        """
+        Disable or enable an account.  A disabled account keeps its tokens
+        (a resume with one is then told C{account_disabled}); enabling it
+        ends them.
+        """
+        return self.writer.submit(_set_disabled_txn, user_id, disabled)
+
+    def reset_password(self, user_id: int, password_hash: str) -> Deferred[None]:
+        """
+        Replace a user's password hash and end every token of theirs.
+        """
+        return self.writer.submit(_reset_password_txn, user_id, password_hash)
+
 
 # Transactions.  Each runs in a pool thread; the *_txn functions given to
 # the writer take the commit's timestamp as their second argument.
@@ -584,6 +677,8 @@ def _load_directory_txn(txn: Transaction) -> Snapshot:
     txn.execute("BEGIN")
     txn.execute("SELECT id, username FROM users")
     directory.users = dict(txn.fetchall())
+    txn.execute("SELECT id FROM users WHERE disabled")
+    directory.disabled = [row[0] for row in txn.fetchall()]
     txn.execute(
         "SELECT user_id, friend_id FROM friendships"
         " WHERE state = 'accepted' AND user_id < friend_id"
@@ -648,6 +743,79 @@ def _credentials_txn(txn: Transaction, username: str) -> Credentials | None:
     )
     found = _rows(txn, Credentials)
     return found[0] if found else None
+
+
+def _accounts_txn(txn: Transaction, name_contains: str) -> list[Account]:
+    txn.execute(
+        "SELECT id, username, created_at, last_seen_at, disabled FROM users"
+        " WHERE instr(lower(username), lower(?)) ORDER BY id",
+        (name_contains,),
+    )
+    return [Account(i, n, c, s, bool(d)) for i, n, c, s, d in txn.fetchall()]
+
+
+def _totals_txn(txn: Transaction) -> Totals:
+    txn.execute(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM rooms),"
+        " (SELECT count(*) FROM messages)"
+    )
+    return Totals(*txn.fetchone())
+
+
+def _dicts(txn: Transaction, sql: str, arguments: Sequence[Any]) -> list[dict[str, Any]]:
+    txn.execute(sql, arguments)
+    columns = [column[0] for column in txn.description]
+    return [dict(zip(columns, row, strict=True)) for row in txn.fetchall()]
+
+
+def _export_txn(txn: Transaction, user_id: int) -> dict[str, Any]:
+    txn.execute("BEGIN")
+    (account,) = _dicts(
+        txn,
+        "SELECT id, username, created_at, last_seen_at, disabled FROM users WHERE id = ?",
+        (user_id,),
+    )
+    account["disabled"] = bool(account["disabled"])
+    messages = _dicts(
+        txn,
+        "SELECT id, CASE target_type WHEN 0 THEN 'user' ELSE 'room' END AS target_type,"
+        " target_id, kind, body, created_at AS time, edited_at, deleted, reply_to"
+        " FROM messages WHERE sender_id = ? ORDER BY id",
+        (user_id,),
+    )
+    for message in messages:
+        message["deleted"] = bool(message["deleted"])
+    exported = {
+        "account": account,
+        "friendships": _dicts(
+            txn,
+            "SELECT u.id, u.username, f.state, f.created_at,"
+            " CASE WHEN f.state = 'accepted' THEN NULL WHEN f.user_id = ? THEN 'sent'"
+            " ELSE 'received' END AS request"
+            " FROM friendships AS f JOIN users AS u"
+            " ON u.id = CASE WHEN f.user_id = ? THEN f.friend_id ELSE f.user_id END"
+            " WHERE (f.user_id = ? OR (f.friend_id = ? AND f.state = 'pending'))"
+            " ORDER BY f.created_at, u.id",
+            (user_id, user_id, user_id, user_id),
+        ),
+        "rooms": _dicts(
+            txn,
+            "SELECT r.id, r.name, CASE WHEN r.owner_id = ? THEN 'owner' ELSE m.role END"
+            " AS role, j.created_at AS joined_at FROM room_members AS m"
+            " JOIN rooms AS r ON r.id = m.room_id"
+            " LEFT JOIN messages AS j ON j.id = m.joined_message_id"
+            " WHERE m.user_id = ? ORDER BY r.id",
+            (user_id, user_id),
+        ),
+        "messages": messages,
+        "reactions": _dicts(
+            txn,
+            "SELECT message_id, emoji FROM reactions WHERE user_id = ? ORDER BY id",
+            (user_id,),
+        ),
+    }
+    txn.execute("COMMIT")
+    return exported
 
 
 def _friend_requests_txn(txn: Transaction, user_id: int) -> list[int]:
@@ -1051,6 +1219,22 @@ def _use_token_txn(txn: Transaction, stamp: str, token_hash: bytes) -> None:
 @single_change
 def _end_token_txn(txn: Transaction, stamp: str, token_hash: bytes) -> None:
     txn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
+
+
+def _reset_password_txn(txn: Transaction, stamp: str, user_id: int, password_hash: str) -> None:
+    txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
+    txn.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+
+
+def _set_disabled_txn(txn: Transaction, stamp: str, user_id: int, disabled: bool) -> None:
+    txn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
+    if not disabled:
+        txn.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
+
+
+@single_change
+def _user_seen_txn(txn: Transaction, stamp: str, user_id: int) -> None:
+    txn.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (stamp, user_id))
 
 
 def _change_password_txn(
@@ -1515,3 +1699,58 @@ def _mark_read_txn(
         " SET message_id = max(message_id, excluded.message_id)",
         (user_id, target_type, target_id, message_id),
     )
+
+
+# Retention: the one job that deletes old messages (Store.expire_messages).
+
+
+def _expire_messages_txn(txn: Transaction, stamp: str, before: str, batch: int) -> int:
+    """
+    Delete the oldest messages, at most C{batch}, whose C{created_at} is
+    below C{before}, and what is theirs: their reactions, their mentions,
+    their text in the search index (C{sql/003_search.sql}).
+
+    Replies to a deleted message stay, with their own text, and lose their
+    quote (C{reply_to} becomes C{NULL}): there is nothing left to quote, and
+    a quote shown as C{deleted} would tell of a deletion nobody made.
+
+    The messages go in id order: the job reads the first C{batch} ids and
+    deletes them up to the first that is not old enough.  Ids grow in commit
+    order and C{created_at} is the commit time, so these are the oldest
+    messages, found on the primary key with no index on C{created_at}; and
+    what stays is always every message from some id on: a conversation's
+    history begins later, and never has holes.  (A clock that went back may
+    leave a message stamped later than the one after it: it then holds back
+    those after it until it is old enough itself.)
+
+    C{room_members.joined_message_id} and C{read_markers.message_id} are
+    bounds, not references: they keep their ids, and keep working, when
+    the message is gone.
+
+    @return: how many messages were deleted.
+    """
+    txn.execute("SELECT id, created_at FROM messages ORDER BY id LIMIT ?", (batch,))
+    last = None
+    for message_id, created_at in txn.fetchall():
+        if created_at >= before:
+            break
+        last = message_id
+    if last is None:
+        return 0
+    # Every message left with an id up to last is one of this batch, so each
+    # statement is one range of an index, whatever the batch holds.  The
+    # children go first: foreign keys refuse a message that rows point at.
+    txn.execute("UPDATE messages SET reply_to = NULL WHERE reply_to <= ? AND id > ?", (last, last))
+    txn.execute("DELETE FROM reactions WHERE message_id <= ?", (last,))
+    txn.execute("DELETE FROM mentions WHERE message_id <= ?", (last,))
+    # An external-content FTS5 index forgets a row only when told its old
+    # text ('delete'), which message_text still holds.
+    txn.execute(
+        "INSERT INTO message_search (message_search, rowid, body)"
+        " SELECT 'delete', id, body FROM message_text WHERE id <= ?",
+        (last,),
+    )
+    txn.execute("DELETE FROM message_text WHERE id <= ?", (last,))
+    txn.execute("DELETE FROM messages WHERE id <= ?", (last,))
+    deleted: int = txn.rowcount
+    return deleted

@@ -54,6 +54,13 @@ class Options(usage.Options):
         ],
         ["db", "d", "chatd.sqlite3", "The SQLite database file (created if missing)."],
         [
+            "admin-socket",
+            None,
+            None,
+            "The operator's control socket for chatd-admin, a UNIX socket of mode 0600 "
+            "[default: the database's path with .admin added].",
+        ],
+        [
             "max-frame",
             None,
             _DEFAULT.max_frame,
@@ -96,6 +103,20 @@ class Options(usage.Options):
             "Days a session token (PROTOCOL.md 13) keeps working without being used.",
             _positive_float,
         ],
+        [
+            "retention-days",
+            None,
+            None,
+            "Delete messages older than this many days, once a day [default: keep every message].",
+            _positive_float,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted endpoint, such as "
+            "tcp:9464:interface=127.0.0.1 [default: off].",
+        ],
     ]
 
     optFlags = [
@@ -135,6 +156,9 @@ def makeService(options: Options) -> ChatService:
         options["db"],
         limits,
         reactor,
+        admin_socket=options["admin-socket"] or options["db"] + ".admin",
         insecure_fast_hashes=bool(options["insecure-fast-hashes"]),
         token_days=options["token-days"],
+        retention_days=options["retention-days"],
+        metrics_endpoint=options["metrics"],
     )

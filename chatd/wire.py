@@ -59,6 +59,7 @@ RATE_LIMITED: Final = "rate_limited"
 NO_SUCH_MESSAGE: Final = "no_such_message"
 NOT_ALLOWED: Final = "not_allowed"
 INVALID_TOKEN: Final = "invalid_token"
+ACCOUNT_DISABLED: Final = "account_disabled"
 INTERNAL_ERROR: Final = "internal_error"
 
 # The reasons of a server_kick push (PROTOCOL.md sections 5 and 8).
@@ -66,6 +67,8 @@ LOGGED_IN_ELSEWHERE: Final = "logged_in_elsewhere"
 IDLE_TIMEOUT: Final = "idle_timeout"
 SHUTDOWN: Final = "shutdown"
 TOO_MANY_ERRORS: Final = "too_many_errors"
+PASSWORD_CHANGED: Final = "password_changed"
+# ACCOUNT_DISABLED is both an error code and a kick reason.
 
 #: Every code, with the sentence people see when the raiser gives none.
 MESSAGES: Final[dict[str, str]] = {
@@ -91,6 +94,7 @@ MESSAGES: Final[dict[str, str]] = {
     NO_SUCH_MESSAGE: "There is no such message.",
     NOT_ALLOWED: "That is not allowed.",
     INVALID_TOKEN: "That session token does not work (any more); log in with your password.",
+    ACCOUNT_DISABLED: "This account is disabled; ask the server's operator.",
     NOT_IN_ROOM: "Not a member of that room.",
     ALREADY_IN_ROOM: "Already a member of that room.",
     RATE_LIMITED: "Too many requests; slow down.",

@@ -39,6 +39,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from chatd.database import DatabaseHealth
+from chatd.metrics import Metrics
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -97,6 +98,8 @@ class GroupCommit:
 
     @ivar batches: how many transactions committed (for tests and metrics).
     @ivar largest_batch: the most jobs one transaction committed.
+    @ivar metrics: where each committed group is counted: its size, its
+        time, its jobs.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class GroupCommit:
         now: Callable[[], float] = time.time,
         *,
         deliveries: Deliveries = nullcontext,
+        metrics: Metrics | None = None,
     ) -> None:
         """
         @param pool: a pool with exactly one connection (C{cp_max=1}).
@@ -116,6 +120,8 @@ class GroupCommit:
             the server's L{chatd.sessions.Sessions.batch}, which gathers
             their pushes into one write per connection.  By default,
             nothing.
+        @param metrics: where to count the groups; by default, figures of
+            its own that nobody reads.
         """
         self._pool = pool
         self._health = health
@@ -126,6 +132,7 @@ class GroupCommit:
         self._idle_waiters: list[Deferred[None]] = []
         self.batches = 0
         self.largest_batch = 0
+        self.metrics = Metrics() if metrics is None else metrics
 
     def submit(self, job: Job[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """
@@ -157,8 +164,9 @@ class GroupCommit:
         batch, self._queue = self._queue, []
         jobs = [(job, args) for job, args, _ in batch]
         waiters = [d for _, _, d in batch]
+        started = time.perf_counter()
         self._in_flight = self._pool.runInteraction(self._run, jobs, self._now)
-        self._in_flight.addBoth(self._committed, waiters)
+        self._in_flight.addBoth(self._committed, jobs, waiters, started)
 
     @staticmethod
     def _run(
@@ -192,7 +200,14 @@ class GroupCommit:
             start = end
         return outcomes
 
-    def _committed(self, outcome: Any, waiters: list[Deferred[Any]]) -> None:
+    def _committed(
+        self,
+        outcome: Any,
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+        waiters: list[Deferred[Any]],
+        started: float,
+    ) -> None:
+        seconds = time.perf_counter() - started
         self._in_flight = None
         # Start the next group before running this one's callbacks, so the
         # next fsync overlaps with the pushes of this group.
@@ -206,6 +221,7 @@ class GroupCommit:
             self._health.succeeded()
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(waiters))
+            self._count(jobs, outcome, seconds)
             with self._deliveries():
                 for d, (ok, value) in zip(waiters, outcome, strict=True):
                     if ok:
@@ -216,6 +232,24 @@ class GroupCommit:
             idle, self._idle_waiters = self._idle_waiters, []
             for d in idle:
                 d.callback(None)
+
+    def _count(
+        self,
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+        outcome: list[tuple[bool, Any]],
+        seconds: float,
+    ) -> None:
+        """
+        Count a committed group: its size, its time and the jobs that
+        succeeded in it.
+        """
+        metrics = self.metrics
+        metrics.commit_size.observe(len(jobs))
+        metrics.commit_seconds.observe(seconds)
+        writes = metrics.writes
+        for (job, _), (ok, _) in zip(jobs, outcome, strict=True):
+            if ok:
+                writes[job] += 1
 
 
 def _run_alone(

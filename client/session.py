@@ -210,9 +210,14 @@ class ChatClient:
         """
         kind = payload["type"]
         self.state.apply_push(payload)
-        if kind == "server_kick" and payload.get("reason") == wire.LOGGED_IN_ELSEWHERE:
+        reason = payload.get("reason") if kind == "server_kick" else None
+        if reason == wire.LOGGED_IN_ELSEWHERE:
             # Coming back would only push the other session out in turn.
-            self._end_session(texts.kicked(wire.LOGGED_IN_ELSEWHERE))
+            self._end_session(texts.kicked(reason))
+        elif reason in texts.SESSION_ENDING_KICKS:
+            # The operator ended the account's tokens: forget ours.
+            self._forget_token()
+            self._end_session(texts.kicked(str(reason)))
         elif kind == "login_info":
             self._synchronise()
         elif kind == "on_new_message":
@@ -261,14 +266,21 @@ class ChatClient:
         if error.code in texts.RESUME_REFUSED and credentials is not None:
             # The token ended (a password change, a logout elsewhere, an
             # operator): it cannot work again, not even after a restart.
-            if credentials.stored and self._tokens is not None:
-                self._tokens.forget(credentials.username, credentials.token)
+            self._forget_token()
             self._end_session(texts.RESUME_REFUSED[error.code])
         elif error.code in texts.LOGIN_REFUSED:
             self._end_session(f"Logging in again failed: {error.message}")
         else:
             # rate_limited, internal_error, ...: try again on a new connection.
             protocol.transport.loseConnection()
+
+    def _forget_token(self) -> None:
+        """
+        Remove the session's token from the token file, if it was stored.
+        """
+        credentials = self._credentials
+        if credentials is not None and credentials.stored and self._tokens is not None:
+            self._tokens.forget(credentials.username, credentials.token)
 
     def _end_session(self, reason: str | None) -> None:
         self._credentials = None
@@ -506,9 +518,8 @@ class ChatClient:
         @return: fires when all that is done.
         """
         protocol = self._protocol if self._ready else None
-        credentials, self._credentials = self._credentials, None
-        if credentials is not None and credentials.stored and self._tokens is not None:
-            self._tokens.forget(credentials.username, credentials.token)
+        self._forget_token()
+        self._credentials = None
         self._forget_typing()
         d: Deferred[Any] = protocol.request("logout") if protocol is not None else succeed(None)
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))

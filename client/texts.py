@@ -23,7 +23,13 @@ KICK_REASONS: Final = {
     wire.IDLE_TIMEOUT: "The server closed the idle connection; reconnecting.",
     wire.SHUTDOWN: "The server is shutting down; reconnecting when it is back.",
     wire.TOO_MANY_ERRORS: "The server closed the connection after errors; reconnecting.",
+    wire.ACCOUNT_DISABLED: "The server's operator disabled this account.",
+    wire.PASSWORD_CHANGED: "The server's operator reset your password; log in with the new one.",
 }
+
+#: The kicks after which coming back cannot work: the session ends at once,
+#: and its stored token is forgotten (PROTOCOL.md section 15).
+SESSION_ENDING_KICKS: Final = frozenset({wire.ACCOUNT_DISABLED, wire.PASSWORD_CHANGED})
 
 #: Friendlier words for some error codes, where the server's are terse.
 FRIENDLY_ERRORS: Final = {
@@ -132,11 +138,10 @@ LOGIN_REFUSED: Final = frozenset({wire.LOGIN_FAILED, wire.INVALID_USERNAME, wire
 SESSION_ENDED: Final = "Your session ended; please log in again."
 
 #: The codes after which resuming with a token cannot work, and what the
-#: login window then says.  C{account_disabled} is PROTOCOL.md section 15's
-#: (L{chatd.wire} has no name for it yet).
+#: login window then says.  C{account_disabled} is PROTOCOL.md section 15's.
 RESUME_REFUSED: Final = {
     wire.INVALID_TOKEN: SESSION_ENDED,
-    "account_disabled": "This account is disabled; ask the server's operator.",
+    wire.ACCOUNT_DISABLED: "This account is disabled; ask the server's operator.",
 }
 
 #: Shown while the client signs in with a stored token at start.

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -43,6 +45,8 @@ class ServerProcess(ProcessProtocol):
         self.ended: Deferred[int] = Deferred()
         self.output = b""
         self.pid = 0
+        #: A folder of its own, removed when it ends.
+        self.folder: str | None = None
 
     def connectionMade(self) -> None:
         # The transport forgets the id when the process ends.
@@ -58,6 +62,8 @@ class ServerProcess(ProcessProtocol):
     errReceived = outReceived
 
     def processEnded(self, reason: Failure) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
         if not self.ready.called:
             self.ready.errback(RuntimeError(self.output.decode(errors="replace")))
         value = reason.value
@@ -71,7 +77,10 @@ def spawn_chatd(db: str, *options: str) -> ServerProcess:
     """
     Start C{twistd -n chatd} on the database C{db} and a free loopback
     port, with C{options} after those, from this Python (so the installed
-    chatd plugin).
+    chatd plugin).  The operator's control socket is beside C{db}, unless
+    C{options} say where or that path is too long for a UNIX socket (107
+    bytes, which trial's nested temporary folders may pass): then it goes
+    in a new folder of the system's temporary directory.
 
     @return: the process protocol; C{ready} tells the port.
     """
@@ -91,5 +100,8 @@ def spawn_chatd(db: str, *options: str) -> ServerProcess:
         db,
         *options,
     ]
+    if "--admin-socket" not in options and len(os.fsencode(os.path.abspath(db))) > 100:
+        process.folder = tempfile.mkdtemp(prefix="chatd-")
+        argv += ["--admin-socket", os.path.join(process.folder, "admin")]
     reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ))
     return process

@@ -6,7 +6,10 @@ server wired together from real parts on a temporary SQLite file.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import struct
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +27,18 @@ from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol, Limits
 from chatd.server import ChatServer
 from chatd.store import Store
+
+
+def socket_path(testcase: SynchronousTestCase) -> str:
+    """
+    @return: a path for the operator's control socket in a new folder of
+        the system's temporary directory, removed after the test: a UNIX
+        socket's path has room for 107 bytes, and one in trial's nested
+        temporary folders may not fit.
+    """
+    folder = tempfile.mkdtemp(prefix="chatd-")
+    testcase.addCleanup(shutil.rmtree, folder, True)
+    return os.path.join(folder, "admin")
 
 
 class InlineThreadPool:

@@ -366,6 +366,24 @@ class SessionTokenTests(SynchronousTestCase):
         self.assertIn("disabled", signed_out.reason or "")
         self.assertIsNone(self.tokens.newest())
 
+    def test_operator_kicks_end_the_session(self) -> None:
+        """
+        A kick because the operator disabled the account or reset its
+        password ends the session with its sentence, forgets the token, and
+        does not reconnect (the token cannot work any more).
+        """
+        for reason in ("account_disabled", "password_changed"):
+            self.session.log_in()
+            self.assertEqual(self.tokens.newest(), ("ncr", TOKEN))
+            connections = len(self.session.endpoint.connections)
+            self.server.push("server_kick", reason=reason)
+            self.server.drop()
+            self.assertIsNone(self.session.state.user)
+            self.assertIn(SignedOut(texts.kicked(reason)), self.changes)
+            self.assertIsNone(self.tokens.newest())
+            self.session.clock.advance(60)
+            self.assertEqual(len(self.session.endpoint.connections), connections)
+
     def test_server_without_tokens(self) -> None:
         """
         From a server whose login gives no token, nothing is stored and a

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from chatd.protocol import Limits
 from chatd.service import ChatService
-from tests.support import WireClient, logged_in, start_server
+from tests.support import WireClient, logged_in, socket_path, start_server
 
 UNLIMITED = Limits(rate=1e9, burst=10**9)
 
@@ -202,6 +202,7 @@ class TLSTests(TestCase):
             self.mktemp() + ".sqlite3",
             Limits(),
             reactor,
+            admin_socket=socket_path(self),
             install_signals=lambda on_signal: lambda: None,
         )
         service.privilegedStartService()

@@ -1396,6 +1396,58 @@ class UpgradeTests(SynchronousTestCase):
         self.successResultOf(store.add_token(1, b"t" * 32))
         self.assertEqual(self.successResultOf(store.use_token(b"t" * 32)), 1)
 
+    def test_version_five_to_six(self) -> None:
+        """
+        A database of schema 5 with accounts, messages and tokens gets
+        C{last_seen_at} and C{disabled}: every account enabled, last seen
+        at its latest message or token use (whichever is later; system
+        messages do not count), or never.
+        """
+        path = self.mktemp() + ".sqlite3"
+        files = schema_files()
+        self.assertEqual([n for n, _ in files][:6], [1, 2, 3, 4, 5, 6])
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            register_functions(connection)
+            connection.executescript(
+                "BEGIN;\n"
+                + "\n".join(sql for _, sql in files[:5])
+                + "\nINSERT INTO schema_version VALUES (5);COMMIT;"
+            )
+            connection.executescript(
+                """
+                INSERT INTO users VALUES (1, 'ncr', 'h1', '2026-01-01T00:00:00.000Z'),
+                                         (2, 'lzy', 'h2', '2026-01-01T00:00:00.000Z'),
+                                         (3, 'wsx', 'h3', '2026-01-01T00:00:00.000Z');
+                INSERT INTO rooms VALUES (1, 'kept', '2026-01-01T00:00:00.000Z', 1, '');
+                INSERT INTO messages (id, sender_id, target_type, target_id, kind, body, created_at)
+                VALUES (1, 1, 1, 1, 'system', 'ncr created', '2026-01-02T00:00:00.000Z'),
+                       (2, 1, 1, 1, 'text', 'hello', '2026-01-03T00:00:00.000Z'),
+                       (3, 2, 1, 1, 'text', 'hi', '2026-01-04T00:00:00.000Z'),
+                       (4, 3, 1, 1, 'system', 'wsx joined', '2026-01-09T00:00:00.000Z');
+                INSERT INTO room_members VALUES (1, 1, 1, 'member'), (1, 2, 1, 'member');
+                INSERT INTO tokens VALUES (x'01', 1, '2026-01-01T00:00:00.000Z',
+                                           '2026-01-05T00:00:00.000Z'),
+                                          (x'02', 2, '2026-01-01T00:00:00.000Z',
+                                           '2026-01-02T00:00:00.000Z');
+                """
+            )
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(
+            query(path, "SELECT id, last_seen_at, disabled FROM users ORDER BY id"),
+            [
+                (1, "2026-01-05T00:00:00.000Z", 0),
+                (2, "2026-01-04T00:00:00.000Z", 0),
+                (3, None, 0),
+            ],
+        )
+        self.assertEqual(query(path, "SELECT count(*) FROM tokens"), [(2,)])
+        self.assertEqual(self.successResultOf(store.load_directory()).disabled, [])
+        self.successResultOf(store.set_disabled(3, True))
+        self.assertEqual(self.successResultOf(store.load_directory()).disabled, [3])
+
 
 class ModerationStoreTests(StoreTestCase):
     """
@@ -1674,10 +1726,10 @@ class SearchPlanTests(QueryPlanTests):
             self.assertIn("SEARCH t USING INTEGER PRIMARY KEY (rowid=?)", plan)
 
 
-class TokenTests(SynchronousTestCase):
+class AccountStoreCase(SynchronousTestCase):
     """
-    Session tokens as stored (PROTOCOL.md section 13): hashes only, ended by
-    a logout or a password change, expired after C{token_days} unused.
+    A store whose wall clock the test moves, with tokens expiring after two
+    days, and the account alice.
     """
 
     def setUp(self) -> None:
@@ -1695,6 +1747,13 @@ class TokenTests(SynchronousTestCase):
         d = self.store.use_token(token_hash)
         result = self.successResultOf(d.addErrback(lambda f: f.trap(ChatError) and f.value.code))
         return result  # type: ignore[no-any-return]
+
+
+class TokenTests(AccountStoreCase):
+    """
+    Session tokens as stored (PROTOCOL.md section 13): hashes only, ended by
+    a logout or a password change, expired after C{token_days} unused.
+    """
 
     def test_use_and_expiry(self) -> None:
         """
@@ -1734,3 +1793,94 @@ class TokenTests(SynchronousTestCase):
         self.successResultOf(self.store.change_password(self.alice, "new-hash", b"n" * 32))
         self.assertEqual(query(self.path, "SELECT hash FROM tokens"), [(b"n" * 32,)])
         self.assertEqual(query(self.path, "SELECT password_hash FROM users"), [("new-hash",)])
+
+
+class OperatorStoreTests(AccountStoreCase):
+    """
+    What the operator's tool reads and changes (PROTOCOL.md section 15,
+    L{chatd.admin}): accounts, their last sight, disabling, password
+    resets, totals and exports.
+    """
+
+    def test_accounts_and_last_seen(self) -> None:
+        """
+        The accounts are listed by id, filtered by a part of their name in
+        any case; an account is never seen until its first session ends.
+        """
+        bob = self.successResultOf(self.store.add_user("Bobby", "h"))
+        (alice, bobby) = self.successResultOf(self.store.accounts())
+        self.assertEqual(
+            (alice.id, alice.username, alice.last_seen_at), (self.alice, "alice", None)
+        )
+        self.assertEqual((bobby.id, bobby.disabled), (bob, False))
+        self.assertEqual(alice.created_at, "2027-01-15T08:00:00.000Z")
+        self.assertEqual([a.id for a in self.successResultOf(self.store.accounts("BB"))], [bob])
+        self.assertEqual(self.successResultOf(self.store.accounts("zed")), [])
+        self.clock[0] += 90
+        self.successResultOf(self.store.user_seen(bob))
+        self.assertEqual(
+            [a.last_seen_at for a in self.successResultOf(self.store.accounts())],
+            [None, "2027-01-15T08:01:30.000Z"],
+        )
+
+    def test_disable_keeps_tokens_until_enabled(self) -> None:
+        """
+        A disabled account keeps its tokens (so that a resume with one can
+        be told C{account_disabled}); enabling it ends them.  The directory
+        loads who is disabled.
+        """
+        self.successResultOf(self.store.add_token(self.alice, b"t" * 32))
+        self.successResultOf(self.store.set_disabled(self.alice, True))
+        self.assertEqual(self.successResultOf(self.store.load_directory()).disabled, [self.alice])
+        self.assertEqual(self.use(b"t" * 32), self.alice)
+        self.successResultOf(self.store.set_disabled(self.alice, False))
+        self.assertEqual(self.successResultOf(self.store.load_directory()).disabled, [])
+        self.assertEqual(self.use(b"t" * 32), wire.INVALID_TOKEN)
+
+    def test_reset_password(self) -> None:
+        """
+        A reset replaces the hash and ends every token.
+        """
+        for token in (b"a", b"b"):
+            self.successResultOf(self.store.add_token(self.alice, token * 32))
+        self.successResultOf(self.store.reset_password(self.alice, "reset-hash"))
+        self.assertEqual(query(self.path, "SELECT count(*) FROM tokens"), [(0,)])
+        self.assertEqual(query(self.path, "SELECT password_hash FROM users"), [("reset-hash",)])
+
+    def test_totals_and_export(self) -> None:
+        """
+        The totals count users, rooms and messages; an export holds the
+        account, friendships both ways, rooms with roles, and every message
+        the user sent, deleted ones as tombstones.
+        """
+        store = self.store
+        bob = self.successResultOf(store.add_user("bob", "h"))
+        carol = self.successResultOf(store.add_user("carol", "h"))
+        self.successResultOf(store.add_friend(self.alice, bob))
+        self.successResultOf(store.resolve_friend_request(bob, self.alice, True))
+        self.successResultOf(store.add_friend(carol, self.alice))
+        room = self.successResultOf(store.create_room("lab", self.alice, "alice created")).target_id
+        self.successResultOf(store.join_room(room, bob, bob, "bob joined"))
+        self.successResultOf(store.add_message(self.alice, PRIVATE, bob, "hi bob"))
+        gone = self.successResultOf(store.add_message(self.alice, ROOM, room, "oops"))
+        his = self.successResultOf(store.add_message(bob, ROOM, room, "not hers"))
+        self.successResultOf(store.delete_message(gone[0].id))
+        self.successResultOf(store.react(his[0].id, self.alice, "👍", True))
+        totals = self.successResultOf(store.totals())
+        self.assertEqual((totals.users, totals.rooms, totals.messages), (3, 1, 5))
+        exported = self.successResultOf(store.export(self.alice))
+        self.assertEqual(exported["account"]["username"], "alice")
+        self.assertEqual(
+            [(f["username"], f["state"], f["request"]) for f in exported["friendships"]],
+            [("bob", "accepted", None), ("carol", "pending", "received")],
+        )
+        self.assertEqual([(r["name"], r["role"]) for r in exported["rooms"]], [("lab", "owner")])
+        self.assertEqual(
+            [(m["target_type"], m["kind"], m["body"], m["deleted"]) for m in exported["messages"]],
+            [
+                ("room", "system", "alice created", False),
+                ("user", "text", "hi bob", False),
+                ("room", "text", "", True),
+            ],
+        )
+        self.assertEqual(exported["reactions"], [{"message_id": his[0].id, "emoji": "👍"}])

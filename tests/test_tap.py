@@ -19,11 +19,12 @@ from twisted.internet.address import IPv4Address
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from chatd.protocol import Limits
 from chatd.service import ChatService, _Handover, install_stop_signals
 from chatd.tap import Options, makeService
-from tests.support import wire_client
+from tests.support import socket_path, wire_client
 
 
 class RecordedSignals:
@@ -99,6 +100,30 @@ class OptionsTests(SynchronousTestCase):
         options.parseOptions(["--insecure-fast-hashes"])
         self.assertTrue(makeService(options).insecure_fast_hashes)
 
+    def test_admin_socket(self) -> None:
+        """
+        The operator's socket is beside the database unless --admin-socket
+        puts it elsewhere.
+        """
+        options = Options()
+        options.parseOptions(["--db", "/srv/chat.sqlite3"])
+        self.assertEqual(makeService(options)._admin_socket, "/srv/chat.sqlite3.admin")
+        options = Options()
+        options.parseOptions(["--admin-socket", "/run/chatd/admin"])
+        self.assertEqual(makeService(options)._admin_socket, "/run/chatd/admin")
+
+    def test_metrics_and_retention(self) -> None:
+        """
+        Metrics are off and messages kept forever unless asked for.
+        """
+        service = makeService(Options())
+        self.assertEqual((service._metrics_endpoint, service.retention_days), (None, None))
+        options = Options()
+        options.parseOptions(["--metrics", "tcp:9464", "--retention-days", "365"])
+        service = makeService(options)
+        self.assertEqual((service._metrics_endpoint, service.retention_days), ("tcp:9464", 365.0))
+        self.assertRaises(usage.UsageError, Options().parseOptions, ["--retention-days", "0"])
+
     def test_bad_number(self) -> None:
         """
         A limit that is not a positive number is a usage error.
@@ -111,7 +136,19 @@ class OptionsTests(SynchronousTestCase):
         --help lists each option with its explanation.
         """
         text = str(Options())
-        for name in ("port", "db", "max-frame", "rate", "burst", "idle-timeout", "max-pending"):
+        for name in (
+            "port",
+            "db",
+            "max-frame",
+            "rate",
+            "burst",
+            "idle-timeout",
+            "max-pending",
+            "token-days",
+            "admin-socket",
+            "retention-days",
+            "metrics",
+        ):
             self.assertIn(f"--{name}=", text)
         self.assertIn("--insecure-fast-hashes", text)
         self.assertIn("FOR TESTS AND BENCHMARKS ONLY", " ".join(text.split()))
@@ -142,6 +179,7 @@ class StartTests(TestCase):
             self.mktemp(),
             Limits(),
             reactor,
+            admin_socket=socket_path(self),
             install_signals=RecordedSignals(),
         )
         with self.assertRaises(SystemExit) as caught:
@@ -158,7 +196,12 @@ class StartTests(TestCase):
         """
         path = os.path.join(self.mktemp(), "missing", "chatd.sqlite3")
         service = ChatService(
-            "tcp:0:interface=127.0.0.1", path, Limits(), reactor, install_signals=RecordedSignals()
+            "tcp:0:interface=127.0.0.1",
+            path,
+            Limits(),
+            reactor,
+            admin_socket=socket_path(self),
+            install_signals=RecordedSignals(),
         )
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
@@ -177,6 +220,7 @@ class StartTests(TestCase):
             self.mktemp() + ".sqlite3",
             Limits(),
             reactor,
+            admin_socket=socket_path(self),
             install_signals=signals,
         )
         service.privilegedStartService()
@@ -194,6 +238,42 @@ class StartTests(TestCase):
         await client.lost
         self.assertEqual((len(signals.handlers), signals.restored), (1, 1))
 
+    async def test_metrics_and_retention_served(self) -> None:
+        """
+        With --metrics the service serves /metrics once started, and stops
+        serving it when it stops; with --retention-days it runs the
+        retention passes, stopped with it.
+        """
+        service = ChatService(
+            "tcp:0:interface=127.0.0.1",
+            self.mktemp() + ".sqlite3",
+            Limits(),
+            reactor,
+            admin_socket=socket_path(self),
+            metrics_endpoint="tcp:0:interface=127.0.0.1",
+            retention_days=30,
+            install_signals=RecordedSignals(),
+        )
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        assert service._started is not None
+        await service._started
+        client = await wire_client(self, service._port.getHost().port)
+        await client.request("ping")
+        pool = HTTPConnectionPool(reactor)
+        self.addCleanup(pool.closeCachedConnections)
+        url = f"http://127.0.0.1:{service._metrics_port.getHost().port}/metrics"
+        response = await Agent(reactor, pool=pool).request(b"GET", url.encode())
+        self.assertIn(b'chatd_requests_total{type="ping"} 1.0', await readBody(response))
+        retention = service._retention
+        assert retention is not None
+        self.assertEqual(retention._days, 30)
+        self.assertIsNotNone(retention._next)
+        await service.stopService()
+        self.assertFalse(service._metrics_port.connected)
+        self.assertIsNone(retention._next)
+
     async def test_backlog_until_ready(self) -> None:
         """
         A client that connects once the port is bound, before the database
@@ -204,6 +284,7 @@ class StartTests(TestCase):
             self.mktemp() + ".sqlite3",
             Limits(),
             reactor,
+            admin_socket=socket_path(self),
             install_signals=RecordedSignals(),
         )
         service.privilegedStartService()
@@ -215,12 +296,75 @@ class StartTests(TestCase):
         await service._started
         self.assertEqual((await pong)["type"], "pong")
 
+    async def test_one_server_per_database(self) -> None:
+        """
+        A second server on a database in use does not start, whatever its
+        control socket; once the first stops, it can.
+        """
+        db = self.mktemp() + ".sqlite3"
+
+        def service() -> ChatService:
+            return ChatService(
+                "tcp:0:interface=127.0.0.1",
+                db,
+                Limits(),
+                reactor,
+                admin_socket=socket_path(self),
+                install_signals=RecordedSignals(),
+            )
+
+        first = service()
+        first.privilegedStartService()
+        first.startService()
+        assert first._started is not None
+        await first._started
+        second = service()
+        with self.assertRaises(SystemExit) as caught:
+            second.privilegedStartService()
+        self.assertEqual(
+            str(caught.exception),
+            f"chatd: another chatd is running on the database {db} "
+            f"(it holds {os.path.abspath(db)}.lock)",
+        )
+        self.assertIsNone(second._port)
+        await first.stopService()
+        second.privilegedStartService()
+        second.startService()
+        self.addCleanup(second.stopService)
+        assert second._started is not None
+        await second._started
+
+    def test_socket_path_too_long(self) -> None:
+        """
+        A control socket path longer than a UNIX socket allows ends the
+        start with a line that says so and names the option; the database's
+        lock and the port are let go.
+        """
+        db = self.mktemp() + ".sqlite3"
+        long_path = os.path.join(os.path.dirname(socket_path(self)), "a" * 120)
+        service = ChatService(
+            "tcp:0:interface=127.0.0.1",
+            db,
+            Limits(),
+            reactor,
+            admin_socket=long_path,
+            install_signals=RecordedSignals(),
+        )
+        with self.assertRaises(SystemExit) as caught:
+            service.privilegedStartService()
+        self.assertIn("is too long for a UNIX socket", str(caught.exception))
+        self.assertIn("--admin-socket", str(caught.exception))
+        self.assertFalse(os.path.lexists(os.path.abspath(db) + ".lock"))
+        self.assertTrue(service._port.disconnecting)
+
     def test_handover_refuses_until_served(self) -> None:
         """
         The factory the port is bound with builds no protocol before the
         server's factory is handed to it.
         """
-        self.assertIsNone(_Handover().buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)))
+        self.assertIsNone(
+            _Handover("ChatFactory").buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        )
 
     async def test_insecure_fast_hashes(self) -> None:
         """
@@ -234,6 +378,7 @@ class StartTests(TestCase):
             Limits(),
             reactor,
             insecure_fast_hashes=True,
+            admin_socket=socket_path(self),
             install_signals=RecordedSignals(),
         )
         service.startService()

@@ -49,6 +49,7 @@ SECTION_7_CODES = {
     "no_such_message",
     "invalid_token",
     "not_allowed",
+    "account_disabled",
 }
 
 
