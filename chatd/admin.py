@@ -192,6 +192,7 @@ class Operator:
         """
         totals = await self._parts.store.totals()
         size = await self._in_thread(_database_size, self._db_path)
+        files = await self._parts.transfers.folder_size()
         return {
             "users": totals.users,
             "rooms": totals.rooms,
@@ -199,6 +200,7 @@ class Operator:
             "online": len(self._parts.sessions),
             "connections": len(self._parts.sessions.everyone()),
             "database_bytes": size,
+            "files_bytes": files,
             "uptime_seconds": round(self._reactor.seconds() - self._started, 3),
         }
 

@@ -136,6 +136,7 @@ def run(options: argparse.Namespace, socket_path: str) -> list[str]:
             f"messages:    {stats['messages']}",
             f"online now:  {stats['online']} ({stats['connections']} connections)",
             f"database:    {_size(stats['database_bytes'])}",
+            f"files:       {_size(stats['files_bytes'])}",
             f"uptime:      {_duration(stats['uptime_seconds'])}",
         ]
     if command == "backup":

@@ -18,11 +18,13 @@ from typing import Any
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from chatd import wire
 from chatd.database import make_pool
 from chatd.directory import Directory
+from chatd.files import FileLimits, Folder, RunInThread, Transfers
 from chatd.metrics import Metrics
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatFactory, Limits
@@ -34,6 +36,7 @@ log = Logger()
 
 #: A server's limits unless told otherwise: those of PROTOCOL.md 8.
 _DEFAULT_LIMITS = Limits()
+_DEFAULT_FILE_LIMITS = FileLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class Assembly:
     passwords: Passwords
     sessions: Sessions
     directory: Directory
+    transfers: Transfers
     server: ChatServer
     factory: ChatFactory
     metrics: Metrics
@@ -82,6 +86,7 @@ class Assembly:
         and close the database.
         """
         await self.store.writer.idle()
+        self.transfers.stop()
         self.passwords.stop()
         self.store.close()
 
@@ -93,14 +98,17 @@ async def assemble(
     reactor: Any,
     limits: Limits = _DEFAULT_LIMITS,
     *,
+    files_folder: str,
+    file_limits: FileLimits = _DEFAULT_FILE_LIMITS,
+    run_in_thread: RunInThread = deferToThread,
     now: Callable[[], float] = time.time,
     token_days: float = 30.0,
 ) -> Assembly:
     """
     Wire a chatd server on the database the pools reach: bring its schema
-    up to date, load the directory, start the password threads.  When the
-    database cannot be opened the pools are closed again and the error
-    raised.
+    up to date, load the directory, prepare the files folder, start the
+    password threads.  When the database cannot be opened the pools are
+    closed again and the error raised.
 
     @param writer_pool: a pool of exactly one connection, for every write.
     @param reader_pool: the pool for reads.
@@ -108,6 +116,10 @@ async def assemble(
     @param reactor: the clock of the server and its connections, and the
         reactor the pools and the password threads report to.
     @param limits: the per-connection limits.
+    @param files_folder: where the content of files is stored
+        (L{chatd.files}), created if missing.
+    @param file_limits: the largest file and each user's quota.
+    @param run_in_thread: runs the blocking work on files in a thread.
     @param now: the wall clock of the commit timestamps and token ages.
     @param token_days: how long a session token works unused.
     """
@@ -121,15 +133,19 @@ async def assemble(
         token_days=token_days,
         metrics=metrics,
     )
+    directory = Directory()
+    transfers = Transfers(
+        store, directory, Folder(files_folder), reactor, file_limits, run_in_thread=run_in_thread
+    )
     try:
         await store.migrate()
-        snapshot = await store.load_directory()
+        directory.load(await store.load_directory())
+        await transfers.start()
     except BaseException:
         store.close()
         raise
-    directory = Directory.from_snapshot(snapshot)
     passwords.start()
-    server = ChatServer(store, passwords, sessions, directory, reactor)
+    server = ChatServer(store, passwords, sessions, directory, transfers, reactor)
     factory = ChatFactory(server, limits, reactor, metrics)
     metrics.watch(
         connections=sessions.connections,
@@ -137,7 +153,7 @@ async def assemble(
         pending_bytes=factory.unsent,
         hashes_in_flight=lambda: passwords.in_flight,
     )
-    return Assembly(store, passwords, sessions, directory, server, factory, metrics)
+    return Assembly(store, passwords, sessions, directory, transfers, server, factory, metrics)
 
 
 async def open(
@@ -147,6 +163,8 @@ async def open(
     *,
     insecure_fast_hashes: bool = False,
     token_days: float = 30.0,
+    files_folder: str | None = None,
+    file_limits: FileLimits = _DEFAULT_FILE_LIMITS,
     now: Callable[[], float] = time.time,
 ) -> Assembly:
     """
@@ -158,6 +176,9 @@ async def open(
         hashes protect nothing, and every login rehashes an account's
         password with them.
     @param token_days: how long a session token works unused.
+    @param files_folder: where files are stored; by default C{path} with
+        C{.files} added.
+    @param file_limits: the largest file and each user's quota.
     @param now: the wall clock (see L{assemble}).
     """
     hasher = cheap_hasher() if insecure_fast_hashes else None
@@ -167,6 +188,8 @@ async def open(
         Passwords(reactor, hasher),
         reactor,
         limits,
+        files_folder=path + ".files" if files_folder is None else files_folder,
+        file_limits=file_limits,
         now=now,
         token_days=token_days,
     )

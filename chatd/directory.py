@@ -104,22 +104,28 @@ class Directory:
         @return: a directory holding what C{snapshot} read from the store.
         """
         directory = cls()
-        for user_id, username in snapshot.users.items():
-            directory.add_user(user_id, username)
-        directory.disabled.update(snapshot.disabled)
-        for a, b in snapshot.friendships:
-            directory.befriend(a, b)
-        for room_id, name in snapshot.rooms.items():
-            directory.add_room(room_id, name, snapshot.owners.get(room_id))
-        for room_id, topic in snapshot.topics.items():
-            directory.rooms[room_id].topic = topic
-        for room_id, user_id, joined in snapshot.members:
-            directory.join(room_id, user_id, joined)
-        for room_id, user_id in snapshot.moderators:
-            directory.rooms[room_id].moderators.add(user_id)
-        for room_id, user_id in snapshot.bans:
-            directory.rooms[room_id].banned.add(user_id)
+        directory.load(snapshot)
         return directory
+
+    def load(self, snapshot: Snapshot) -> None:
+        """
+        Add what C{snapshot} read from the store (to an empty directory).
+        """
+        for user_id, username in snapshot.users.items():
+            self.add_user(user_id, username)
+        self.disabled.update(snapshot.disabled)
+        for a, b in snapshot.friendships:
+            self.befriend(a, b)
+        for room_id, name in snapshot.rooms.items():
+            self.add_room(room_id, name, snapshot.owners.get(room_id))
+        for room_id, topic in snapshot.topics.items():
+            self.rooms[room_id].topic = topic
+        for room_id, user_id, joined in snapshot.members:
+            self.join(room_id, user_id, joined)
+        for room_id, user_id in snapshot.moderators:
+            self.rooms[room_id].moderators.add(user_id)
+        for room_id, user_id in snapshot.bans:
+            self.rooms[room_id].banned.add(user_id)
 
     # Users.
 

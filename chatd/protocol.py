@@ -51,6 +51,10 @@ MAX_ERRORS_IN_A_ROW = 10
 class Limits:
     """
     The per-connection limits set by the command line (PROTOCOL.md 8).
+
+    @ivar transfer_rate: bytes per second of file chunks (uploaded and
+        downloaded), which do not count against C{rate}.
+    @ivar transfer_burst: bytes of chunks a connection may move at once.
     """
 
     max_frame: int = wire.MAX_FRAME
@@ -58,6 +62,8 @@ class Limits:
     burst: int = 50
     idle_timeout: float = 300.0
     max_pending: int = 1024 * 1024
+    transfer_rate: float = 32 * 1024 * 1024
+    transfer_burst: int = 4 * 1024 * 1024
 
 
 class _Answer:
@@ -140,9 +146,12 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         # _closing: the connection is being closed; nothing more is written.
         self._deaf = False
         self._closing = False
-        # Flood control: a token bucket refilled at limits.rate per second.
+        # Flood control: a token bucket refilled at limits.rate per second,
+        # and one of bytes for file chunks.
         self._tokens = float(limits.burst)
         self._refilled = clock.seconds()
+        self._bytes = float(limits.transfer_burst)
+        self._bytes_refilled = self._refilled
         self._errors_in_a_row = 0
         self._requests: RequestQueue[_Answer] = RequestQueue(self._deliver)
         # Pushes wait here while a holds_pushes request (login) runs, so
@@ -222,7 +231,10 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
                     wire.INVALID_FIELD,
                     "Field 'id' must be an integer from 0 to 2**53 - 1.",
                 )
-            if not self._take_token():
+            if route is not None and route.transfer_cost is not None:
+                if not self._take_bytes(route.transfer_cost(request)):
+                    raise ChatError(wire.RATE_LIMITED, "Too many bytes of files; slow down.")
+            elif not self._take_token():
                 raise ChatError(wire.RATE_LIMITED)
         except ChatError as e:
             self._requests.answered(self._error(e, request))
@@ -238,6 +250,19 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         if self._tokens < 1:
             return False
         self._tokens -= 1
+        return True
+
+    def _take_bytes(self, count: int) -> bool:
+        now = self._clock.seconds()
+        limits = self._limits
+        self._bytes = min(
+            limits.transfer_burst,
+            self._bytes + (now - self._bytes_refilled) * limits.transfer_rate,
+        )
+        self._bytes_refilled = now
+        if self._bytes < count:
+            return False
+        self._bytes -= count
         return True
 
     # Running requests.

@@ -15,6 +15,10 @@ the store.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +31,17 @@ MAX_CLIENT_MSG_ID: Final = 64
 SEARCH_LIMIT: Final = 20
 MAX_SEARCH_LIMIT: Final = 50
 MAX_QUERY: Final = 200
+
+#: The most bytes of one upload or download chunk (PROTOCOL.md section 14).
+CHUNK_SIZE: Final = 32768
+MAX_FILE_NAME: Final = 255
+MAX_MIME: Final = 127
+DEFAULT_MIME: Final = "application/octet-stream"
+
+# RFC 6838 section 4.2: a restricted-name, twice.
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MIME = re.compile(rf"{_NAME_PART}/{_NAME_PART}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +149,24 @@ class SendMessage:
     message: str
     client_msg_id: str | None
     reply_to: int | None
+    file_id: str | None = None
 
     @classmethod
     def parse(cls, request: Payload) -> SendMessage:
         target = Target.parse(request)
-        text = wire.string(request, "message")
+        file_id = wire.optional_string(request, "file_id")
+        if file_id is None:
+            text = wire.string(request, "message")
+        else:
+            # A file's caption may be empty, and absent means empty.
+            text = wire.optional_string(request, "message") or ""
         client_msg_id = wire.optional_string(request, "client_msg_id")
         reply_to = wire.optional_integer(request, "reply_to")
         if client_msg_id is not None and not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID:
             raise ChatError(wire.INVALID_FIELD, "Field 'client_msg_id' must be 1-64 characters.")
-        if not wire.valid_message(text):
+        if (text or file_id is None) and not wire.valid_message(text):
             raise ChatError(wire.INVALID_MESSAGE)
-        return cls(target, text, client_msg_id, reply_to)
+        return cls(target, text, client_msg_id, reply_to, file_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,3 +434,123 @@ class KickFromRoom:
             wire.integer(request, "user_id"),
             wire.boolean(request, "ban", False),
         )
+
+
+# Files (PROTOCOL.md section 14).
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStart:
+    """
+    A file about to be sent: its name, size in bytes and type.
+    """
+
+    name: str
+    size: int
+    mime: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> UploadStart:
+        name = wire.string(request, "name")
+        size = wire.integer(request, "size")
+        mime = wire.optional_string(request, "mime") or DEFAULT_MIME
+        if not 0 < len(name) <= MAX_FILE_NAME or any(
+            c in "/\\" or unicodedata.category(c) == "Cc" for c in name
+        ):
+            raise ChatError(
+                wire.INVALID_FIELD,
+                "Field 'name' must be 1-255 characters without '/', '\\' or control characters.",
+            )
+        if len(mime) > MAX_MIME or _MIME.fullmatch(mime) is None:
+            raise ChatError(wire.INVALID_FIELD, "Field 'mime' must be a type like image/png.")
+        if size < 1:
+            raise ChatError(wire.FILE_TOO_LARGE, "A file has 1 byte or more.")
+        return cls(name, size, mime)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadChunk:
+    """
+    The next bytes of an upload, decoded.
+    """
+
+    upload_id: str
+    offset: int
+    data: bytes
+
+    @classmethod
+    def parse(cls, request: Payload) -> UploadChunk:
+        upload_id = wire.string(request, "upload_id")
+        offset = wire.integer(request, "offset")
+        encoded = wire.string(request, "data")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        if not 0 < len(data) <= CHUNK_SIZE:
+            raise ChatError(
+                wire.INVALID_FIELD,
+                f"Field 'data' must be the padded base64 of 1 to {CHUNK_SIZE} bytes.",
+            )
+        return cls(upload_id, offset, data)
+
+    @staticmethod
+    def cost(request: Payload) -> int:
+        """
+        @return: the bytes the chunk's C{data} decodes to, counted against
+            the connection's transfer rate before the request is parsed
+            (0 for a field that is no string: parsing refuses it).
+        """
+        encoded = request.get("data")
+        if not isinstance(encoded, str):
+            return 0
+        return len(encoded) * 3 // 4 - encoded.endswith("=") - encoded.endswith("==")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFinish:
+    """
+    The end of an upload, with the SHA-256 of everything sent.
+    """
+
+    upload_id: str
+    sha256: str
+
+    @classmethod
+    def parse(cls, request: Payload) -> UploadFinish:
+        upload_id = wire.string(request, "upload_id")
+        digest = wire.string(request, "sha256")
+        if _SHA256.fullmatch(digest) is None:
+            raise ChatError(
+                wire.INVALID_FIELD, "Field 'sha256' must be 64 lower-case hexadecimal digits."
+            )
+        return cls(upload_id, digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """
+    Up to C{length} bytes of a file, from C{offset}.
+    """
+
+    file_id: str
+    offset: int
+    length: int
+
+    @classmethod
+    def parse(cls, request: Payload) -> Download:
+        file_id = wire.string(request, "file_id")
+        offset = wire.integer(request, "offset", 0)
+        length = wire.integer(request, "length", CHUNK_SIZE)
+        if not 0 < length <= CHUNK_SIZE:
+            raise ChatError(wire.INVALID_FIELD, f"Field 'length' must be 1 to {CHUNK_SIZE}.")
+        return cls(file_id, offset, length)
+
+    @staticmethod
+    def cost(request: Payload) -> int:
+        """
+        @return: the most bytes the download returns, counted against the
+            connection's transfer rate.
+        """
+        length = request.get("length")
+        return length if type(length) is int and 0 < length < CHUNK_SIZE else CHUNK_SIZE

@@ -53,6 +53,12 @@ class Route:
     @ivar closes: the request ends the session: the user is logged out
         before the handler runs, and the connection closes once its reply
         is written.
+    @ivar on_connection: the handler gets the connection's
+        L{chatd.sessions.Session} (logged in), not the L{User}: what it
+        does belongs to the connection (an upload, PROTOCOL.md section 14).
+    @ivar transfer_cost: for a file chunk, the bytes it moves, from the
+        decoded request: counted against the connection's transfer rate
+        instead of its request rate (PROTOCOL.md section 8).
     """
 
     parse: Callable[[Payload], Any]
@@ -61,3 +67,5 @@ class Route:
     concurrent: bool = False
     holds_pushes: bool = False
     closes: bool = False
+    on_connection: bool = False
+    transfer_cost: Callable[[Payload], int] | None = None

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from chatd import requests, wire
 from chatd.directory import MEMBER, OWNER, Directory, Room
+from chatd.files import Transfers, file_object
 from chatd.mentions import mentioned_names
 from chatd.passwords import Passwords
 from chatd.requests import Target
@@ -149,9 +150,11 @@ class ChatServer:
         passwords: Passwords,
         sessions: Sessions,
         directory: Directory,
+        transfers: Transfers,
         clock: IReactorTime,
     ) -> None:
         self._store = store
+        self._transfers = transfers
         self._passwords = passwords
         self.sessions = sessions
         self._directory = directory
@@ -194,6 +197,24 @@ class ChatServer:
             "set_role": Route(requests.SetRole.parse, self.set_role),
             "kick_from_room": Route(requests.KickFromRoom.parse, self.kick_from_room),
             "unban_from_room": Route(requests.RoomMember.parse, self.unban_from_room),
+            "upload_start": Route(
+                requests.UploadStart.parse, transfers.upload_start, on_connection=True
+            ),
+            "upload_chunk": Route(
+                requests.UploadChunk.parse,
+                transfers.upload_chunk,
+                on_connection=True,
+                transfer_cost=requests.UploadChunk.cost,
+            ),
+            "upload_finish": Route(
+                requests.UploadFinish.parse, transfers.upload_finish, on_connection=True
+            ),
+            "download": Route(
+                requests.Download.parse,
+                transfers.download,
+                on_connection=True,
+                transfer_cost=requests.Download.cost,
+            ),
         }
 
     def dispatch(self, session: Session, request: Payload) -> Reply | Deferred[Reply]:
@@ -212,7 +233,7 @@ class ChatServer:
         elif route is None:
             raise ChatError(wire.UNKNOWN_TYPE, f"Unknown request type {kind!r}.")
         parsed = route.parse(request)
-        if route.before_login:
+        if route.before_login or route.on_connection:
             result = route.handler(session, parsed)
         else:
             assert user_id is not None and session.username is not None
@@ -236,6 +257,7 @@ class ChatServer:
         of theirs replaced it.
         """
         self.sessions.closed(session)
+        self._transfers.disconnected(session)
         self._logged_out(session)
 
     def _logged_out(self, session: Session) -> None:
@@ -307,7 +329,7 @@ class ChatServer:
         }
         payload["mentions"] = list(message.mentions)
         payload["reactions"] = _reactions(message)
-        payload["file"] = None
+        payload["file"] = message.file and file_object(message.file)
         return payload
 
     # Presence.
@@ -531,6 +553,7 @@ class ChatServer:
             reply_to=request.reply_to,
             since=since,
             mentions=self._mentions(request.message, user.id, readers),
+            file_id=request.file_id,
         )
         return d.addCallback(self._message_stored)
 

@@ -24,6 +24,7 @@ from twisted.python.lockfile import FilesystemLock
 from chatd import assembly, metrics
 from chatd.admin import AdminFactory, Operator
 from chatd.assembly import Assembly
+from chatd.files import FileLimits
 from chatd.protocol import ChatFactory, Limits
 from chatd.retention import Retention
 
@@ -121,6 +122,8 @@ class ChatService(Service):
         reactor: Any,
         *,
         admin_socket: str | None = None,
+        files_folder: str | None = None,
+        file_limits: FileLimits | None = None,
         insecure_fast_hashes: bool = False,
         token_days: float = 30.0,
         retention_days: float | None = None,
@@ -135,6 +138,11 @@ class ChatService(Service):
         @param admin_socket: the path of the operator's control socket
             (L{chatd.admin}); by default the database's path with
             C{.admin} added.
+        @param files_folder: where the files people send are stored
+            (L{chatd.files}); by default the database's path with C{.files}
+            added.
+        @param file_limits: the largest file and each user's quota (by
+            default those of PROTOCOL.md section 14).
         @param insecure_fast_hashes: see L{chatd.assembly.open}.
         @param token_days: how long a session token works unused.
         @param retention_days: delete messages older than this, once a day
@@ -159,6 +167,8 @@ class ChatService(Service):
         self._install_signals = install_signals
         self._restore_signals: Callable[[], None] | None = None
         self._admin_socket = admin_socket or db_path + ".admin"
+        self.files_folder = files_folder or db_path + ".files"
+        self.file_limits = file_limits or FileLimits()
         self._handover = _Handover(ChatFactory.__name__)
         self._admin_handover = _Handover(AdminFactory.__name__)
         self._port: Any = None
@@ -274,6 +284,8 @@ class ChatService(Service):
                 self.limits,
                 insecure_fast_hashes=self.insecure_fast_hashes,
                 token_days=self.token_days,
+                files_folder=self.files_folder,
+                file_limits=self.file_limits,
             )
         except Exception as e:
             raise _StartFailed(f"cannot start with the database {self._db_path}: {e}") from e

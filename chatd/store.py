@@ -64,6 +64,24 @@ QUOTE_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
+class StoredFile:
+    """
+    A file as stored (PROTOCOL.md section 14): the File object of the wire,
+    and who uploaded it.
+
+    @ivar sha256: the hex digest of its content, which names the content
+        in the files folder (L{chatd.files}).
+    """
+
+    id: str
+    name: str
+    size: int
+    mime: str
+    sha256: str
+    uploader_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """
     One message with what version 2 adds to it.  L{chatd.server} adds the
@@ -87,6 +105,7 @@ class StoredMessage:
     reply_to: StoredQuote | None = None
     mentions: tuple[int, ...] = ()
     reactions: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    file: StoredFile | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,9 +425,11 @@ class Store:
         reply_to: int | None = None,
         since: int = 0,
         mentions: tuple[int, ...] = (),
+        file_id: str | None = None,
     ) -> Deferred[tuple[StoredMessage, bool]]:
         """
-        Store a text message.
+        Store a text message, or with C{file_id} a file message whose
+        caption is C{body}.
 
         @param reply_to: the id of the message it answers.
         @param since: the first message id the sender may read in the
@@ -417,21 +438,23 @@ class Store:
         @return: the stored message, and C{True} if it is new; C{False} if
             the sender had already sent one with this C{client_msg_id}, which
             is the message returned.
+        @param file_id: the file it carries, which C{sender_id} uploaded.
         @raise ChatError: C{no_such_message} when C{reply_to} is not a text
             or file message of the conversation, not deleted, from C{since}
-            on.
+            on; C{no_such_file} when C{file_id} is not a file of the sender.
         """
         return self.writer.submit(
             _add_message_txn,
             sender_id,
             target_type,
             target_id,
-            "text",
+            "text" if file_id is None else "file",
             body,
             client_msg_id,
             reply_to,
             since,
             mentions,
+            file_id,
         )
 
     def edit_message(
@@ -608,6 +631,43 @@ class Store:
         """
         return self.writer.submit(_expire_messages_txn, before, batch)
 
+    # Files (PROTOCOL.md section 14, chatd.files).
+
+    def add_file(
+        self, file_id: str, uploader_id: int, name: str, size: int, mime: str, sha256: str
+    ) -> Deferred[StoredFile]:
+        """
+        Record a finished upload, whose content is stored already.
+        """
+        return self.writer.submit(_add_file_txn, file_id, uploader_id, name, size, mime, sha256)
+
+    def file_usage(self, user_id: int) -> Deferred[int]:
+        """
+        @return: the bytes of the files C{user_id} has stored, for the quota.
+        """
+        return self._read(_file_usage_txn, user_id)
+
+    def readable_file(self, file_id: str, scope: Scope) -> Deferred[StoredFile | None]:
+        """
+        @return: the file C{file_id} if the user of C{scope} uploaded it or
+            can read a message that carries it, else L{None}.
+        """
+        return self._read(_readable_file_txn, file_id, scope)
+
+    def expire_unsent_files(self, before: str) -> Deferred[None]:
+        """
+        Remove the uploads finished before C{before} that no message ever
+        carried.
+        """
+        return self.writer.submit(_expire_unsent_files_txn, before)
+
+    def stored_digests(self) -> Deferred[set[str]]:
+        """
+        @return: the SHA-256 of every file a row names: the content the
+            files folder must keep.
+        """
+        return self._read(_stored_digests_txn)
+
     # The operator's (PROTOCOL.md section 15, chatd.admin).
 
     def accounts(self, name_contains: str = "") -> Deferred[list[Account]]:
@@ -627,7 +687,7 @@ class Store:
         """
         @return: everything stored about C{user_id}, as JSON-ready data: the
             account, friendships and friend requests, rooms, reactions,
-            and every message they sent.
+            every message they sent and the files they uploaded.
         """
         return self._read(_export_txn, user_id)
 
@@ -658,18 +718,29 @@ def _migrate_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:
     if txn.fetchone()[0]:
         txn.execute("SELECT max(version) FROM schema_version")
         version = txn.fetchone()[0] or 0
-    for number, sql in files:
-        if number <= version:
-            continue
-        try:
-            txn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\n;"
-                f"DELETE FROM schema_version; INSERT INTO schema_version VALUES ({number});"
-                "COMMIT;"
-            )
-        except BaseException:
-            txn.execute("ROLLBACK")
-            raise
+    # A file may make a table again (sql/008): foreign keys are off while
+    # the files run (SQLite ignores the pragma inside a transaction), and
+    # checked before each commits.
+    txn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for number, sql in files:
+            if number <= version:
+                continue
+            try:
+                txn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\n;"
+                    f"DELETE FROM schema_version; INSERT INTO schema_version VALUES ({number});"
+                )
+                txn.execute("PRAGMA foreign_key_check")
+                broken = txn.fetchall()
+                if broken:
+                    raise RuntimeError(f"schema file {number} breaks foreign keys: {broken[:5]}")
+                txn.execute("COMMIT")
+            except BaseException:
+                txn.execute("ROLLBACK")
+                raise
+    finally:
+        txn.execute("PRAGMA foreign_keys = ON")
 
 
 def _load_directory_txn(txn: Transaction) -> Snapshot:
@@ -813,6 +884,12 @@ def _export_txn(txn: Transaction, user_id: int) -> dict[str, Any]:
             "SELECT message_id, emoji FROM reactions WHERE user_id = ? ORDER BY id",
             (user_id,),
         ),
+        "files": _dicts(
+            txn,
+            "SELECT id, name, size, mime, sha256, created_at FROM files"
+            " WHERE uploader_id = ? ORDER BY created_at, id",
+            (user_id,),
+        ),
     }
     txn.execute("COMMIT")
     return exported
@@ -916,8 +993,11 @@ _MESSAGE_SELECT = (
     " m.created_at AS time, m.edited_at, m.deleted, m.reply_to,"
     " q.sender_id AS quote_sender_id,"
     f" substr(q.body, 1, {QUOTE_LENGTH}) AS quote_body,"
-    " q.deleted AS quote_deleted"
+    " q.deleted AS quote_deleted,"
+    " f.id AS file_id, f.name AS file_name, f.size AS file_size, f.mime AS file_mime,"
+    " f.sha256 AS file_sha256, f.uploader_id AS file_uploader_id"
     " FROM messages AS m LEFT JOIN messages AS q ON q.id = m.reply_to"
+    " LEFT JOIN files AS f ON f.id = m.file_id"
 )
 _MESSAGE_COLUMNS = (
     *(f.name for f in fields(StoredMessage)[:10]),
@@ -925,6 +1005,7 @@ _MESSAGE_COLUMNS = (
     "quote_sender_id",
     "quote_body",
     "quote_deleted",
+    *(f"file_{f.name}" for f in fields(StoredFile)),
 )
 
 # The mentions and reactions of a page's messages, in one statement: rows
@@ -970,6 +1051,7 @@ def _messages(txn: Transaction) -> list[StoredMessage]:
             deleted = bool(row[13])
             quote = StoredQuote(reply_to, row[11], "" if deleted else row[12], deleted)
         held = reactions.get(message_id)
+        stored_file = None if row[14] is None else StoredFile(*row[14:20])
         messages.append(
             StoredMessage(
                 message_id,
@@ -985,6 +1067,7 @@ def _messages(txn: Transaction) -> list[StoredMessage]:
                 quote,
                 tuple(mentions[message_id]) if message_id in mentions else (),
                 tuple((e, tuple(users)) for e, users in held.items()) if held else (),
+                stored_file,
             )
         )
     return messages
@@ -1221,6 +1304,57 @@ def _end_token_txn(txn: Transaction, stamp: str, token_hash: bytes) -> None:
     txn.execute("DELETE FROM tokens WHERE hash = ?", (token_hash,))
 
 
+def _add_file_txn(
+    txn: Transaction,
+    stamp: str,
+    file_id: str,
+    uploader_id: int,
+    name: str,
+    size: int,
+    mime: str,
+    sha256: str,
+) -> StoredFile:
+    txn.execute(
+        "INSERT INTO files (id, uploader_id, name, size, mime, sha256, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (file_id, uploader_id, name, size, mime, sha256, stamp),
+    )
+    return StoredFile(file_id, name, size, mime, sha256, uploader_id)
+
+
+def _file_usage_txn(txn: Transaction, user_id: int) -> int:
+    txn.execute("SELECT coalesce(sum(size), 0) FROM files WHERE uploader_id = ?", (user_id,))
+    used: int = txn.fetchone()[0]
+    return used
+
+
+def _readable_file_txn(txn: Transaction, file_id: str, scope: Scope) -> StoredFile | None:
+    txn.execute("BEGIN")
+    txn.execute(
+        "SELECT id, name, size, mime, sha256, uploader_id FROM files WHERE id = ?", (file_id,)
+    )
+    row = txn.fetchone()
+    readable = row is not None and row[5] == scope.user_id
+    if row is not None and not readable:
+        txn.execute(
+            "SELECT id, sender_id, target_type, target_id FROM messages WHERE file_id = ?",
+            (file_id,),
+        )
+        readable = any(scope.readable(*message) for message in txn.fetchall())
+    txn.execute("COMMIT")
+    return StoredFile(*row) if readable else None
+
+
+@single_change
+def _expire_unsent_files_txn(txn: Transaction, stamp: str, before: str) -> None:
+    txn.execute("DELETE FROM files WHERE sent = 0 AND created_at < ?", (before,))
+
+
+def _stored_digests_txn(txn: Transaction) -> set[str]:
+    txn.execute("SELECT DISTINCT sha256 FROM files")
+    return {row[0] for row in txn.fetchall()}
+
+
 def _reset_password_txn(txn: Transaction, stamp: str, user_id: int, password_hash: str) -> None:
     txn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
     txn.execute("DELETE FROM tokens WHERE user_id = ?", (user_id,))
@@ -1252,8 +1386,11 @@ def _set_password_hash_txn(txn: Transaction, stamp: str, user_id: int, password_
 
 # The arguments of one message to store: sender_id, target_type,
 # target_id, kind, body, client_msg_id, reply_to, the first message id the
-# sender may read in the conversation (for reply_to), and the mentions.
-_NewMessage = tuple[int, int, int, str, str, "str | None", "int | None", int, tuple[int, ...]]
+# sender may read in the conversation (for reply_to), the mentions and the
+# file.
+_NewMessage = tuple[
+    int, int, int, str, str, "str | None", "int | None", int, tuple[int, ...], "str | None"
+]
 
 
 def _add_messages_txn(
@@ -1262,8 +1399,9 @@ def _add_messages_txn(
     """
     Store several new messages (each call as for L{_add_message_txn}) with
     one statement.  The ids are given, not chosen by SQLite, so that one
-    C{INSERT} serves them all: only this connection writes, and messages
-    are never removed, so the next id is the largest plus one.
+    C{INSERT} serves them all: only this connection writes, so the next id
+    is the largest ever stored plus one (C{sqlite_sequence}: the largest
+    may have been deleted since, by retention).
 
     @raise sqlite3.IntegrityError: one repeats a C{client_msg_id} (each then
         runs alone, and that one gets the message stored before).
@@ -1274,12 +1412,13 @@ def _add_messages_txn(
         None if call[6] is None else _quote_for_reply_txn(txn, *call[:3], call[6], call[7])
         for call in calls
     ]
-    txn.execute("SELECT coalesce(max(id), 0) FROM messages")
+    files = [None if call[9] is None else _attach_file_txn(txn, call[0], call[9]) for call in calls]
+    txn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'")
     (last,) = txn.fetchone()
-    rows = [(last + n, *call[:7], stamp) for n, call in enumerate(calls, 1)]
+    rows = [(last + n, *call[:7], stamp, call[9]) for n, call in enumerate(calls, 1)]
     txn.executemany(
         "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body,"
-        " client_msg_id, reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " client_msg_id, reply_to, created_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     _index(txn, [(row[0], row[5]) for row in rows if row[4] != "system"])
@@ -1290,10 +1429,12 @@ def _add_messages_txn(
         txn.executemany("INSERT INTO mentions (message_id, user_id) VALUES (?, ?)", mentioned)
     return [
         (
-            StoredMessage(row[0], row[6], *row[1:6], stamp, reply_to=quote, mentions=call[8]),
+            StoredMessage(
+                row[0], row[6], *row[1:6], stamp, reply_to=quote, mentions=call[8], file=stored
+            ),
             True,
         )
-        for row, call, quote in zip(rows, calls, quotes, strict=True)
+        for row, call, quote, stored in zip(rows, calls, quotes, files, strict=True)
     ]
 
 
@@ -1310,6 +1451,7 @@ def _add_message_txn(
     reply_to: int | None = None,
     since: int = 0,
     mentions: tuple[int, ...] = (),
+    file_id: str | None = None,
 ) -> tuple[StoredMessage, bool]:
     """
     Store a message, or find the one its sender already stored with this
@@ -1318,8 +1460,10 @@ def _add_message_txn(
     @param reply_to: the message it answers, which must be a text or file
         message of the same conversation, not deleted, from C{since} on.
     @param mentions: the ids of the users it mentions, ascending.
+    @param file_id: the file a C{file} message carries.
     @return: the message, and whether it is new.
-    @raise ChatError: C{no_such_message} for a C{reply_to} it may not answer.
+    @raise ChatError: C{no_such_message} for a C{reply_to} it may not answer;
+        C{no_such_file} for a file that is not the sender's.
     """
     if client_msg_id is not None:
         txn.execute(
@@ -1334,10 +1478,11 @@ def _add_message_txn(
         if reply_to is None
         else _quote_for_reply_txn(txn, sender_id, target_type, target_id, reply_to, since)
     )
+    stored_file = None if file_id is None else _attach_file_txn(txn, sender_id, file_id)
     txn.execute(
         "INSERT INTO messages (sender_id, target_type, target_id, kind, body, client_msg_id,"
-        " reply_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (sender_id, target_type, target_id, kind, body, client_msg_id, reply_to, stamp),
+        " reply_to, created_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (sender_id, target_type, target_id, kind, body, client_msg_id, reply_to, stamp, file_id),
     )
     message_id = txn.lastrowid
     if kind != "system":
@@ -1358,8 +1503,38 @@ def _add_message_txn(
         stamp,
         reply_to=quote,
         mentions=mentions,
+        file=stored_file,
     )
     return message, True
+
+
+def _attach_file_txn(txn: Transaction, sender_id: int, file_id: str) -> StoredFile:
+    """
+    @return: the file C{file_id} for a new message of C{sender_id}, now
+        marked as sent.
+    @raise ChatError: C{no_such_file} unless C{sender_id} uploaded it.
+    """
+    txn.execute(
+        "SELECT id, name, size, mime, sha256, uploader_id FROM files WHERE id = ?", (file_id,)
+    )
+    row = txn.fetchone()
+    if row is None or row[5] != sender_id:
+        raise ChatError(wire.NO_SUCH_FILE)
+    txn.execute("UPDATE files SET sent = 1 WHERE id = ? AND sent = 0", (file_id,))
+    return StoredFile(*row)
+
+
+def _release_files_txn(txn: Transaction, file_ids: Iterable[str]) -> None:
+    """
+    Remove the files among C{file_ids} that were sent and that no message
+    carries any more (PROTOCOL.md section 10): their content goes with the
+    next sweep of the files folder (L{chatd.files}).
+    """
+    txn.executemany(
+        "DELETE FROM files WHERE id = ? AND sent = 1"
+        " AND NOT EXISTS (SELECT 1 FROM messages WHERE file_id = files.id)",
+        [(file_id,) for file_id in file_ids],
+    )
 
 
 def _index(txn: Transaction, texts: list[tuple[int, str]]) -> None:
@@ -1451,24 +1626,26 @@ def _edit_message_txn(
 def _delete_message_txn(txn: Transaction, stamp: str, message_id: int) -> None:
     """
     Make a message a tombstone: its text is overwritten with C{""}, its
-    quote, mentions and reactions go; its id, time, kind, sender and
-    target stay.
+    quote, mentions, reactions and file go (the file is removed when no
+    other message carries it); its id, time, kind, sender and target stay.
 
     @raise ChatError: C{no_such_message}; C{not_allowed} when already
         deleted or for a system message.
     """
-    txn.execute("SELECT kind, deleted FROM messages WHERE id = ?", (message_id,))
+    txn.execute("SELECT kind, deleted, file_id FROM messages WHERE id = ?", (message_id,))
     row = txn.fetchone()
     if row is None:
         raise ChatError(wire.NO_SUCH_MESSAGE)
-    kind, deleted = row
+    kind, deleted, file_id = row
     if deleted or kind == "system":
         raise ChatError(wire.NOT_ALLOWED)
     txn.execute(
-        "UPDATE messages SET body = '', deleted = 1, reply_to = NULL, edited_at = NULL"
-        " WHERE id = ?",
+        "UPDATE messages SET body = '', deleted = 1, reply_to = NULL, edited_at = NULL,"
+        " file_id = NULL WHERE id = ?",
         (message_id,),
     )
+    if file_id is not None:
+        _release_files_txn(txn, [file_id])
     _unindex(txn, message_id)
     txn.execute("DELETE FROM mentions WHERE message_id = ?", (message_id,))
     txn.execute("DELETE FROM reactions WHERE message_id = ?", (message_id,))
@@ -1708,7 +1885,9 @@ def _expire_messages_txn(txn: Transaction, stamp: str, before: str, batch: int) 
     """
     Delete the oldest messages, at most C{batch}, whose C{created_at} is
     below C{before}, and what is theirs: their reactions, their mentions,
-    their text in the search index (C{sql/003_search.sql}).
+    their text in the search index (C{sql/003_search.sql}), and the files
+    that no message carries any more (whose content the next sweep of the
+    files folder removes, L{chatd.files}).
 
     Replies to a deleted message stay, with their own text, and lose their
     quote (C{reply_to} becomes C{NULL}): there is nothing left to quote, and
@@ -1751,6 +1930,11 @@ def _expire_messages_txn(txn: Transaction, stamp: str, before: str, batch: int) 
         (last,),
     )
     txn.execute("DELETE FROM message_text WHERE id <= ?", (last,))
+    txn.execute(
+        "SELECT DISTINCT file_id FROM messages WHERE file_id IS NOT NULL AND id <= ?", (last,)
+    )
+    carried = [row[0] for row in txn.fetchall()]
     txn.execute("DELETE FROM messages WHERE id <= ?", (last,))
     deleted: int = txn.rowcount
+    _release_files_txn(txn, carried)
     return deleted

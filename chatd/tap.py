@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from twisted.python import usage
 
+from chatd.files import FileLimits
 from chatd.protocol import Limits
 from chatd.service import ChatService
 
 #: The listen backlog when --port is a port number.
 LISTEN_BACKLOG = 1024
 
-#: The limits when no option changes them (PROTOCOL.md 8).
+#: The limits when no option changes them (PROTOCOL.md 8 and 14).
 _DEFAULT = Limits()
+_DEFAULT_FILES = FileLimits()
 
 
 def _positive_int(value: str) -> int:
@@ -104,6 +106,34 @@ class Options(usage.Options):
             _positive_float,
         ],
         [
+            "files",
+            None,
+            None,
+            "The folder of the files people send (created if missing) "
+            "[default: the database's path with .files added].",
+        ],
+        [
+            "max-upload",
+            None,
+            _DEFAULT_FILES.max_upload,
+            "The largest file, in bytes.",
+            _positive_int,
+        ],
+        [
+            "user-quota",
+            None,
+            _DEFAULT_FILES.user_quota,
+            "The bytes of files each user may have stored.",
+            _positive_int,
+        ],
+        [
+            "transfer-rate",
+            None,
+            _DEFAULT.transfer_rate,
+            "Bytes per second of file chunks per connection (in bursts of up to 4 MiB).",
+            _positive_float,
+        ],
+        [
             "retention-days",
             None,
             None,
@@ -150,6 +180,7 @@ def makeService(options: Options) -> ChatService:
         burst=options["burst"],
         idle_timeout=options["idle-timeout"],
         max_pending=options["max-pending"],
+        transfer_rate=options["transfer-rate"],
     )
     return ChatService(
         options["port"],
@@ -157,6 +188,8 @@ def makeService(options: Options) -> ChatService:
         limits,
         reactor,
         admin_socket=options["admin-socket"] or options["db"] + ".admin",
+        files_folder=options["files"] or options["db"] + ".files",
+        file_limits=FileLimits(options["max-upload"], options["user-quota"]),
         insecure_fast_hashes=bool(options["insecure-fast-hashes"]),
         token_days=options["token-days"],
         retention_days=options["retention-days"],

@@ -60,6 +60,10 @@ NO_SUCH_MESSAGE: Final = "no_such_message"
 NOT_ALLOWED: Final = "not_allowed"
 INVALID_TOKEN: Final = "invalid_token"
 ACCOUNT_DISABLED: Final = "account_disabled"
+NO_SUCH_FILE: Final = "no_such_file"
+FILE_TOO_LARGE: Final = "file_too_large"
+UPLOAD_INCOMPLETE: Final = "upload_incomplete"
+QUOTA_EXCEEDED: Final = "quota_exceeded"
 INTERNAL_ERROR: Final = "internal_error"
 
 # The reasons of a server_kick push (PROTOCOL.md sections 5 and 8).
@@ -95,6 +99,10 @@ MESSAGES: Final[dict[str, str]] = {
     NOT_ALLOWED: "That is not allowed.",
     INVALID_TOKEN: "That session token does not work (any more); log in with your password.",
     ACCOUNT_DISABLED: "This account is disabled; ask the server's operator.",
+    NO_SUCH_FILE: "There is no such file.",
+    FILE_TOO_LARGE: "The file is larger than the server accepts.",
+    UPLOAD_INCOMPLETE: "The upload's size or SHA-256 does not match what was sent.",
+    QUOTA_EXCEEDED: "Your files would take more room than the server allows you.",
     NOT_IN_ROOM: "Not a member of that room.",
     ALREADY_IN_ROOM: "Already a member of that room.",
     RATE_LIMITED: "Too many requests; slow down.",

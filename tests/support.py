@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
@@ -181,12 +181,15 @@ class ServerHarness:
                     *inline_pools(path, self.reactor),
                     passwords,
                     self.reactor,
+                    files_folder=path + ".files",
+                    run_in_thread=maybeDeferred,
                     now=lambda: FIXED_NOW,
                 )
             )
         )
         testcase.addCleanup(assembled.store.close)
         testcase.addCleanup(assembled.passwords.stop)
+        testcase.addCleanup(assembled.transfers.stop)
         self.assembly = assembled
         self.store = assembled.store
         self.passwords = assembled.passwords

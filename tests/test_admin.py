@@ -757,7 +757,8 @@ class StatsTests(AdminCase):
 
         stats = await self.stats()
         self.assertEqual(
-            list(stats), ["users", "rooms", "messages", "online now", "database", "uptime"]
+            list(stats),
+            ["users", "rooms", "messages", "online now", "database", "files", "uptime"],
         )
         self.assertEqual(stats["users"], "3")
         self.assertEqual(stats["rooms"], "2")
@@ -767,6 +768,7 @@ class StatsTests(AdminCase):
         self.assertIsNotNone(size, stats)
         assert size is not None
         self.assertGreater(float(size[1]), 0)
+        self.assertEqual(stats["files"], "0 bytes")
         self.assertRegex(stats["uptime"], r"^(\d+d )?\d+h \d+m$")
 
 

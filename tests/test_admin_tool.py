@@ -168,6 +168,7 @@ class RunTests(SynchronousTestCase):
             "online": 2,
             "connections": 3,
             "database_bytes": 204800,
+            "files_bytes": 3 * 1024 * 1024,
             "uptime_seconds": 3725.5,
         }
         self.assertEqual(
@@ -178,6 +179,7 @@ class RunTests(SynchronousTestCase):
                 "messages:    6",
                 "online now:  2 (3 connections)",
                 "database:    200.0 KiB",
+                "files:       3.0 MiB",
                 "uptime:      1h 2m",
             ],
         )

@@ -275,7 +275,7 @@ class TokenTests(Base):
         tokens.append(changed["token"])
         await drain(again)
         data = b""
-        for name in glob.glob(path + "*"):
+        for name in filter(os.path.isfile, glob.glob(path + "*")):
             with open(name, "rb") as f:
                 data += f.read()
         self.assertIn(b"ncr", data, "the database files were not found")

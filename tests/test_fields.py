@@ -143,6 +143,9 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                     ({"client_msg_id": ""}, wire.INVALID_FIELD),
                     ({"client_msg_id": "x" * 65}, wire.INVALID_FIELD),
                     ({"client_msg_id": 7}, wire.INVALID_FIELD),
+                    ({"file_id": 7}, wire.INVALID_FIELD),
+                    ({"file_id": "f", "message": 7}, wire.INVALID_FIELD),
+                    ({"file_id": "f", "message": " "}, wire.INVALID_MESSAGE),
                 ]
                 + [
                     ({"reply_to": value}, wire.INVALID_FIELD)
@@ -301,6 +304,71 @@ class FieldsBeforeRulesTests(SynchronousTestCase):
                 {"room_id": lzys, "user_id": stranger},
                 wire.NOT_IN_ROOM,
                 integer_spoils("room_id") + integer_spoils("user_id"),
+            ),
+            Case(
+                "upload_start",
+                {"name": "notes.txt", "size": 10**9, "mime": "text/plain"},
+                wire.FILE_TOO_LARGE,
+                string_spoils("name")
+                + integer_spoils("size")
+                + [
+                    ({"name": ""}, wire.INVALID_FIELD),
+                    ({"name": "x" * 256}, wire.INVALID_FIELD),
+                    ({"name": "a/b"}, wire.INVALID_FIELD),
+                    ({"name": "a\\b"}, wire.INVALID_FIELD),
+                    ({"name": "a\nb"}, wire.INVALID_FIELD),
+                    ({"name": "a\x7fb"}, wire.INVALID_FIELD),
+                    ({"mime": 5}, wire.INVALID_FIELD),
+                    ({"mime": "png"}, wire.INVALID_FIELD),
+                    ({"mime": "image/"}, wire.INVALID_FIELD),
+                    ({"mime": "imäge/png"}, wire.INVALID_FIELD),
+                    ({"mime": "image/" + "p" * 122}, wire.INVALID_FIELD),
+                    ({"size": 0}, wire.FILE_TOO_LARGE),
+                ],
+            ),
+            Case(
+                "upload_chunk",
+                {"upload_id": "nowhere", "offset": 0, "data": "aGVsbG8="},
+                wire.NO_SUCH_FILE,
+                string_spoils("upload_id")
+                + integer_spoils("offset")
+                + string_spoils("data")
+                + [
+                    ({"data": ""}, wire.INVALID_FIELD),
+                    ({"data": "aGVsbG8"}, wire.INVALID_FIELD),
+                    ({"data": "aGVs bG8="}, wire.INVALID_FIELD),
+                    ({"data": "aGVsbG8_"}, wire.INVALID_FIELD),
+                    ({"data": "A" * (4 * 32768 // 3 + 4)}, wire.INVALID_FIELD),
+                ],
+            ),
+            Case(
+                "upload_finish",
+                {"upload_id": "nowhere", "sha256": "0" * 64},
+                wire.NO_SUCH_FILE,
+                string_spoils("upload_id")
+                + string_spoils("sha256")
+                + [
+                    ({"sha256": "0" * 63}, wire.INVALID_FIELD),
+                    ({"sha256": "A" * 64}, wire.INVALID_FIELD),
+                    ({"sha256": "g" * 64}, wire.INVALID_FIELD),
+                ],
+            ),
+            Case(
+                "download",
+                {"file_id": "nowhere", "offset": 0, "length": 10},
+                wire.NO_SUCH_FILE,
+                string_spoils("file_id")
+                + [
+                    ({"offset": value}, wire.INVALID_FIELD)
+                    for value in NOT_INTEGERS
+                    if value is not None
+                ]
+                + [
+                    ({"length": value}, wire.INVALID_FIELD)
+                    for value in NOT_INTEGERS
+                    if value is not None
+                ]
+                + [({"length": 0}, wire.INVALID_FIELD), ({"length": 32769}, wire.INVALID_FIELD)],
             ),
             Case(
                 "typing",

@@ -18,7 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.database import DatabaseUnavailable, register_functions
 from chatd.retention import DAY, Retention
-from chatd.store import Store, StoredMessage, _add_message_txn, _expire_messages_txn, schema_files
+from chatd.store import (
+    Store,
+    StoredMessage,
+    _add_message_txn,
+    _add_messages_txn,
+    _expire_messages_txn,
+    schema_files,
+)
 from chatd.wire import PRIVATE, ROOM
 from chatd.writer import utc_stamp
 from tests.support import FIXED_NOW, ImmediateReactor, inline_pools
@@ -210,6 +217,21 @@ class ExpireMessagesTests(RetentionTestCase):
         self.successResultOf(self.store.mark_read(self.alice, PRIVATE, self.bob, later.id))
         self.assertEqual(self.successResultOf(self.store.unread(self.alice, [self.bob], {})), [])
 
+    def test_ids_not_reused_by_a_group(self) -> None:
+        """
+        Messages committed together (one statement for the group, with ids
+        chosen by chatd) after the newest messages expired get ids past
+        every id ever given, not past the largest left.
+        """
+        sent = [self.send(self.bob, PRIVATE, self.alice, str(n)) for n in range(3)]
+        self.days_later(2)
+        self.assertEqual(self.expire(1), 3)
+        call = (self.bob, PRIVATE, self.alice, "text", "again", None, None, 0, (), None)
+        stored = self.successResultOf(
+            self.store.writer.submit(lambda txn, stamp: _add_messages_txn(txn, stamp, [call] * 2))
+        )
+        self.assertEqual([m.id for m, _ in stored], [sent[-1].id + 1, sent[-1].id + 2])
+
     def test_reactions_mentions_search_go(self) -> None:
         """
         A deleted message's reactions, mentions and search text go with it:
@@ -344,7 +366,7 @@ class ExpireMessagesTests(RetentionTestCase):
             return plans
 
         plans = self.successResultOf(self.store.writer.submit(job))
-        self.assertEqual(len(plans), 8)
+        self.assertEqual(len(plans), 9)
         (first, first_plan), *rest = plans
         self.assertIn("ORDER BY id LIMIT ?", first)
         self.assertEqual(first_plan, ["SCAN messages"])

@@ -1448,6 +1448,82 @@ class UpgradeTests(SynchronousTestCase):
         self.successResultOf(store.set_disabled(3, True))
         self.assertEqual(self.successResultOf(store.load_directory()).disabled, [3])
 
+    def test_version_seven_to_eight(self) -> None:
+        """
+        A database of schema 7 gets the files table and its messages table
+        made again with kind C{file}: every message, reply, reaction,
+        mention and search entry kept, foreign keys whole, the indexes
+        back, and the id sequence kept (an id deleted by retention is not
+        given again).
+        """
+        path = self.mktemp() + ".sqlite3"
+        files = schema_files()
+        self.assertEqual([n for n, _ in files][:8], [1, 2, 3, 4, 5, 6, 7, 8])
+        stamp = "2026-01-01T00:00:00.000Z"
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            register_functions(connection)
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.executescript(
+                "BEGIN;\n"
+                + "\n".join(sql for _, sql in files[:7])
+                + "\nINSERT INTO schema_version VALUES (7);COMMIT;"
+            )
+            connection.executescript(
+                f"""
+                INSERT INTO users (id, username, password_hash, created_at)
+                VALUES (1, 'ncr', 'h1', '{stamp}'), (2, 'lzy', 'h2', '{stamp}');
+                INSERT INTO rooms VALUES (1, 'kept', '{stamp}', 1, '');
+                INSERT INTO messages (id, sender_id, target_type, target_id, kind, body,
+                                      client_msg_id, created_at, edited_at, deleted, reply_to)
+                VALUES (1, 1, 1, 1, 'system', 'ncr created the room', NULL, '{stamp}',
+                        NULL, 0, NULL),
+                       (2, 1, 1, 1, 'text', 'zorvani plans', 'c-2', '{stamp}', '{stamp}',
+                        0, NULL),
+                       (3, 2, 0, 1, 'text', 'answer', NULL, '{stamp}', NULL, 0, 2),
+                       (4, 2, 0, 1, 'text', '', NULL, '{stamp}', NULL, 1, NULL),
+                       (5, 1, 0, 2, 'text', 'expired', NULL, '{stamp}', NULL, 0, NULL);
+                DELETE FROM messages WHERE id = 5;
+                INSERT INTO message_text VALUES (2, 'zorvani plans'), (3, 'answer');
+                INSERT INTO message_search (rowid, body)
+                VALUES (2, 'zorvani plans'), (3, 'answer');
+                INSERT INTO room_members VALUES (1, 1, 1, 'member');
+                INSERT INTO reactions VALUES (1, 2, '👍', 2, 1);
+                INSERT INTO mentions VALUES (3, 1);
+                """
+            )
+            before = connection.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        store = open_store(self, ImmediateReactor(), path)
+        self.assertEqual(
+            query(path, "SELECT version FROM schema_version"), [(schema_files()[-1][0],)]
+        )
+        self.assertEqual(
+            [(*row, None) for row in before], query(path, "SELECT * FROM messages ORDER BY id")
+        )
+        self.assertEqual(query(path, "PRAGMA foreign_key_check"), [])
+        self.assertEqual(
+            {
+                name
+                for (name,) in query(
+                    path,
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'",
+                )
+            },
+            {
+                "messages_private",
+                "messages_room",
+                "messages_client_msg_id",
+                "messages_reply_to",
+                "messages_file",
+            },
+        )
+        (answer,) = self.successResultOf(store.private_history(1, 2, None, None, 10))[0][:1]
+        self.assertEqual((answer.id, answer.reply_to and answer.reply_to.id), (3, 2))
+        found, _ = self.successResultOf(store.search(1, ["zorvani"], {2}, {1: 1}, None, 10))
+        self.assertEqual([m.id for m in found], [2])
+        stored = self.successResultOf(store.add_file("f1", 1, "a.png", 3, "image/png", "0" * 64))
+        message, _ = self.successResultOf(store.add_message(1, ROOM, 1, "", file_id=stored.id))
+        self.assertEqual((message.id, message.kind, message.file), (6, "file", stored))
+
 
 class ModerationStoreTests(StoreTestCase):
     """

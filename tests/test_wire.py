@@ -50,6 +50,10 @@ SECTION_7_CODES = {
     "invalid_token",
     "not_allowed",
     "account_disabled",
+    "no_such_file",
+    "file_too_large",
+    "upload_incomplete",
+    "quota_exceeded",
 }
 
 
