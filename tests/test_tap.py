@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import closing
+from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
@@ -167,6 +168,21 @@ class StartTests(TestCase):
     Starting fails with one clear line when it cannot work.
     """
 
+    def service(
+        self,
+        db: str | None = None,
+        endpoint: str = "tcp:0:interface=127.0.0.1",
+        **options: Any,
+    ) -> ChatService:
+        """
+        @return: a chatd service on C{db} (a new file by default) and
+            C{endpoint}, its control socket in a short temporary path, its
+            signal handlers recorded, not installed; C{options} besides.
+        """
+        options.setdefault("admin_socket", socket_path(self))
+        options.setdefault("install_signals", RecordedSignals())
+        return ChatService(endpoint, db or self.mktemp() + ".sqlite3", Limits(), reactor, **options)
+
     def test_port_in_use(self) -> None:
         """
         A port in use ends the start with SystemExit naming the port.
@@ -174,14 +190,7 @@ class StartTests(TestCase):
         taken = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
         port = taken.getHost().port
-        service = ChatService(
-            f"tcp:{port}:interface=127.0.0.1",
-            self.mktemp(),
-            Limits(),
-            reactor,
-            admin_socket=socket_path(self),
-            install_signals=RecordedSignals(),
-        )
+        service = self.service(self.mktemp(), f"tcp:{port}:interface=127.0.0.1")
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertEqual(
@@ -195,14 +204,7 @@ class StartTests(TestCase):
         SystemExit naming the path, before anything listens.
         """
         path = os.path.join(self.mktemp(), "missing", "chatd.sqlite3")
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            path,
-            Limits(),
-            reactor,
-            admin_socket=socket_path(self),
-            install_signals=RecordedSignals(),
-        )
+        service = self.service(path)
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertIn("chatd: cannot use the database", str(caught.exception))
@@ -215,14 +217,7 @@ class StartTests(TestCase):
         shutdown and closes the database.
         """
         signals = RecordedSignals()
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            self.mktemp() + ".sqlite3",
-            Limits(),
-            reactor,
-            admin_socket=socket_path(self),
-            install_signals=signals,
-        )
+        service = self.service(install_signals=signals)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(lambda: service.running and service.stopService())
@@ -244,16 +239,7 @@ class StartTests(TestCase):
         serving it when it stops; with --retention-days it runs the
         retention passes, stopped with it.
         """
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            self.mktemp() + ".sqlite3",
-            Limits(),
-            reactor,
-            admin_socket=socket_path(self),
-            metrics_endpoint="tcp:0:interface=127.0.0.1",
-            retention_days=30,
-            install_signals=RecordedSignals(),
-        )
+        service = self.service(metrics_endpoint="tcp:0:interface=127.0.0.1", retention_days=30)
         service.privilegedStartService()
         service.startService()
         self.addCleanup(lambda: service.running and service.stopService())
@@ -279,14 +265,7 @@ class StartTests(TestCase):
         A client that connects once the port is bound, before the database
         is open, waits and is served once the service has started.
         """
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            self.mktemp() + ".sqlite3",
-            Limits(),
-            reactor,
-            admin_socket=socket_path(self),
-            install_signals=RecordedSignals(),
-        )
+        service = self.service()
         service.privilegedStartService()
         self.addCleanup(lambda: service.running and service.stopService())
         client = await wire_client(self, service._port.getHost().port)
@@ -303,22 +282,12 @@ class StartTests(TestCase):
         """
         db = self.mktemp() + ".sqlite3"
 
-        def service() -> ChatService:
-            return ChatService(
-                "tcp:0:interface=127.0.0.1",
-                db,
-                Limits(),
-                reactor,
-                admin_socket=socket_path(self),
-                install_signals=RecordedSignals(),
-            )
-
-        first = service()
+        first = self.service(db)
         first.privilegedStartService()
         first.startService()
         assert first._started is not None
         await first._started
-        second = service()
+        second = self.service(db)
         with self.assertRaises(SystemExit) as caught:
             second.privilegedStartService()
         self.assertEqual(
@@ -342,14 +311,7 @@ class StartTests(TestCase):
         """
         db = self.mktemp() + ".sqlite3"
         long_path = os.path.join(os.path.dirname(socket_path(self)), "a" * 120)
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            db,
-            Limits(),
-            reactor,
-            admin_socket=long_path,
-            install_signals=RecordedSignals(),
-        )
+        service = self.service(db, admin_socket=long_path)
         with self.assertRaises(SystemExit) as caught:
             service.privilegedStartService()
         self.assertIn("is too long for a UNIX socket", str(caught.exception))
@@ -372,15 +334,7 @@ class StartTests(TestCase):
         cheapest argon2 parameters.
         """
         path = self.mktemp() + ".sqlite3"
-        service = ChatService(
-            "tcp:0:interface=127.0.0.1",
-            path,
-            Limits(),
-            reactor,
-            insecure_fast_hashes=True,
-            admin_socket=socket_path(self),
-            install_signals=RecordedSignals(),
-        )
+        service = self.service(path, insecure_fast_hashes=True)
         service.startService()
         self.addCleanup(lambda: service.running and service.stopService())
         assert service._started is not None
