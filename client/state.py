@@ -243,6 +243,47 @@ def reactions_from(payloads: Iterable[Payload]) -> tuple[Reaction, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class File:
+    """
+    A stored file that a file message carries (PROTOCOL.md section 14).
+
+    @ivar id: what C{download} names it by.
+    @ivar size: its length in bytes.
+    @ivar sha256: the SHA-256 of its content, 64 lower-case hex digits.
+    """
+
+    id: str
+    name: str
+    size: int
+    mime: str
+    sha256: str
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> File:
+        """
+        @return: the file a C{File} object of the wire describes.
+        """
+        return cls(
+            str(payload["id"]),
+            str(payload["name"]),
+            int(payload["size"]),
+            str(payload.get("mime") or "application/octet-stream"),
+            str(payload["sha256"]).lower(),
+        )
+
+    @property
+    def image(self) -> bool:
+        """
+        Whether the client shows it inline, as an image.
+        """
+        return self.mime in IMAGE_TYPES
+
+
+#: The types of the files shown inline as images (PROTOCOL.md section 14).
+IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """
     A message the server stored.
@@ -252,6 +293,8 @@ class Message:
     @ivar deleted: a tombstone: its text is gone.
     @ivar reply_to: the quote of the message it answers, or L{None}.
     @ivar mentions: the ids of the users it mentions, ascending.
+    @ivar file: what a file message (C{kind} "file") carries, or L{None}
+        (any other kind, or a deleted file message).
     """
 
     id: int
@@ -268,6 +311,7 @@ class Message:
     reply_to: Quote | None = None
     mentions: tuple[int, ...] = ()
     reactions: tuple[Reaction, ...] = ()
+    file: File | None = None
 
     @classmethod
     def from_payload(cls, payload: Payload) -> Message:
@@ -276,6 +320,7 @@ class Message:
         """
         sender_id = payload.get("sender_id")
         quote = payload.get("reply_to")
+        carried = payload.get("file")
         return cls(
             id=int(payload["id"]),
             client_msg_id=payload.get("client_msg_id"),
@@ -291,6 +336,7 @@ class Message:
             reply_to=None if quote is None else Quote.from_payload(quote),
             mentions=tuple(int(u) for u in payload.get("mentions", ())),
             reactions=reactions_from(payload.get("reactions", ())),
+            file=File.from_payload(carried) if isinstance(carried, dict) else None,
         )
 
     def tombstone(self) -> Message:
@@ -298,7 +344,14 @@ class Message:
         @return: this message as the server keeps it once deleted.
         """
         return replace(
-            self, text="", deleted=True, edited_at=None, reply_to=None, mentions=(), reactions=()
+            self,
+            text="",
+            deleted=True,
+            edited_at=None,
+            reply_to=None,
+            mentions=(),
+            reactions=(),
+            file=None,
         )
 
     @property

@@ -169,3 +169,69 @@ def kicked(reason: str) -> str:
     @return: the sentence for a C{server_kick} with C{reason}.
     """
     return KICK_REASONS.get(reason, f"The server closed the connection ({reason}).")
+
+
+#: What a file transfer that failed says, by error code (PROTOCOL.md 14).
+FILE_ERRORS: Final = {
+    wire.FILE_TOO_LARGE: "That file is too large to send.",
+    wire.QUOTA_EXCEEDED: "You have no room left for more files; the server's quota is full.",
+    wire.NO_SUCH_FILE: "That file is no longer on the server.",
+    wire.UPLOAD_INCOMPLETE: "The server did not receive the whole file; please send it again.",
+    wire.NOT_ALLOWED: "Too many files are being sent at once; wait for one to finish.",
+    wire.RATE_LIMITED: "Too many transfers at once. Wait a moment, then try again.",
+    wire.INVALID_FIELD: "The server refused that file (its name or type is not allowed).",
+    wire.NOT_FRIENDS: "You are no longer friends, so the file cannot be sent.",
+    wire.NOT_IN_ROOM: "You are no longer in that room, so the file cannot be sent.",
+}
+
+#: What a transfer says when the connection is gone (or lost meanwhile).
+FILE_OFFLINE: Final = "You are offline: the file transfer stopped."
+
+#: What a download says when what arrived is not the file that was sent.
+FILE_CORRUPT: Final = "The downloaded file does not match the one sent; it was discarded."
+
+#: What a transfer says when the server's answer makes no sense.
+FILE_BROKEN_REPLY: Final = "The server sent a broken file chunk; the transfer stopped."
+
+
+def file_error(code: str) -> str | None:
+    """
+    @return: the sentence for a file transfer refused with C{code}, or
+        L{None} when the client has none (the server's sentence is shown).
+    """
+    return FILE_ERRORS.get(code)
+
+
+def file_unreadable(path: str, reason: str) -> str:
+    """
+    @return: what an upload says when its local file cannot be read.
+    """
+    return f"Cannot read {path}: {reason}"
+
+
+def file_unwritable(path: str, reason: str) -> str:
+    """
+    @return: what a download says when its local file cannot be written.
+    """
+    return f"Cannot write {path}: {reason}"
+
+
+def human_size(size: int) -> str:
+    """
+    @return: C{size} bytes as people read it: C{"512 B"}, C{"1.5 KiB"}.
+    """
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def file_label(name: str, size: int) -> str:
+    """
+    @return: how a file message names its file: C{"↓ notes.pdf · 1.5 KiB"}
+        (an arrow every font has, where an emoji may be a blank box; a
+        click saves the file).
+    """
+    return f"↓ {name} · {human_size(size)}"

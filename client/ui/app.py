@@ -9,10 +9,12 @@ notice.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from PyQt5.QtCore import QObject, pyqtSignal
 from PyQt5.QtWidgets import QSystemTrayIcon
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,6 +27,7 @@ from client.state import (
     MODERATOR,
     ONLINE,
     ROOM,
+    File,
     Key,
     Message,
     MessageOutsideWindow,
@@ -32,7 +35,9 @@ from client.state import (
     Payload,
     User,
 )
+from client.transfers import Download, TransferCancelled, TransferFailed, Upload
 from client.ui.bridge import StateBridge
+from client.ui.files import TransferRow
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
 from client.ui.models import label
@@ -172,6 +177,8 @@ class ChatApp(QObject):
         main.latest_requested.connect(client.load_latest)
         main.around_requested.connect(self.load_around)
         main.send_requested.connect(self.send)
+        main.upload_requested.connect(self.upload)
+        main.save_requested.connect(self.save)
         main.edit_requested.connect(self.edit)
         main.delete_requested.connect(self.delete)
         main.react_requested.connect(self.react)
@@ -353,6 +360,48 @@ class ChatApp(QObject):
             return
         if not self.client.online:
             self.main_window.show_notice(texts.OFFLINE_SEND)
+
+    def upload(self, key: Key, path: str) -> None:
+        """
+        Send the local file at C{path} to conversation C{key}, with a
+        progress bar and a Cancel button while it goes.
+        """
+        row = self.main_window.transfers.add(
+            f"Sending {os.path.basename(path)}", lambda: upload.cancel()
+        )
+        upload = Upload(
+            self.client.request,
+            path,
+            key,
+            progress=row.set_progress,
+            apply_reply=self.state.apply_reply,
+        )
+        self._track(row, upload.start())
+
+    def save(self, file: File, path: str) -> None:
+        """
+        Fetch C{file} into C{path}, with a progress bar and a Cancel button
+        while it comes.
+        """
+        row = self.main_window.transfers.add(f"Saving {file.name}", lambda: download.cancel())
+        download = Download(self.client.request, file, path, progress=row.set_progress)
+        self._track(row, download.start())
+
+    def _track(self, row: TransferRow, d: Deferred[Any]) -> None:
+        """
+        Take C{row} away once its transfer ends, and say why if it failed.
+        """
+
+        def ended(result: object) -> object:
+            self.main_window.transfers.remove(row)
+            return result
+
+        def failed(failure: Failure) -> None:
+            failure.trap(TransferFailed, TransferCancelled)
+            if failure.check(TransferFailed):
+                self.main_window.show_notice(failure.getErrorMessage())
+
+        d.addBoth(ended).addErrback(failed).addErrback(self._bug)
 
     def edit(self, message_id: int, text: str) -> None:
         """

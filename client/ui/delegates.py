@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from html import escape
 from typing import Final
 
-from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, Qt
+from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, QSizeF, Qt
 from PyQt5.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
@@ -26,6 +26,7 @@ from PyQt5.QtGui import (
 )
 from PyQt5.QtWidgets import QAbstractItemView, QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from client import texts
 from client.search import Span
 from client.state import PRIVATE, Message, Quote, Reaction
 from client.ui import style
@@ -539,6 +540,9 @@ class MessageDelegate(QStyledItemDelegate):
             text_font = QFont(option.font)
             text_font.setItalic(True)
         text = DELETED if deleted else str(index.data())
+        if isinstance(entry, Message) and entry.file is not None and not deleted:
+            label = texts.file_label(entry.file.name, entry.file.size)
+            text = f"{label}\n{text}" if text else label
         document = self._document(text, max(60, max_text), text_font)
         text_size = document.size()
         footer_text = self._footer_text(index)
@@ -630,6 +634,10 @@ class MessageDelegate(QStyledItemDelegate):
         entry = index.data(EntryRole)
         if layout.quote is not None and layout.quote.contains(point):
             return ("quote", entry.reply_to.id)
+        if isinstance(entry, Message) and entry.file is not None:
+            size = layout.document.size()
+            if QRectF(layout.text_origin, QSizeF(size.width(), size.height())).contains(point):
+                return ("file", entry.file.id)
         for rect, reaction in layout.chips:
             if rect.contains(point):
                 return ("reaction", reaction.emoji)

@@ -55,6 +55,7 @@ from client.state import (
 )
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
+from client.ui.files import TransferList, ask_file
 from client.ui.models import (
     ContactListModel,
     MemberListModel,
@@ -117,6 +118,8 @@ class MainWindow(QMainWindow):
     edit_requested = pyqtSignal(int, str)  # message id, new text
     delete_requested = pyqtSignal(int)  # message id
     react_requested = pyqtSignal(int, str, bool)  # message id, emoji, on
+    upload_requested = pyqtSignal(object, str)  # Key, local path
+    save_requested = pyqtSignal(object, str)  # File, local path
     typed = pyqtSignal(object)  # Key
     typing_stopped = pyqtSignal()
     add_friend_requested = pyqtSignal(str)
@@ -404,6 +407,7 @@ class MainWindow(QMainWindow):
         self.history_view.edit_wanted.connect(self.start_edit)
         self.history_view.delete_wanted.connect(self.ask_delete)
         self.history_view.react_wanted.connect(self.pick_reaction)
+        self.history_view.save_wanted.connect(self.save_file)
         chat_layout.addWidget(self.history_view, 1)
         self.typing_label = QLabel()
         self.typing_label.setObjectName("Typing")
@@ -412,6 +416,8 @@ class MainWindow(QMainWindow):
         self.compose_context = ComposeContext()
         self.compose_context.cancelled.connect(self.cancel_compose)
         chat_layout.addWidget(self.compose_context)
+        self.transfers = TransferList()
+        chat_layout.addWidget(self.transfers)
 
         composer = QFrame()
         composer.setObjectName("Composer")
@@ -430,8 +436,11 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.clear_button = button("Clear", None, "Clear the input box")
         self.clear_button.clicked.connect(self.compose.clear)
+        self.attach_button = button("Attach…", None, "Send a file or an image")
+        self.attach_button.clicked.connect(self.attach)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.clear_button)
+        buttons.addWidget(self.attach_button)
         composer_layout.addLayout(buttons)
         chat_layout.addWidget(composer)
         hint = QLabel("Enter sends · Shift+Enter starts a new line · ↑ edits your last message")
@@ -548,6 +557,43 @@ class MainWindow(QMainWindow):
         # page, which the session loads first.
         self.history_view.go_to_latest()
         self.send_requested.emit(key, text, replying)
+
+    def ask_file(self, title: str, save_as: str | None, chosen: Callable[[str], None]) -> None:
+        """
+        Ask for a file to send (or, with C{save_as}, where to save one);
+        returns at once, C{chosen} is called with the path once picked.
+        """
+        ask_file(self, title, save_as, chosen)
+
+    def attach(self) -> None:
+        """
+        Ask for a file, and send it to the conversation shown.
+        """
+        key = self._current
+        if key is None:
+            return
+        self.ask_file("Send a file", None, lambda path: self.upload(key, path))
+
+    def upload(self, key: Key, path: str) -> None:
+        """
+        Send the local file at C{path} to conversation C{key}.
+        """
+        if path:
+            self.upload_requested.emit(key, path)
+
+    def save_file(self, message: Message) -> None:
+        """
+        Ask where to save the file C{message} carries, then fetch it there.
+        """
+        file = message.file
+        if file is None:
+            return
+
+        def chosen(path: str) -> None:
+            if path:
+                self.save_requested.emit(file, path)
+
+        self.ask_file("Save file", file.name, chosen)
 
     def _compose_changed(self) -> None:
         key = self._current

@@ -418,6 +418,7 @@ class TimelineView(QListView):
     edit_wanted = pyqtSignal(object)  # Message
     delete_wanted = pyqtSignal(object)  # Message
     react_wanted = pyqtSignal(object, QPoint)  # Message, where to pick
+    save_wanted = pyqtSignal(object)  # a file Message
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -615,6 +616,8 @@ class TimelineView(QListView):
         message, (part, value) = hit
         if part == "quote":
             self.quote_clicked.emit(int(value))
+        elif part == "file":
+            self.save_wanted.emit(message)
         else:
             self.reaction_clicked.emit(message, str(value))
 
@@ -677,6 +680,8 @@ class TimelineView(QListView):
             at = self.mapToGlobal(position)
             menu.addAction("Reply", lambda: self.reply_wanted.emit(entry))
             menu.addAction("React…", lambda: self.react_wanted.emit(entry, at))
+            if entry.file is not None:
+                menu.addAction("Save file…", lambda: self.save_wanted.emit(entry))
             menu.addAction("Copy text", lambda: self._copy(entry.text))
             model = self.timeline()
             mine = model is not None and entry.sender_id == model.me
