@@ -63,6 +63,9 @@ TARGETS = {
     ("h", "short"): "p99 <= 200 ms",
     ("i", "resume"): "<= 5 s",
     ("i", "latency"): "during <= 2x before",
+    ("j", "upload"): ">= 50 MiB/s",
+    ("j", "download"): ">= 50 MiB/s",
+    ("j", "latency"): "p99 during <= 2x alone",
 }
 #: The searches of shape (h) whose terms are all shorter than three
 #: characters: they cannot use the trigram index, and have a target of
@@ -248,6 +251,8 @@ class Bench:
             self.searches(cheap_hasher().hash(PASSWORD))
         if "i" in shapes:
             self.resumes(cheap_hasher().hash(PASSWORD))
+        if "j" in shapes:
+            self.files(cheap_hasher().hash(PASSWORD))
         if self.args.chatload:
             self.cross_check()
         self.results["seconds"] = {"total": round(time.monotonic() - started, 1)}
@@ -370,6 +375,24 @@ class Bench:
             if loader.poll() is None:
                 loader.kill()
                 loader.wait()
+            server.stop()
+
+    def files(self, cheap_hash: str) -> None:
+        """
+        Shape (j) on a fresh chatd (cheap password hashes, for quick set-up
+        logins): files of 20 MiB up and down between two friends, then
+        shape (c)'s load alone and while transfers loop.
+        """
+        db = self.workdir / "files.sqlite3"
+        seed_users(str(db), [f"bu{i}" for i in range(200)] + ["bf0", "bf1"], cheap_hash)
+        log("chatd: shape (j)")
+        server = self.chatd(db, self.server_cpu, cheap=True)
+        try:
+            command = ["files"]
+            if self.server_cpu is not None:
+                command += ["--pin-server", str(self.server_cpu)]
+            (self.results["chatd"]["j"],) = self.loader(server, command)
+        finally:
             server.stop()
 
     def cross_check(self, rounds: int = 2) -> None:
@@ -597,6 +620,32 @@ def table(results: dict[str, Result], header: str) -> str:
             p99_before is not None and p99_during is not None and p99_during <= 2 * p99_before,
             kind="latency",
         )
+    j = chatd.get("j")
+    if j:
+        mib = j["size"] / (1024 * 1024)
+        for way in ("upload", "download"):
+            speed = j[f"{way}_mib_s"]
+            add(
+                "(j)",
+                f"{way} of {mib:g} MiB, window {j['window_size']}: MiB/s (median)",
+                f"{speed:.1f}",
+                "n/a",
+                "n/a",
+                j["intact"] and speed >= 50.0,
+                kind=way,
+            )
+        p99_alone = _p99(j["alone"])
+        p99_during = _p99(j["during"])
+        ratio = p99_during / p99_alone if p99_alone and p99_during else None
+        add(
+            "(j)",
+            "(c) p99 ms alone -> during transfers",
+            f"{p99_alone:.1f} -> {p99_during:.1f} ({ratio:.2f}x)" if ratio is not None else "-",
+            "n/a",
+            "n/a",
+            ratio is not None and ratio <= 2.0,
+            kind="latency",
+        )
     headings = ("shape", "measure", "chatd", "baseline", "chatd/base", "target", "holds")
     widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     lines = [header, ""]
@@ -667,6 +716,30 @@ def notes(results: dict[str, Result]) -> list[str]:
             f" {i['restart_seconds']} s; each resume p50/p99 ms"
             f" {_ms(i['resume_ms'], ('p50', 'p99'))}"
         )
+    j = chatd.get("j")
+    if j:
+        quiet = ", ".join(
+            f"{one['upload_mib_s']}/{one['download_mib_s']}" for one in j["transfers"]
+        )
+        looped = ", ".join(
+            f"{one['upload_mib_s']}/{one['download_mib_s']}" for one in j["during"]["transfers"]
+        )
+        alone, during = j["alone"], j["during"]
+        lines.append(
+            f"(j) MiB/s up/down, alone: {quiet}; while (c) ran: {looped};"
+            f" content intact: {'yes' if j['intact'] else 'NO'}"
+        )
+        lines.append(
+            f"(j) (c) p50/p90/p99 ms alone {_ms(alone['latency_ms'])}"
+            f" ({alone['deliveries']} deliveries), during {_ms(during['latency_ms'])}"
+            f" ({during['deliveries']} deliveries in {during['seconds']} s);"
+            f" cpu alone {_cpu(alone['cpu'])}, during {_cpu(during['cpu'])}"
+        )
+        bad = {k: during[k] for k in ("missing", "unanswered", "errors", "kicks", "closed")}
+        if any(bad.values()):
+            lines.append(f"(j) faults: {bad}")
+        cpus = "; ".join(_cpu(one["cpu"]) for one in j["transfers"])
+        lines.append(f"(j) cpu of each transfer alone: {cpus}")
     g = chatd.get("g")
     if g:
         lines.append(
@@ -708,7 +781,7 @@ def main(argv: list[str] | None = None) -> None:
     Run the benchmark and print its table.
     """
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--shapes", default="abcdefghi", help="which of abcdefghi to run")
+    parser.add_argument("--shapes", default="abcdefghij", help="which of abcdefghij to run")
     parser.add_argument("--resume-users", type=int, default=2000, help="accounts of (i)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per shape")

@@ -11,6 +11,7 @@ results) and its progress on stderr.
     python -m bench.loader --port P --server-pid PID login     # (g)
     python -m bench.loader --port P --server-pid PID search --users A,B   # (h)
     python -m bench.loader --port P --server-pid PID resume    # (i), told on stdin
+    python -m bench.loader --port P --server-pid PID files     # (j)
 
 Every message text starts with C{LDT:<sender>:<seq>:<send-ns>:} (the
 marker chatload uses), padded to 100 characters; C{<send-ns>} is
@@ -33,6 +34,8 @@ baseline.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import random
@@ -41,6 +44,7 @@ import socket
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -88,6 +92,9 @@ _SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 _READ_SIZE = 65536
+#: The bytes of one file chunk: chatd's C{chunk_size} (PROTOCOL.md 14).
+CHUNK_SIZE = 32768
+MIB = 1024 * 1024
 
 
 def log(message: str) -> None:
@@ -470,6 +477,109 @@ def latencies(samples: list[tuple[int, list[bytes]]], start: int, end: int) -> l
         if start <= arrived < end
         for sent_at in sent
     ]
+
+
+def chunked(content: bytes) -> list[str]:
+    """
+    @return: C{content} cut into chunks of L{CHUNK_SIZE}, each as base64.
+    """
+    return [
+        base64.b64encode(content[at : at + CHUNK_SIZE]).decode("ascii")
+        for at in range(0, len(content), CHUNK_SIZE)
+    ]
+
+
+def _reply(reply: Payload, kind: str) -> Payload:
+    if reply["type"] == "error":
+        raise RequestError(kind, reply["code"])
+    return reply
+
+
+async def upload(client: Client, content: bytes, chunks: Sequence[str], window: int) -> Payload:
+    """
+    Upload C{content} (whose base64 chunks are C{chunks}) on C{client},
+    with at most C{window} chunks unanswered (a connection's requests are
+    answered in order, so the oldest is the next to come back).
+
+    @return: the stored File, and C{"took_ns"}: C{upload_start} written to
+        C{file_stored} read.
+    """
+    started = time.time_ns()
+    ready = await client.call(
+        "upload_start", name="bench.bin", size=len(content), mime="application/octet-stream"
+    )
+    if ready["chunk_size"] != CHUNK_SIZE:
+        raise RuntimeError(f"chunk_size {ready['chunk_size']}, the loader cuts {CHUNK_SIZE}")
+    upload_id = ready["upload_id"]
+    pending: deque[Deferred[Payload]] = deque()
+    for index, data in enumerate(chunks):
+        if len(pending) >= window:
+            _reply(await pending.popleft(), "upload_chunk")
+        pending.append(
+            client.request(
+                "upload_chunk", upload_id=upload_id, offset=index * CHUNK_SIZE, data=data
+            )
+        )
+    while pending:
+        _reply(await pending.popleft(), "upload_chunk")
+    stored = await client.call(
+        "upload_finish", upload_id=upload_id, sha256=hashlib.sha256(content).hexdigest()
+    )
+    return {**stored["file"], "took_ns": client.received_at - started}
+
+
+async def download(client: Client, file_id: int, size: int, window: int) -> tuple[bytes, int]:
+    """
+    Download file C{file_id} of C{size} bytes on C{client}, with at most
+    C{window} requests unanswered.
+
+    @return: its content, and the nanoseconds from the first C{download}
+        written to the last C{file_chunk} read.
+    """
+    started = time.time_ns()
+    parts: list[bytes] = []
+    pending: deque[Deferred[Payload]] = deque()
+
+    def take(reply: Payload) -> None:
+        parts.append(base64.b64decode(_reply(reply, "download")["data"]))
+
+    for offset in range(0, size, CHUNK_SIZE):
+        if len(pending) >= window:
+            take(await pending.popleft())
+        pending.append(
+            client.request("download", file_id=file_id, offset=offset, length=CHUNK_SIZE)
+        )
+    while pending:
+        take(await pending.popleft())
+    return b"".join(parts), client.received_at - started
+
+
+async def transfer(
+    sender: Client, receiver: Client, friend_id: int, args: argparse.Namespace
+) -> Payload:
+    """
+    One round of shape (j): a fresh random file of C{--size} bytes
+    uploaded by C{sender}, sent to its friend C{receiver} (whose
+    C{on_new_message} push names the file), downloaded by C{receiver} and
+    checked against its SHA-256.
+
+    @return: the MiB/s of each way, and whether the content came back whole.
+    """
+    content = random.randbytes(args.size)
+    chunks = chunked(content)
+    stored = await upload(sender, content, chunks, args.window)
+    pushed = receiver.push("on_new_message")
+    await sender.call("send_message", target_type=0, target_id=friend_id, file_id=stored["id"])
+    message = (await pushed)["message"]
+    file_id = message["file"]["id"]
+    got, took = await download(receiver, file_id, args.size, args.window)
+    return {
+        "upload_mib_s": round(args.size / MIB / (stored["took_ns"] / 1e9), 1),
+        "download_mib_s": round(args.size / MIB / (took / 1e9), 1),
+        "upload_s": round(stored["took_ns"] / 1e9, 3),
+        "download_s": round(took / 1e9, 3),
+        "intact": hashlib.sha256(got).digest() == hashlib.sha256(content).digest(),
+    }
 
 
 class Loader:
@@ -1043,10 +1153,85 @@ async def resume(loader: Loader, args: argparse.Namespace) -> None:
             returned.close()
 
 
+async def files(loader: Loader, args: argparse.Namespace) -> None:
+    """
+    Shape (j): two friends (C{bf0}, C{bf1}) send each other files of
+    C{--size} random bytes: upload with a window of C{--window} chunks,
+    C{send_message} with the C{file_id}, download with a window, SHA-256
+    checked.  First C{--rounds} transfers with nothing else running (the
+    MiB/s each way); then shape (c)'s load (C{--members} in a room, two
+    senders of C{--rate} messages/s): C{--duration} s of it alone, then as
+    long again while transfers loop, for its delivery p99 alone and during,
+    in one sitting.
+    """
+    names = [f"bu{i}" for i in range(args.members)]
+    log(f"registering {len(names) + 2} users")
+    await loader.register([*names, "bf0", "bf1"])
+    clients = await loader.log_in(names, args.login_concurrency)
+    sender, receiver = await loader.log_in(["bf0", "bf1"], 2)
+    friend = await sender.call("add_friend", username="bf1")
+    friend_id = int(friend["user"]["id"])
+    accepted = await receiver.call("add_friend", username="bf0")
+    if accepted["type"] != "add_friend_result":
+        raise RuntimeError(f"bf1 and bf0 are not friends: {accepted}")
+    room_c = await loader.room(clients, f"bench_j_{os.getpid()}") if clients else 0
+    await loader.sleep(0.5)
+    for client in clients:
+        client.measure()
+    if args.pin_server is not None and loader.server_pid is not None:
+        pin(loader.server_pid, {args.pin_server})
+    log(f"shape (j): {args.rounds} transfers of {args.size} bytes alone, window {args.window}")
+    quiet = []
+    for _ in range(args.rounds):
+        cpu_start = loader.cpu()
+        one = await transfer(sender, receiver, friend_id, args)
+        quiet.append({**one, "cpu": loader.cpu().percent_since(cpu_start)})
+        log(f"  upload {one['upload_mib_s']} MiB/s, download {one['download_mib_s']} MiB/s")
+
+    def median(key: str, rounds: Sequence[Payload]) -> float:
+        values = sorted(one[key] for one in rounds)
+        return float(values[len(values) // 2])
+
+    result = {
+        "shape": "j",
+        "size": args.size,
+        "window_size": args.window,
+        "upload_mib_s": median("upload_mib_s", quiet),
+        "download_mib_s": median("download_mib_s", quiet),
+        "intact": all(one["intact"] for one in quiet),
+        "transfers": quiet,
+        "rate": args.rate,
+    }
+    if not clients:
+        # --members 0: the transfers alone (for profiling).
+        emit(result)
+        return
+
+    async def looping() -> Payload:
+        rounds: list[Payload] = []
+        until = time.monotonic() + args.duration
+        while time.monotonic() < until or not rounds:
+            rounds.append(await transfer(sender, receiver, friend_id, args))
+        return {"transfers": rounds}
+
+    log(f"shape (j): (c) alone for {args.duration} s, then with transfers looping")
+    senders = loader.rate_senders(clients[: args.senders], room_c, args.rate)
+    windows: list[Window] = [
+        ("warmup", args.warmup),
+        ("alone", args.duration),
+        ("during", lambda: ensureDeferred(looping())),
+    ]
+    alone, during = await loader.run("j", clients, senders, windows)
+    result["intact"] = result["intact"] and all(one["intact"] for one in during["transfers"])
+    emit({**result, "alone": alone, "during": during})
+    for client in [*clients, sender, receiver]:
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     Parse the command line and run one of L{session}, L{idle}, L{history},
-    L{login}, L{search}.
+    L{login}, L{search}, L{resume}, L{files}.
     """
     parser = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -1082,6 +1267,14 @@ def main(argv: list[str] | None = None) -> None:
     six.add_argument("--prefix", default="rs", help="account names: <prefix>0, <prefix>1, ...")
     six.add_argument("--members", type=int, default=50)
     six.add_argument("--rate", type=float, default=100.0)
+    seven = commands.add_parser("files", help="shape (j)")
+    seven.add_argument("--size", type=int, default=20 * MIB, help="bytes of each file")
+    seven.add_argument("--window", type=int, default=16, help="chunks or requests in flight")
+    seven.add_argument("--rounds", type=int, default=3, help="transfers with nothing else running")
+    seven.add_argument("--members", type=int, default=200)
+    seven.add_argument("--senders", type=int, default=2)
+    seven.add_argument("--rate", type=float, default=100.0)
+    seven.add_argument("--pin-server", type=int, help="CPU to pin the server to after set-up")
     args = parser.parse_args(argv)
     command = {
         "session": session,
@@ -1090,6 +1283,7 @@ def main(argv: list[str] | None = None) -> None:
         "login": login,
         "search": search,
         "resume": resume,
+        "files": files,
     }[args.command]
 
     def start(reactor: Any) -> Deferred[None]:

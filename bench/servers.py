@@ -132,12 +132,21 @@ class Server:
                 self.process.wait()
 
 
-def start_chatd(workdir: Path, port: int, db: Path, cpu: int | None, cheap: bool = False) -> Server:
+def start_chatd(
+    workdir: Path,
+    port: int,
+    db: Path,
+    cpu: int | None,
+    cheap: bool = False,
+    extra: Sequence[str] = (),
+) -> Server:
     """
-    Start chatd on C{db} with flood control out of the way, and wait until
+    Start chatd on C{db} with flood control out of the way (messages and
+    file chunks: C{--rate}, C{--burst}, C{--transfer-rate}), and wait until
     it serves: C{twistd -n --pidfile= chatd ...} from the venv; with
     C{cheap}, C{--insecure-fast-hashes} too (the accounts must have been
-    hashed with L{chatd.passwords.cheap_hasher}, or each login rehashes).
+    hashed with L{chatd.passwords.cheap_hasher}, or each login rehashes);
+    then C{extra}, more options of chatd's.
     """
     argv = [
         str(BIN / "twistd"),
@@ -153,9 +162,13 @@ def start_chatd(workdir: Path, port: int, db: Path, cpu: int | None, cheap: bool
         "1000000",
         "--burst",
         "1000000",
+        # File chunks count against 32 MiB/s per connection by default.
+        "--transfer-rate",
+        "1e12",
     ]
     if cheap:
         argv.append("--insecure-fast-hashes")
+    argv += extra
     server = Server("chatd", argv, port, workdir, cpu, ready_line="chatd ready on")
     server.wait_ready()
     return server

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
@@ -192,6 +192,10 @@ class Upload:
     received: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     timer: IDelayedCall | None = None
+    #: Fires when the write in progress (if any) is done: the part is
+    #: closed only after it, so that its descriptor, which the next open
+    #: may reuse, is never written to once closed.
+    writing: Deferred[None] = field(default_factory=lambda: succeed(None))
 
 
 def file_object(stored: StoredFile) -> Payload:
@@ -299,7 +303,9 @@ class Transfers:
             self._uploads.pop(session, None)
         if upload.timer is not None and upload.timer.active():
             upload.timer.cancel()
-        d = self._thread(self.folder.drop_part, upload.fd, upload.id)
+        d = upload.writing.addCallback(
+            lambda _: self._thread(self.folder.drop_part, upload.fd, upload.id)
+        )
         d.addErrback(lambda failure: log.failure("Dropping an upload failed", failure))
 
     def _upload(self, session: Session, upload_id: str) -> Upload:
@@ -332,12 +338,18 @@ class Transfers:
         if stored + pending + request.size > self.limits.user_quota:
             raise ChatError(wire.QUOTA_EXCEEDED)
         upload_id = secrets.token_urlsafe(16)
-        fd = await self._thread(self.folder.open_part, upload_id)
-        upload = Upload(upload_id, user_id, request.name, request.size, request.mime, fd)
-        if not session.connected:
-            self._thread(self.folder.drop_part, fd, upload_id)
-            raise ChatError(wire.NO_SUCH_FILE)
-        self._uploads.setdefault(session, {})[upload_id] = upload
+        # A sweep lists the live uploads, then the folder: the part is made
+        # and the upload made live in one turn of the lock.
+        await self._placing.acquire()
+        try:
+            fd = await self._thread(self.folder.open_part, upload_id)
+            upload = Upload(upload_id, user_id, request.name, request.size, request.mime, fd)
+            if not session.connected:
+                self._thread(self.folder.drop_part, fd, upload_id)
+                raise ChatError(wire.NO_SUCH_FILE)
+            self._uploads.setdefault(session, {})[upload_id] = upload
+        finally:
+            self._placing.release()
         upload.timer = self._clock.callLater(UPLOAD_TIMEOUT, self._drop, session, upload)
         return {"type": "upload_ready", "upload_id": upload_id, "chunk_size": requests.CHUNK_SIZE}
 
@@ -355,11 +367,16 @@ class Transfers:
         # Counted before the write, so that a chunk sent meanwhile (the
         # client's next, at the next offset) is checked against it.
         upload.received += len(request.data)
+        written = self._thread(self.folder.append, upload.fd, upload.digest, request.data)
+        done: Deferred[None] = Deferred()
+        upload.writing = done
         try:
-            await self._thread(self.folder.append, upload.fd, upload.digest, request.data)
+            await written
         except BaseException:
+            done.callback(None)
             self._drop(session, upload)
             raise
+        done.callback(None)
         if upload.timer is not None and upload.timer.active():
             upload.timer.reset(UPLOAD_TIMEOUT)
         return {"type": "upload_progress", "upload_id": upload.id, "received": upload.received}
@@ -373,14 +390,19 @@ class Transfers:
         if upload.received != upload.size or upload.digest.hexdigest() != request.sha256:
             self._drop(session, upload)
             raise ChatError(wire.UPLOAD_INCOMPLETE)
-        self._uploads[session].pop(upload.id)
-        if not self._uploads[session]:
-            del self._uploads[session]
         if upload.timer is not None and upload.timer.active():
             upload.timer.cancel()
         file_id = secrets.token_urlsafe(16)
         await self._placing.acquire()
         try:
+            # Still an upload in progress until now: a sweep that began
+            # before the lock was taken keeps its part.  The connection may
+            # have closed meanwhile, and dropped it.
+            uploads = self._uploads.get(session, {})
+            if uploads.pop(upload.id, None) is None:
+                raise ChatError(wire.NO_SUCH_FILE)
+            if not uploads:
+                del self._uploads[session]
             await self._thread(self.folder.place, upload.fd, upload.id, request.sha256)
             stored = await self._store.add_file(
                 file_id, upload.user_id, upload.name, upload.size, upload.mime, request.sha256

@@ -453,7 +453,9 @@ class UploadStart:
     def parse(cls, request: Payload) -> UploadStart:
         name = wire.string(request, "name")
         size = wire.integer(request, "size")
-        mime = wire.optional_string(request, "mime") or DEFAULT_MIME
+        mime = wire.optional_string(request, "mime")
+        if mime is None:
+            mime = DEFAULT_MIME
         if not 0 < len(name) <= MAX_FILE_NAME or any(
             c in "/\\" or unicodedata.category(c) == "Cc" for c in name
         ):
