@@ -107,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppConfigLocation)
     tokens = TokenFile(os.path.join(config, TOKEN_FILE), server)
     client = ChatClient(endpoint, ClientState(), reactor, tokens=tokens)
-    window = ChatApp(client, reactor, server)
+    # Downloaded files and images, by SHA-256: ~/.cache/chatd/files on Linux.
+    cache = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
+    window = ChatApp(client, reactor, server, cache_directory=os.path.join(cache, "files"))
 
     def quit_() -> None:
         client.stop().addBoth(lambda _: reactor.stop())

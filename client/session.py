@@ -19,9 +19,10 @@ client adds windows on top.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, cast
 from uuid import uuid4
 
@@ -43,14 +44,24 @@ from client.state import (
     PRIVATE,
     ROOM,
     ClientState,
+    File,
     Key,
     Message,
     Payload,
+    PendingFile,
     PendingMessage,
     Quote,
     User,
 )
 from client.tokens import TokenFile
+from client.transfers import (
+    TransferCancelled,
+    TransferFailed,
+    TransferOffline,
+    Upload,
+    guess_mime,
+    wire_name,
+)
 
 #: Messages asked for in one page of history.
 PAGE_SIZE: Final = 50
@@ -66,6 +77,9 @@ TYPING_EVERY: Final = 3.0
 TYPING_IDLE: Final = 5.0
 #: Seconds someone shows as typing after their latest C{typing: true}.
 TYPING_SHOWN: Final = 6.0
+#: Uploads running at once: a connection may have 4 open (PROTOCOL.md 14);
+#: the others wait their turn.
+MAX_UPLOADS: Final = 4
 
 
 def default_retry_policy(jitter: Callable[[], float] = random.random) -> Callable[[int], float]:
@@ -76,6 +90,17 @@ def default_retry_policy(jitter: Callable[[], float] = random.random) -> Callabl
         most 30 s, plus the jitter (up to a second).
     """
     return backoffPolicy(initialDelay=1.0, maxDelay=30.0, factor=1.5, jitter=jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """
+    Where the content of a file being sent comes from: a local file, or
+    bytes held in memory (a pasted image).
+    """
+
+    path: str | None
+    data: bytes | None
 
 
 @dataclass(slots=True)
@@ -148,6 +173,12 @@ class ChatClient:
         self._typing_idle: IDelayedCall | None = None
         # Others' typing: when each shown "is typing" ends.
         self._typing_shown: dict[tuple[Key, int], IDelayedCall] = {}
+        # The files being sent, by the client_msg_id of their message: where
+        # each comes from (kept until it is stored, for a retry), the
+        # uploads running, and those waiting their turn, in order.
+        self._sources: dict[str, FileSource] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._upload_queue: list[str] = []
 
     def _new_service(self) -> ClientService:
         return ClientService(
@@ -286,6 +317,7 @@ class ChatClient:
         self._credentials = None
         self._ready = False
         self._forget_typing()
+        self._forget_uploads()
         self._stop_service().addErrback(self._bug)
         self.state.sign_out(reason)
 
@@ -297,6 +329,7 @@ class ChatClient:
         if protocol is None:
             return
         self._pump_outbox()
+        self._start_uploads()
         Deferred.fromCoroutine(self._catch_up(protocol)).addErrback(self._bug)
 
     async def _catch_up(self, protocol: ChatClientProtocol) -> None:
@@ -521,6 +554,7 @@ class ChatClient:
         self._forget_token()
         self._credentials = None
         self._forget_typing()
+        self._forget_uploads()
         d: Deferred[Any] = protocol.request("logout") if protocol is not None else succeed(None)
         d.addErrback(lambda failure: failure.trap(ChatError, Disconnected))
         d.addCallback(lambda _: self._stop_service())
@@ -940,13 +974,21 @@ class ChatClient:
                 self.load_latest(pending.key)
             self._in_flight.add(pending.client_msg_id)
             kind, target = pending.key
+            fields: dict[str, Any] = {}
+            if pending.file is not None:
+                # A file message: its caption goes only when there is one.
+                fields["file_id"] = pending.file.file_id
+                if pending.text:
+                    fields["message"] = pending.text
+            else:
+                fields["message"] = pending.text
             d = protocol.request(
                 "send_message",
                 target_type=kind,
                 target_id=target,
-                message=pending.text,
                 client_msg_id=pending.client_msg_id,
                 reply_to=None if pending.reply_to is None else pending.reply_to.id,
+                **fields,
             )
             d.addCallbacks(
                 self._sent, self._not_sent, callbackArgs=(pending,), errbackArgs=(pending,)
@@ -966,7 +1008,188 @@ class ChatClient:
             if self._resend_later is None or not self._resend_later.active():
                 self._resend_later = self._clock.callLater(RATE_LIMIT_PAUSE, self._pump_outbox)
             return
-        self.state.fail_pending(pending.client_msg_id, error.message)
+        sentence = error.message
+        if pending.file is not None:
+            sentence = texts.file_error(error.code) or sentence
+        self.state.fail_pending(pending.client_msg_id, sentence)
+
+    # Files (PROTOCOL.md section 14).
+
+    def send_file(
+        self,
+        key: Key,
+        path: str | None = None,
+        data: bytes | None = None,
+        name: str | None = None,
+        caption: str = "",
+        reply_to: Message | None = None,
+    ) -> PendingMessage:
+        """
+        Send a file to conversation C{key}, perhaps with a caption and
+        answering C{reply_to}.  It shows at once as a pending message whose
+        file tells how far its upload got; the upload starts now or, when
+        L{MAX_UPLOADS} are running or the session is offline, as soon as it
+        can (a connection lost meanwhile starts it again from the start,
+        its upload being gone with the connection).  Once the server stored
+        the file, the message goes out like any other, and the stored
+        message takes its place.
+
+        @param path: the local file to send; or
+        @param data: its content, held in memory (a pasted image).
+        @param name: the name it gets; by default the last part of C{path}.
+        @raise ValueError: with a sentence for people, when the caption
+            breaks the rules of section 4, or the file cannot be read or is
+            empty.
+        """
+        if caption and not valid_message(caption):
+            raise ValueError(texts.MESSAGE_RULE)
+        if data is not None:
+            size = len(data)
+        else:
+            if path is None:
+                raise TypeError("give a path or data")
+            try:
+                size = os.stat(path).st_size
+            except OSError as e:
+                raise ValueError(texts.file_unreadable(path, e.strerror or str(e))) from e
+        if size <= 0:
+            raise ValueError(texts.FILE_EMPTY)
+        shown = wire_name(name or os.path.basename(path or ""))
+        file = PendingFile(shown, size, guess_mime(shown))
+        quote = None if reply_to is None else Quote.of(reply_to)
+        pending = self.state.add_pending(key, caption, self._new_message_id(), quote, file)
+        self._sources[pending.client_msg_id] = FileSource(path, data)
+        self._upload_queue.append(pending.client_msg_id)
+        self._start_uploads()
+        return pending
+
+    def cancel_file(self, client_msg_id: str) -> bool:
+        """
+        Stop sending a file message: its upload stops and it leaves the
+        timeline; a refused one is dismissed.  A message whose
+        C{send_message} is on its way already cannot be called back.
+
+        @return: whether it was stopped.
+        """
+        pending = self.state.pending(client_msg_id)
+        if pending is None or pending.file is None or client_msg_id in self._in_flight:
+            return False
+        upload = self._uploads.pop(client_msg_id, None)
+        if upload is not None:
+            upload.cancel()
+        if client_msg_id in self._upload_queue:
+            self._upload_queue.remove(client_msg_id)
+        self._sources.pop(client_msg_id, None)
+        self.state.remove_pending(client_msg_id)
+        self._start_uploads()
+        return True
+
+    def retry_file(self, client_msg_id: str) -> None:
+        """
+        Try again to send a file message that failed: its upload starts
+        again (or, if its file was stored, the message goes out again).
+        """
+        pending = self.state.pending(client_msg_id)
+        if pending is None or pending.file is None or pending.error is None:
+            return
+        if pending.file.file_id is not None:
+            self.state.update_pending(client_msg_id, pending.file)
+            self._pump_outbox()
+            return
+        if client_msg_id not in self._sources:
+            return
+        self.state.update_pending(client_msg_id, replace(pending.file, sent=0, uploading=False))
+        self._upload_queue.append(client_msg_id)
+        self._start_uploads()
+
+    def _start_uploads(self) -> None:
+        """
+        Start the uploads waiting their turn, while fewer than
+        L{MAX_UPLOADS} run and the session is online.
+        """
+        while self.online and self._upload_queue and len(self._uploads) < MAX_UPLOADS:
+            client_msg_id = self._upload_queue.pop(0)
+            pending = self.state.pending(client_msg_id)
+            source = self._sources.get(client_msg_id)
+            if pending is None or pending.file is None or source is None:
+                self._sources.pop(client_msg_id, None)
+                continue
+            file = replace(pending.file, sent=0, uploading=True)
+            self.state.update_pending(client_msg_id, file)
+            upload = Upload(
+                self.request,
+                path=source.path,
+                data=source.data,
+                name=file.name,
+                mime=file.mime,
+                progress=self._upload_progress(client_msg_id),
+                clock=self._clock,
+            )
+            self._uploads[client_msg_id] = upload
+            upload.start().addCallbacks(
+                self._uploaded,
+                self._upload_failed,
+                callbackArgs=(client_msg_id, upload),
+                errbackArgs=(client_msg_id, upload),
+            ).addErrback(self._bug)
+            if client_msg_id in self._upload_queue:
+                break  # the connection is going: it waits for the next one
+
+    def _upload_progress(self, client_msg_id: str) -> Callable[[int, int], None]:
+        """
+        @return: what tells the state how far an upload got: in steps of a
+            whole percent, so that a big file does not redraw its row at
+            each of its hundreds of chunks.
+        """
+        shown = [-1]
+
+        def progress(done: int, total: int) -> None:
+            step = texts.percent(done, total)
+            pending = self.state.pending(client_msg_id)
+            if step != shown[0] and pending is not None and pending.file is not None:
+                shown[0] = step
+                self.state.update_pending(client_msg_id, replace(pending.file, sent=done))
+
+        return progress
+
+    def _uploaded(self, stored: File, client_msg_id: str, upload: Upload) -> None:
+        if self._uploads.get(client_msg_id) is upload:
+            del self._uploads[client_msg_id]
+        self._sources.pop(client_msg_id, None)
+        pending = self.state.pending(client_msg_id)
+        if pending is not None and pending.file is not None:
+            file = replace(pending.file, sent=pending.file.size, uploading=False, file_id=stored.id)
+            self.state.update_pending(client_msg_id, file)
+            self._pump_outbox()
+        self._start_uploads()
+
+    def _upload_failed(self, failure: Failure, client_msg_id: str, upload: Upload) -> None:
+        failure.trap(TransferFailed, TransferCancelled)
+        if self._uploads.get(client_msg_id) is not upload:
+            return  # cancelled, or the session ended
+        del self._uploads[client_msg_id]
+        pending = self.state.pending(client_msg_id)
+        if pending is not None and pending.file is not None:
+            file = replace(pending.file, sent=0, uploading=False)
+            if failure.check(TransferOffline):
+                # Its upload went with the connection: it starts again, from
+                # the start, once the session is back (_synchronise).
+                self.state.update_pending(client_msg_id, file)
+                self._upload_queue.insert(0, client_msg_id)
+                return
+            self.state.update_pending(client_msg_id, file, failure.getErrorMessage())
+        self._start_uploads()
+
+    def _forget_uploads(self) -> None:
+        """
+        The session ended: no file is sent any more.
+        """
+        uploads = list(self._uploads.values())
+        self._uploads.clear()
+        self._upload_queue.clear()
+        self._sources.clear()
+        for upload in uploads:
+            upload.cancel(abandon=False)  # the connection goes, and its uploads
 
     # Version 2 messages (PROTOCOL.md section 10).
 

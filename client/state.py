@@ -399,12 +399,43 @@ def parse_time(text: str) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingFile:
+    """
+    The file a message we are sending carries (PROTOCOL.md section 14):
+    first its content is uploaded, then the message goes out with its id.
+
+    @ivar size: its length in bytes.
+    @ivar sent: the bytes of it the server acknowledged so far.
+    @ivar uploading: whether its upload is running (else it waits for the
+        connection, or for one of the uploads running to end).
+    @ivar file_id: once the server stored it, its id: the message then
+        waits in the outbox like any other.
+    """
+
+    name: str
+    size: int
+    mime: str
+    sent: int = 0
+    uploading: bool = False
+    file_id: str | None = None
+
+    @property
+    def image(self) -> bool:
+        """
+        Whether it will show inline, as an image.
+        """
+        return self.mime in IMAGE_TYPES
+
+
+@dataclass(frozen=True, slots=True)
 class PendingMessage:
     """
     A message we sent that the server has not acknowledged yet.
 
     @ivar client_msg_id: the id that makes resending it safe.
+    @ivar text: its text; for a file message, the caption (may be empty).
     @ivar error: why the server refused it, or L{None} while it waits.
+    @ivar file: the file it carries, or L{None} for a text message.
     """
 
     client_msg_id: str
@@ -412,6 +443,14 @@ class PendingMessage:
     text: str
     reply_to: Quote | None = None
     error: str | None = None
+    file: PendingFile | None = None
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether it can go out: it carries no file, or one stored already.
+        """
+        return self.file is None or self.file.file_id is not None
 
 
 #: What a conversation's timeline holds: stored messages, then pending ones.
@@ -728,7 +767,7 @@ class PendingAdded(Change):
 class PendingRemoved(Change):
     """
     A pending message left the timeline (acknowledged: its stored copy is
-    inserted separately).
+    inserted separately; or cancelled).
     """
 
     key: Key
@@ -738,7 +777,8 @@ class PendingRemoved(Change):
 @dataclass(frozen=True, slots=True)
 class PendingChanged(Change):
     """
-    A pending message at C{row} changed (the server refused it).
+    A pending message at C{row} changed (the server refused it, or its
+    file's upload moved on).
     """
 
     key: Key
@@ -942,15 +982,24 @@ class ClientState:
 
     def outbox(self) -> list[PendingMessage]:
         """
-        @return: the messages still to be acknowledged (not refused), each
+        @return: the messages still to be acknowledged (not refused) that
+            can go out (a file message once its file is stored), each
             conversation's in the order they were written.
         """
         return [
             pending
             for conversation in self.conversations.values()
             for pending in conversation.pending
-            if pending.error is None
+            if pending.error is None and pending.ready
         ]
+
+    def pending(self, client_msg_id: str) -> PendingMessage | None:
+        """
+        @return: our pending message C{client_msg_id}, or L{None} (it was
+            acknowledged, dismissed, or never was).
+        """
+        found = self._pending(client_msg_id)
+        return None if found is None else found[0].pending[found[1]]
 
     def _pending(self, client_msg_id: str) -> tuple[Conversation, int] | None:
         """
@@ -1448,12 +1497,19 @@ class ClientState:
             self._tell(ReadUpToChanged(key, message_id))
 
     def add_pending(
-        self, key: Key, text: str, client_msg_id: str, reply_to: Quote | None = None
+        self,
+        key: Key,
+        text: str,
+        client_msg_id: str,
+        reply_to: Quote | None = None,
+        file: PendingFile | None = None,
     ) -> PendingMessage:
         """
         Show a message we are sending at the end of its conversation.
+
+        @param file: the file it carries, to be uploaded first.
         """
-        pending = PendingMessage(client_msg_id, key, text, reply_to)
+        pending = PendingMessage(client_msg_id, key, text, reply_to, file=file)
         conversation = self.conversation(key)
         conversation.pending.append(pending)
         row = len(conversation.messages) + len(conversation.pending) - 1
@@ -1471,6 +1527,38 @@ class ClientState:
         failed = replace(conversation.pending[index], error=error)
         conversation.pending[index] = failed
         self._tell(PendingChanged(conversation.key, len(conversation.messages) + index, failed))
+
+    def update_pending(
+        self, client_msg_id: str, file: PendingFile | None, error: str | None = None
+    ) -> None:
+        """
+        Note how far the file of a pending message got (its upload's
+        progress, or its stored id), and whether it failed (C{error}) or
+        waits again (L{None}: a retry).
+        """
+        found = self._pending(client_msg_id)
+        if found is None:
+            return
+        conversation, index = found
+        old = conversation.pending[index]
+        changed = replace(old, file=file, error=error)
+        if changed != old:
+            conversation.pending[index] = changed
+            self._tell(
+                PendingChanged(conversation.key, len(conversation.messages) + index, changed)
+            )
+
+    def remove_pending(self, client_msg_id: str) -> None:
+        """
+        Take a pending message away: it will not be sent (the user
+        cancelled it, or dismissed it once refused).
+        """
+        found = self._pending(client_msg_id)
+        if found is None:
+            return
+        conversation, index = found
+        del conversation.pending[index]
+        self._tell(PendingRemoved(conversation.key, len(conversation.messages) + index))
 
     def set_viewed(self, key: Key | None) -> None:
         """

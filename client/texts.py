@@ -193,6 +193,65 @@ FILE_CORRUPT: Final = "The downloaded file does not match the one sent; it was d
 #: What a transfer says when the server's answer makes no sense.
 FILE_BROKEN_REPLY: Final = "The server sent a broken file chunk; the transfer stopped."
 
+#: What sending an empty file says (the server takes 1 byte or more).
+FILE_EMPTY: Final = "That file is empty; there is nothing to send."
+
+#: Why a local file could not be read to the end while it was sent.
+FILE_SHRANK: Final = "it became shorter while it was being sent"
+
+#: What dropping a folder says.
+FOLDER_DROPPED: Final = "Folders cannot be sent; send the files in it instead."
+
+#: What a file being sent shows, by how far it got.
+UPLOAD_WAITING: Final = "Waiting to send…"
+UPLOAD_SENDING: Final = "Sending…"
+
+#: What an image shows while it is fetched.
+IMAGE_LOADING: Final = "Loading image…"
+
+#: What an image that arrived but cannot be decoded shows.
+IMAGE_UNREADABLE: Final = "This image cannot be shown. Right-click to save the file."
+
+#: What saving a file says when it is being saved already.
+SAVE_RUNNING: Final = "That file is being saved already."
+
+
+def uploading(done: int, total: int) -> str:
+    """
+    @return: how far a file being sent got: C{"Uploading 40% of 2.5 MiB"}.
+    """
+    return f"Uploading {percent(done, total)}% of {human_size(total)}"
+
+
+def saving(done: int, total: int) -> str:
+    """
+    @return: how far a file being saved got: C{"Saving 40% of 2.5 MiB"}.
+    """
+    return f"Saving {percent(done, total)}% of {human_size(total)}"
+
+
+def percent(done: int, total: int) -> int:
+    """
+    @return: C{done} of C{total} as a whole percentage, 100 only when done.
+    """
+    if total <= 0 or done >= total:
+        return 100
+    return min(99, done * 100 // total)
+
+
+def file_saved(name: str, path: str) -> str:
+    """
+    @return: what a finished save says.
+    """
+    return f"Saved {name} as {path}."
+
+
+def image_unavailable(reason: str) -> str:
+    """
+    @return: what an image that could not be fetched shows in its place.
+    """
+    return f"Image not available: {reason}"
+
 
 def file_error(code: str) -> str | None:
     """
@@ -228,10 +287,10 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def file_label(name: str, size: int) -> str:
+def with_file(name: str, caption: str) -> str:
     """
-    @return: how a file message names its file: C{"↓ notes.pdf · 1.5 KiB"}
-        (an arrow every font has, where an emoji may be a blank box; a
-        click saves the file).
+    @return: a file message on one line, where there is no room for its
+        card (a notification, a reply being written): its file's name, then
+        its caption.
     """
-    return f"↓ {name} · {human_size(size)}"
+    return f"[{name}] {caption}" if caption else f"[{name}]"

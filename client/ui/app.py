@@ -9,12 +9,10 @@ notice.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from PyQt5.QtCore import QObject, pyqtSignal
 from PyQt5.QtWidgets import QSystemTrayIcon
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,7 +25,6 @@ from client.state import (
     MODERATOR,
     ONLINE,
     ROOM,
-    File,
     Key,
     Message,
     MessageOutsideWindow,
@@ -35,9 +32,8 @@ from client.state import (
     Payload,
     User,
 )
-from client.transfers import Download, TransferCancelled, TransferFailed, Upload
 from client.ui.bridge import StateBridge
-from client.ui.files import TransferRow
+from client.ui.files import FileStore, FileToSend
 from client.ui.login import LOGIN, LoginWindow
 from client.ui.main_window import MainWindow
 from client.ui.models import label
@@ -150,18 +146,22 @@ class ChatApp(QObject):
         server: str = "",
         notifier: TrayNotifier | None = None,
         parent: QObject | None = None,
+        cache_directory: str | None = None,
     ) -> None:
         """
         @param clock: for the message bar.
         @param server: where the server is, for people.
+        @param cache_directory: where downloaded files are kept; by
+            default C{~/.cache/chatd/files}.
         """
         super().__init__(parent)
         self.client = client
         self.state = client.state
         self.bridge = StateBridge(self.state, self)
         self.notifier = notifier or TrayNotifier(self)
+        self.files = FileStore(client.request, cache_directory, clock, self)
         self.login_window = LoginWindow(server)
-        self.main_window = MainWindow(self.bridge, clock)
+        self.main_window = MainWindow(self.bridge, clock, self.files)
         self.password_dialog = PasswordDialog(self.main_window)
         self.password_dialog.change_requested.connect(self.change_password)
 
@@ -178,7 +178,9 @@ class ChatApp(QObject):
         main.around_requested.connect(self.load_around)
         main.send_requested.connect(self.send)
         main.upload_requested.connect(self.upload)
-        main.save_requested.connect(self.save)
+        main.upload_cancel_requested.connect(self.cancel_upload)
+        main.upload_retry_requested.connect(client.retry_file)
+        main.save_requested.connect(self.files.save)
         main.edit_requested.connect(self.edit)
         main.delete_requested.connect(self.delete)
         main.react_requested.connect(self.react)
@@ -327,6 +329,7 @@ class ChatApp(QObject):
 
     def _signed_out(self, reason: str | None) -> None:
         main, login = self.main_window, self.login_window
+        self.files.stop()
         main.logout_button.setEnabled(True)
         self.password_dialog.reject()
         main.select(None)
@@ -361,47 +364,32 @@ class ChatApp(QObject):
         if not self.client.online:
             self.main_window.show_notice(texts.OFFLINE_SEND)
 
-    def upload(self, key: Key, path: str) -> None:
+    def upload(self, file: FileToSend) -> None:
         """
-        Send the local file at C{path} to conversation C{key}, with a
-        progress bar and a Cancel button while it goes.
+        Send a file: it shows at once in its conversation, with its
+        upload's progress and a Cancel button, and the message takes its
+        place once sent; what cannot even start is said in the message bar.
         """
-        row = self.main_window.transfers.add(
-            f"Sending {os.path.basename(path)}", lambda: upload.cancel()
-        )
-        upload = Upload(
-            self.client.request,
-            path,
-            key,
-            progress=row.set_progress,
-            apply_reply=self.state.apply_reply,
-        )
-        self._track(row, upload.start())
+        try:
+            self.client.send_file(
+                file.key,
+                path=file.path,
+                data=file.data,
+                name=file.name,
+                caption=file.caption,
+                reply_to=file.reply_to,
+            )
+        except ValueError as e:
+            self.main_window.show_notice(str(e))
+            return
+        if not self.client.online:
+            self.main_window.show_notice(texts.OFFLINE_SEND)
 
-    def save(self, file: File, path: str) -> None:
+    def cancel_upload(self, client_msg_id: str) -> None:
         """
-        Fetch C{file} into C{path}, with a progress bar and a Cancel button
-        while it comes.
+        Stop sending a file (or dismiss one that failed).
         """
-        row = self.main_window.transfers.add(f"Saving {file.name}", lambda: download.cancel())
-        download = Download(self.client.request, file, path, progress=row.set_progress)
-        self._track(row, download.start())
-
-    def _track(self, row: TransferRow, d: Deferred[Any]) -> None:
-        """
-        Take C{row} away once its transfer ends, and say why if it failed.
-        """
-
-        def ended(result: object) -> object:
-            self.main_window.transfers.remove(row)
-            return result
-
-        def failed(failure: Failure) -> None:
-            failure.trap(TransferFailed, TransferCancelled)
-            if failure.check(TransferFailed):
-                self.main_window.show_notice(failure.getErrorMessage())
-
-        d.addBoth(ended).addErrback(failed).addErrback(self._bug)
+        self.client.cancel_file(client_msg_id)
 
     def edit(self, message_id: int, text: str) -> None:
         """
@@ -427,6 +415,7 @@ class ChatApp(QObject):
         self.client.react(message_id, emoji, on).addErrback(self._report)
 
     def _connection_changed(self, status: str) -> None:
+        self.files.connection_changed(status)
         if status == ONLINE:
             self.main_window.withdraw_notice(texts.OFFLINE_SEND)
 
@@ -472,7 +461,10 @@ class ChatApp(QObject):
                 title = f"{sender} in {self.state.name_of(key)}"
             else:
                 title = sender
-            text = message.text if len(message.text) <= 140 else message.text[:139] + "…"
+            text = message.text
+            if message.file is not None:
+                text = texts.with_file(message.file.name, text)
+            text = text if len(text) <= 140 else text[:139] + "…"
             self.notifier.notify(title, text, key)
 
     def _in_view(self, key: Key) -> bool:

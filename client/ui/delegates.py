@@ -7,10 +7,11 @@ Delegates only paint what the models hold.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from html import escape
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from PyQt5.QtCore import QModelIndex, QPointF, QRectF, QSize, QSizeF, Qt
 from PyQt5.QtGui import (
@@ -19,6 +20,7 @@ from PyQt5.QtGui import (
     QFont,
     QFontMetrics,
     QPainter,
+    QPainterPath,
     QPalette,
     QPen,
     QTextDocument,
@@ -28,7 +30,7 @@ from PyQt5.QtWidgets import QAbstractItemView, QStyle, QStyledItemDelegate, QSty
 
 from client import texts
 from client.search import Span
-from client.state import PRIVATE, Message, Quote, Reaction
+from client.state import PRIVATE, File, Message, PendingFile, PendingMessage, Quote, Reaction
 from client.ui import style
 from client.ui.models import (
     FAILED,
@@ -58,6 +60,9 @@ from client.ui.models import (
     TimeRole,
     UnreadRole,
 )
+
+if TYPE_CHECKING:
+    from client.ui.files import FileStore
 
 
 def _font(base: QFont, points: float | None = None, bold: bool = False) -> QFont:
@@ -380,15 +385,66 @@ class _BubbleLayout:
     footer: QRectF
     quote: QRectF | None = None
     chips: list[tuple[QRectF, Reaction]] = field(default_factory=list)
+    attachment: _Attachment | None = None
+
+
+@dataclass(frozen=True)
+class _Card:
+    """
+    What a file's card says, and the buttons it has.
+
+    @ivar detail: the line under the name: its size, or how far its
+        transfer got.
+    @ivar buttons: each button's text and what a click on it is (a
+        L{Hit}), right to left.
+    @ivar progress: how far the transfer shown got, 0 to 1, or L{None}.
+    """
+
+    name: str
+    mark: str
+    detail: str
+    buttons: tuple[tuple[str, Hit], ...]
+    progress: float | None
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    """
+    Where a file message's file goes in its bubble: an image, or a card
+    with its name, size and buttons.
+
+    @ivar rect: the image, or the card.
+    @ivar file: the stored file, or L{None} for one still being sent.
+    @ivar card: what the card shows, for a file that is no image shown
+        inline.
+    @ivar buttons: where each of the card's buttons is, with its hit.
+    """
+
+    rect: QRectF
+    file: File | None
+    card: _Card | None = None
+    buttons: tuple[tuple[QRectF, str, Hit], ...] = ()
 
 
 #: What a click on a timeline row hit: a quote (the id of the message it
-#: quotes) or a reaction chip (its emoji).
+#: quotes), a reaction chip (its emoji), an image (its file id), or a
+#: file card's button: C{save} or C{cancel_save} (a file id),
+#: C{cancel_upload} or C{retry_upload} (the pending message's
+#: C{client_msg_id}).
 Hit = tuple[str, int | str]
 
 
 #: What a deleted message shows in its place.
 DELETED: Final = "message deleted"
+
+
+def _mark(name: str) -> str:
+    """
+    @return: what a file card's icon says: the file's extension, in
+        capitals, at most four letters (C{"FILE"} without one).
+    """
+    extension = os.path.splitext(name)[1][1:5].upper()
+    return extension if extension.isalnum() else "FILE"
 
 
 def _chip_text(reaction: Reaction) -> str:
@@ -466,9 +522,23 @@ class MessageDelegate(QStyledItemDelegate):
     #: Seconds after which the same sender starts a new run.
     RUN_BREAK: Final = 300
 
-    def __init__(self, view: QAbstractItemView) -> None:
+    #: The largest an inline image shows, and its size while unknown.
+    IMAGE_WIDTH: Final = 420
+    IMAGE_HEIGHT: Final = 320
+    PLACEHOLDER: Final = QSize(280, 180)
+    #: A file card's size.
+    CARD_WIDTH: Final = 320
+    CARD_MIN_WIDTH: Final = 220
+    CARD_HEIGHT: Final = 56
+
+    def __init__(self, view: QAbstractItemView, files: FileStore | None = None) -> None:
+        """
+        @param files: the images and saves file messages show; without
+            it, images show as placeholders and no save shows progress.
+        """
         super().__init__(view)
         self._view = view
+        self.files = files
         self._documents = DocumentCache(2000)
 
     # Layout.
@@ -540,14 +610,19 @@ class MessageDelegate(QStyledItemDelegate):
             text_font = QFont(option.font)
             text_font.setItalic(True)
         text = DELETED if deleted else str(index.data())
-        if isinstance(entry, Message) and entry.file is not None and not deleted:
-            label = texts.file_label(entry.file.name, entry.file.size)
-            text = f"{label}\n{text}" if text else label
         document = self._document(text, max(60, max_text), text_font)
         text_size = document.size()
+        attachment_size = self._attachment_size(entry, max_text)
+        attachment_height = 0.0
+        if attachment_size is not None:
+            attachment_height = attachment_size.height() + (6 if text else 0)
+            if not text:
+                text_size = QSizeF(0, 0)  # no caption
         footer_text = self._footer_text(index)
         footer_width = QFontMetrics(small).horizontalAdvance(footer_text)
         inner = max(text_size.width(), footer_width)
+        if attachment_size is not None:
+            inner = max(inner, attachment_size.width())
         quote = entry.reply_to if entry is not None else None
         quote_height = 0.0
         if quote is not None:
@@ -573,7 +648,13 @@ class MessageDelegate(QStyledItemDelegate):
         chips_height = (line + 1) * (chip_height + 4) + 2 if chip_places else 0.0
         bubble_width = inner + 2 * self.PAD_X
         bubble_height = (
-            quote_height + text_size.height() + chips_height + footer_height + 2 * self.PAD_Y + 1
+            quote_height
+            + attachment_height
+            + text_size.height()
+            + chips_height
+            + footer_height
+            + 2 * self.PAD_Y
+            + 1
         )
         bubble_left = width - self.MARGIN - bubble_width if own else left
         bubble = QRectF(bubble_left, y, bubble_width, bubble_height)
@@ -582,6 +663,11 @@ class MessageDelegate(QStyledItemDelegate):
         if quote is not None:
             quote_rect = QRectF(bubble.left() + self.PAD_X, top, inner, quote_height - 6)
             top += quote_height
+        attachment = None
+        if attachment_size is not None:
+            place = QRectF(QPointF(bubble.left() + self.PAD_X, top), attachment_size)
+            attachment = self._place_attachment(option, entry, place)
+            top += attachment_height
         origin = QPointF(bubble.left() + self.PAD_X, top)
         chips_top = origin.y() + text_size.height() + 4
         chips = [
@@ -608,7 +694,202 @@ class MessageDelegate(QStyledItemDelegate):
             footer,
             quote_rect,
             chips,
+            attachment,
         )
+
+    # Files.
+
+    @staticmethod
+    def _carried(entry: object) -> File | PendingFile | None:
+        """
+        @return: the file a timeline row carries (none once deleted).
+        """
+        if isinstance(entry, Message) and not entry.deleted:
+            return entry.file
+        if isinstance(entry, PendingMessage):
+            return entry.file
+        return None
+
+    def _attachment_size(self, entry: object, max_text: int) -> QSizeF | None:
+        """
+        @return: the size of the image or card of a row's file, if any.
+        """
+        file = self._carried(entry)
+        if file is None:
+            return None
+        if isinstance(file, File) and file.image:
+            known = self.files.image_size(file) if self.files is not None else None
+            natural = known if known is not None and not known.isEmpty() else self.PLACEHOLDER
+            room = QSize(min(self.IMAGE_WIDTH, max(80, max_text)), self.IMAGE_HEIGHT)
+            shown = natural
+            if natural.width() > room.width() or natural.height() > room.height():
+                shown = natural.scaled(room, Qt.AspectRatioMode.KeepAspectRatio)
+            return QSizeF(max(shown.width(), 24), max(shown.height(), 24))
+        return QSizeF(max(self.CARD_MIN_WIDTH, min(self.CARD_WIDTH, max_text)), self.CARD_HEIGHT)
+
+    def _card(self, entry: object) -> _Card:
+        """
+        @return: what the card of a file that shows no image says: a
+            stored file's size and Save (or how far its save got, and
+            Cancel), or how far a file being sent got and Cancel (or why it
+            failed, and Retry and Dismiss).
+        """
+        if isinstance(entry, PendingMessage):
+            assert entry.file is not None
+            pending = entry.file
+            mark = _mark(pending.name)
+            if entry.error is not None:
+                buttons: tuple[tuple[str, Hit], ...] = (
+                    ("Dismiss", ("cancel_upload", entry.client_msg_id)),
+                    ("Retry", ("retry_upload", entry.client_msg_id)),
+                )
+                return _Card(pending.name, mark, texts.human_size(pending.size), buttons, None)
+            if pending.file_id is not None:
+                return _Card(pending.name, mark, texts.UPLOAD_SENDING, (), 1.0)
+            cancel = (("Cancel", ("cancel_upload", entry.client_msg_id)),)
+            if not pending.uploading:
+                return _Card(pending.name, mark, texts.UPLOAD_WAITING, cancel, None)
+            done = pending.sent / pending.size if pending.size else 0.0
+            detail = texts.uploading(pending.sent, pending.size)
+            return _Card(pending.name, mark, detail, cancel, done)
+        assert isinstance(entry, Message) and entry.file is not None
+        file = entry.file
+        saving = self.files.saving(file.id) if self.files is not None else None
+        if saving is not None:
+            done, total = saving
+            cancel = (("Cancel", ("cancel_save", file.id)),)
+            fraction = done / total if total else 0.0
+            return _Card(file.name, _mark(file.name), texts.saving(done, total), cancel, fraction)
+        save = (("Save", ("save", file.id)),)
+        return _Card(file.name, _mark(file.name), texts.human_size(file.size), save, None)
+
+    def _place_attachment(
+        self, option: QStyleOptionViewItem, entry: object, rect: QRectF
+    ) -> _Attachment:
+        """
+        @return: where the parts of a row's image or card go, in C{rect}.
+        """
+        file = self._carried(entry)
+        stored = file if isinstance(file, File) else None
+        if stored is not None and stored.image:
+            return _Attachment(rect, stored)
+        card = self._card(entry)
+        font = _font(option.font, 8.5, bold=True)
+        metrics = QFontMetrics(font)
+        right = rect.right() - 10
+        places: list[tuple[QRectF, str, Hit]] = []
+        for text, hit in card.buttons:
+            width = metrics.horizontalAdvance(text) + 22
+            place = QRectF(right - width, rect.center().y() - 13, width, 26)
+            places.append((place, text, hit))
+            right = place.left() - 6
+        return _Attachment(rect, stored, card, tuple(places))
+
+    def _paint_attachment(
+        self, painter: QPainter, option: QStyleOptionViewItem, attachment: _Attachment, own: bool
+    ) -> None:
+        painter.save()
+        rect = attachment.rect
+        file = attachment.file
+        if file is not None and file.image:
+            self._paint_image(painter, option, rect, file)
+            painter.restore()
+            return
+        card = attachment.card
+        assert card is not None
+        painter.setPen(QPen(QColor(style.BORDER), 1))
+        painter.setBrush(QColor("#FFFFFF" if own else style.CHAT))
+        painter.drawRoundedRect(rect.adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        icon = QRectF(rect.left() + 10, rect.center().y() - 19, 30, 38)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(style.ACCENT))
+        painter.drawRoundedRect(icon, 5, 5)
+        painter.setPen(QColor("#FFFFFF"))
+        painter.setFont(_font(option.font, 6.5, bold=True))
+        painter.drawText(icon, Qt.AlignmentFlag.AlignCenter, card.mark)
+        left = icon.right() + 10
+        right = (attachment.buttons[-1][0].left() if attachment.buttons else rect.right()) - 8
+        name_font = _font(option.font, 9.5, bold=True)
+        name_metrics = QFontMetrics(name_font)
+        detail_font = _font(option.font, 8)
+        detail_metrics = QFontMetrics(detail_font)
+        top = rect.center().y() - (name_metrics.height() + detail_metrics.height() + 2) / 2
+        painter.setFont(name_font)
+        painter.setPen(QColor(style.TEXT))
+        painter.drawText(
+            QRectF(left, top, right - left, name_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            name_metrics.elidedText(card.name, Qt.TextElideMode.ElideMiddle, int(right - left)),
+        )
+        painter.setFont(detail_font)
+        painter.setPen(QColor(style.MUTED))
+        painter.drawText(
+            QRectF(left, top + name_metrics.height() + 2, right - left, detail_metrics.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            detail_metrics.elidedText(card.detail, Qt.TextElideMode.ElideRight, int(right - left)),
+        )
+        painter.setFont(_font(option.font, 8.5, bold=True))
+        for place, text, hit in attachment.buttons:
+            primary = hit[0] in ("save", "retry_upload")
+            painter.setPen(QPen(QColor(style.ACCENT if primary else style.BORDER), 1))
+            painter.setBrush(QColor(style.ACCENT if primary else "#FFFFFF"))
+            painter.drawRoundedRect(place.adjusted(0.5, 0.5, -0.5, -0.5), 6, 6)
+            painter.setPen(QColor("#FFFFFF" if primary else style.TEXT))
+            painter.drawText(place, Qt.AlignmentFlag.AlignCenter, text)
+        if card.progress is not None:
+            self._paint_progress(
+                painter, QRectF(rect.left() + 8, rect.bottom() - 6, rect.width() - 16, 3), card
+            )
+        painter.restore()
+
+    def _paint_progress(self, painter: QPainter, rect: QRectF, card: _Card | float) -> None:
+        fraction = card.progress if isinstance(card, _Card) else card
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(style.BORDER))
+        painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+        done = QRectF(
+            rect.left(), rect.top(), rect.width() * max(0.0, min(1.0, fraction or 0)), rect.height()
+        )
+        painter.setBrush(QColor(style.ACCENT))
+        painter.drawRoundedRect(done, rect.height() / 2, rect.height() / 2)
+
+    def _paint_image(
+        self, painter: QPainter, option: QStyleOptionViewItem, rect: QRectF, file: File
+    ) -> None:
+        files = self.files
+        device = painter.device()
+        ratio = device.devicePixelRatioF() if device is not None else 1.0
+        pixmap = files.pixmap(file, rect.size().toSize(), ratio) if files is not None else None
+        path = QPainterPath()
+        path.addRoundedRect(rect, 8, 8)
+        if pixmap is not None:
+            painter.setClipPath(path)
+            painter.drawPixmap(rect.topLeft(), pixmap)
+            painter.setClipping(False)
+            saving = files.saving(file.id) if files is not None else None
+            if saving is not None:
+                bar = QRectF(rect.left() + 8, rect.bottom() - 9, rect.width() - 16, 4)
+                self._paint_progress(painter, bar, saving[0] / saving[1] if saving[1] else 0.0)
+            return
+        # Not in memory yet: fetched now that it is on screen (or failed).
+        painter.setPen(QPen(QColor(style.BORDER), 1))
+        painter.setBrush(QColor(style.QUOTE))
+        painter.drawPath(path)
+        error = files.image_error(file) if files is not None else None
+        if error is None and files is not None:
+            files.want(file)
+        painter.setFont(_font(option.font, 8.5))
+        painter.setPen(QColor(style.DANGER if error else style.MUTED))
+        text = error or texts.IMAGE_LOADING
+        painter.drawText(
+            rect.adjusted(12, 8, -12, -8),
+            int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+            f"{file.name}\n{text}",
+        )
+        loading = files.loading(file) if files is not None else None
+        if loading is not None:
+            bar = QRectF(rect.left() + 16, rect.bottom() - 14, rect.width() - 32, 4)
+            self._paint_progress(painter, bar, loading[0] / loading[1] if loading[1] else 0.0)
 
     def _chip_width(self, font: QFont, reaction: Reaction) -> float:
         return float(QFontMetrics(font).horizontalAdvance(_chip_text(reaction)) + 16)
@@ -626,7 +907,8 @@ class MessageDelegate(QStyledItemDelegate):
     def hit(self, option: QStyleOptionViewItem, index: QModelIndex, point: QPointF) -> Hit | None:
         """
         @param point: where the row was clicked, relative to its top left.
-        @return: the quote or reaction chip under C{point}, if any.
+        @return: the quote, reaction chip, image or file card button under
+            C{point}, if any (L{Hit}).
         """
         if index.data(KindRole) == "system":
             return None
@@ -634,10 +916,19 @@ class MessageDelegate(QStyledItemDelegate):
         entry = index.data(EntryRole)
         if layout.quote is not None and layout.quote.contains(point):
             return ("quote", entry.reply_to.id)
-        if isinstance(entry, Message) and entry.file is not None:
-            size = layout.document.size()
-            if QRectF(layout.text_origin, QSizeF(size.width(), size.height())).contains(point):
-                return ("file", entry.file.id)
+        attachment = layout.attachment
+        if attachment is not None and attachment.rect.contains(point):
+            for place, _, hit in attachment.buttons:
+                if place.contains(point):
+                    return hit
+            if attachment.file is not None and attachment.file.image:
+                return ("image", attachment.file.id)
+            if attachment.file is not None and attachment.card is not None:
+                # The whole card of a stored file saves it, unless it is
+                # being saved: then only its Cancel button does anything.
+                if not any(hit[0] == "cancel_save" for _, hit in attachment.card.buttons):
+                    return ("save", attachment.file.id)
+            return None
         for rect, reaction in layout.chips:
             if rect.contains(point):
                 return ("reaction", reaction.emoji)
@@ -684,9 +975,10 @@ class MessageDelegate(QStyledItemDelegate):
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                 index.data(SenderRole),
             )
-        if status == PENDING:
-            painter.setOpacity(0.65)
         entry = index.data(EntryRole)
+        if status == PENDING and not (isinstance(entry, PendingMessage) and entry.file):
+            # A file being sent stays opaque: its progress and Cancel matter.
+            painter.setOpacity(0.65)
         mentions_me = bool(index.data(MentionsMeRole))
         if mentions_me:
             painter.setBrush(QColor(style.MENTION))
@@ -703,6 +995,8 @@ class MessageDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(layout.bubble.adjusted(0.5, 0.5, -0.5, -0.5), 12, 12)
         if layout.quote is not None:
             self._paint_quote(painter, option, layout.quote, entry.reply_to)
+        if layout.attachment is not None:
+            self._paint_attachment(painter, option, layout.attachment, own)
         deleted = isinstance(entry, Message) and entry.deleted
         colour = QColor(style.MUTED if deleted else style.TEXT)
         self._paint_document(painter, layout.document, layout.text_origin, colour)

@@ -12,11 +12,12 @@ with L{MainWindow.confirm}, which returns at once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
-from PyQt5.QtCore import QItemSelection, QPoint, Qt, pyqtSignal
-from PyQt5.QtGui import QCloseEvent, QKeySequence, QTextCursor
+from PyQt5.QtCore import QItemSelection, QPoint, QStandardPaths, Qt, pyqtSignal
+from PyQt5.QtGui import QCloseEvent, QImage, QKeySequence, QTextCursor
 from PyQt5.QtWidgets import (
     QWIDGETSIZE_MAX,
     QAbstractItemView,
@@ -55,7 +56,7 @@ from client.state import (
 )
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
-from client.ui.files import TransferList, ask_file
+from client.ui.files import FileStore, FileToSend, ImageViewer, ask_file, pasted_name, png_bytes
 from client.ui.models import (
     ContactListModel,
     MemberListModel,
@@ -118,7 +119,9 @@ class MainWindow(QMainWindow):
     edit_requested = pyqtSignal(int, str)  # message id, new text
     delete_requested = pyqtSignal(int)  # message id
     react_requested = pyqtSignal(int, str, bool)  # message id, emoji, on
-    upload_requested = pyqtSignal(object, str)  # Key, local path
+    upload_requested = pyqtSignal(object)  # FileToSend
+    upload_cancel_requested = pyqtSignal(str)  # client_msg_id
+    upload_retry_requested = pyqtSignal(str)  # client_msg_id
     save_requested = pyqtSignal(object, str)  # File, local path
     typed = pyqtSignal(object)  # Key
     typing_stopped = pyqtSignal()
@@ -140,14 +143,22 @@ class MainWindow(QMainWindow):
     closed = pyqtSignal()
 
     def __init__(
-        self, bridge: StateBridge, clock: IReactorTime, parent: QWidget | None = None
+        self,
+        bridge: StateBridge,
+        clock: IReactorTime,
+        files: FileStore | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         """
         @param clock: runs the message bar's 60 s timer.
+        @param files: the images and saves file messages show.
         """
         super().__init__(parent)
         self.bridge = bridge
         self.state = bridge.state
+        self.files = files or FileStore(parent=self)
+        #: The latest window opened on an image.
+        self.image_viewer: ImageViewer | None = None
         self.setWindowTitle("chatd")
         self.setWindowIcon(app_icon())
         self.resize(1120, 720)
@@ -397,7 +408,16 @@ class MainWindow(QMainWindow):
         chat_layout.addWidget(header)
 
         self.history_view = TimelineView()
-        self.history_view.setItemDelegate(MessageDelegate(self.history_view))
+        self.history_view.setItemDelegate(MessageDelegate(self.history_view, self.files))
+        self.files.changed.connect(self._files_changed)
+        self.files.resized.connect(self.history_view.relayout)
+        self.files.notice.connect(self.show_notice)
+        self.history_view.image_wanted.connect(self.open_image)
+        self.history_view.save_cancelled.connect(self.files.cancel_save)
+        self.history_view.upload_cancelled.connect(self.upload_cancel_requested)
+        self.history_view.upload_retried.connect(self.upload_retry_requested)
+        self.history_view.files_dropped.connect(self.send_files)
+        self.history_view.image_dropped.connect(self.send_image)
         self.history_view.older_wanted.connect(self._older_wanted)
         self.history_view.newer_wanted.connect(self._newer_wanted)
         self.history_view.latest_wanted.connect(self._latest_wanted)
@@ -416,8 +436,6 @@ class MainWindow(QMainWindow):
         self.compose_context = ComposeContext()
         self.compose_context.cancelled.connect(self.cancel_compose)
         chat_layout.addWidget(self.compose_context)
-        self.transfers = TransferList()
-        chat_layout.addWidget(self.transfers)
 
         composer = QFrame()
         composer.setObjectName("Composer")
@@ -429,6 +447,8 @@ class MainWindow(QMainWindow):
         self.compose.edit_last_wanted.connect(self._edit_last)
         self.compose.cancelled.connect(self.cancel_compose)
         self.compose.textChanged.connect(self._compose_changed)
+        self.compose.files_pasted.connect(self.send_files)
+        self.compose.image_pasted.connect(self.send_image)
         composer_layout.addWidget(self.compose, 1)
         buttons = QVBoxLayout()
         buttons.setSpacing(6)
@@ -436,7 +456,9 @@ class MainWindow(QMainWindow):
         self.send_button.clicked.connect(self.send)
         self.clear_button = button("Clear", None, "Clear the input box")
         self.clear_button.clicked.connect(self.compose.clear)
-        self.attach_button = button("Attach…", None, "Send a file or an image")
+        self.attach_button = button(
+            "Attach…", None, "Send a file or an image (or drop it here, or paste an image)"
+        )
         self.attach_button.clicked.connect(self.attach)
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.clear_button)
@@ -572,18 +594,71 @@ class MainWindow(QMainWindow):
         key = self._current
         if key is None:
             return
-        self.ask_file("Send a file", None, lambda path: self.upload(key, path))
 
-    def upload(self, key: Key, path: str) -> None:
+        def chosen(path: str) -> None:
+            if path and self._current == key:
+                self.send_files([path])
+
+        self.ask_file("Send a file", None, chosen)
+
+    def send_files(self, paths: list[str]) -> None:
         """
-        Send the local file at C{path} to conversation C{key}.
+        Send the local files at C{paths} (attached, dropped or pasted) to
+        the conversation shown; the first takes what the input box holds as
+        its caption, and answers the message replied to, if any.
         """
-        if path:
-            self.upload_requested.emit(key, path)
+        key = self._current
+        if key is None:
+            return
+        folders = [path for path in paths if os.path.isdir(path)]
+        if folders:
+            self.show_notice(texts.FOLDER_DROPPED)
+        files = [path for path in paths if path not in folders]
+        for i, path in enumerate(files):
+            caption, reply_to = self._take_caption() if i == 0 else ("", None)
+            self._upload(FileToSend(key, path=path, caption=caption, reply_to=reply_to))
+
+    def send_image(self, image: QImage) -> None:
+        """
+        Send an image pasted or dropped (not a file) to the conversation
+        shown, as a PNG file, with what the input box holds as its caption.
+        """
+        key = self._current
+        if key is None or image.isNull():
+            return
+        caption, reply_to = self._take_caption()
+        file = FileToSend(
+            key, data=png_bytes(image), name=pasted_name(), caption=caption, reply_to=reply_to
+        )
+        self._upload(file)
+
+    def _upload(self, file: FileToSend) -> None:
+        # In a detached conversation the message shows after the newest
+        # page, which the session loads first.
+        self.history_view.go_to_latest()
+        self.upload_requested.emit(file)
+
+    def _take_caption(self) -> tuple[str, Message | None]:
+        """
+        @return: what the input box holds, as a file's caption (it is
+            emptied), and the message replied to; nothing while editing,
+            and no caption when its text cannot be one (it stays).
+        """
+        if self._editing is not None:
+            return "", None
+        replying = self._replying
+        text = self.compose.toPlainText()
+        caption = ""
+        if text.strip() and valid_message(text):
+            caption = text
+            self.compose.clear()
+        self.cancel_compose()
+        return caption, replying
 
     def save_file(self, message: Message) -> None:
         """
-        Ask where to save the file C{message} carries, then fetch it there.
+        Ask where to save the file C{message} carries (in the Downloads
+        folder, by default), then fetch it there.
         """
         file = message.file
         if file is None:
@@ -593,7 +668,30 @@ class MainWindow(QMainWindow):
             if path:
                 self.save_requested.emit(file, path)
 
-        self.ask_file("Save file", file.name, chosen)
+        folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DownloadLocation)
+        self.ask_file("Save file", os.path.join(folder, file.name) if folder else file.name, chosen)
+
+    def open_image(self, message: Message) -> None:
+        """
+        Show the image C{message} carries at its full size, in a window of
+        its own; one that could not be fetched is fetched again.
+        """
+        file = message.file
+        if file is None or not file.image:
+            return
+        path = self.files.full_path(file)
+        if path is None:
+            self.files.retry(file)
+            return
+        viewer = ImageViewer(path, file, self)
+        viewer.save_wanted.connect(lambda: self.save_file(message))
+        viewer.show()
+        self.image_viewer = viewer
+
+    def _files_changed(self) -> None:
+        viewport = self.history_view.viewport()
+        if viewport is not None:
+            viewport.update()
 
     def _compose_changed(self) -> None:
         key = self._current
@@ -613,7 +711,10 @@ class MainWindow(QMainWindow):
         self.cancel_compose()
         self._replying = message
         who = message.sender_name or "?"
-        self.compose_context.show_text(f"Replying to {who}: {message.text}")
+        text = message.text
+        if message.file is not None:
+            text = texts.with_file(message.file.name, text)
+        self.compose_context.show_text(f"Replying to {who}: {text}")
         self.compose.setFocus()
 
     def start_edit(self, message: Message) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from PyQt5.QtCore import (
     QEvent,
+    QMimeData,
     QModelIndex,
     QObject,
     QPoint,
@@ -24,7 +25,11 @@ from PyQt5.QtCore import (
 )
 from PyQt5.QtGui import (
     QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
     QGuiApplication,
+    QImage,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -61,7 +66,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatd.wire import MAX_EMOJI_LENGTH, valid_emoji, valid_name
 from client.search import MAX_QUERY, SearchPage, SearchRequest, valid_query
-from client.state import MEMBER, MODERATOR, Key, Member, Message, User
+from client.state import MEMBER, MODERATOR, Key, Member, Message, PendingMessage, User
 from client.ui.delegates import (
     Hit,
     MemberDelegate,
@@ -79,7 +84,7 @@ from client.ui.models import (
     TimelineModel,
     label,
 )
-from client.ui.style import MUTED, restyle
+from client.ui.style import ACCENT, MUTED, restyle
 
 #: Seconds a notice stays in the message bar.
 NOTICE_SECONDS: Final = 60.0
@@ -167,16 +172,40 @@ class NoticeBar(QLabel):
         restyle(self)
 
 
+def dropped_files(mime: QMimeData | None) -> list[str]:
+    """
+    @return: the local files (or folders) that a drop or a paste of
+        C{mime} names, if any.
+    """
+    if mime is None or not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
+
+
+def dropped_image(mime: QMimeData | None) -> QImage | None:
+    """
+    @return: the image a drop or a paste of C{mime} carries (a picture
+        copied from a browser or a screenshot tool), if any.
+    """
+    if mime is None or not mime.hasImage():
+        return None
+    image = mime.imageData()
+    return image if isinstance(image, QImage) and not image.isNull() else None
+
+
 class ComposeEdit(QPlainTextEdit):
     """
     The message input: Enter sends, Shift+Enter starts a new line, Up in an
     empty box edits our last message, Escape cancels a reply or an edit,
-    and C{@} completes the names of the conversation's members.
+    and C{@} completes the names of the conversation's members.  Pasting
+    (or dropping) an image or files sends them instead of inserting text.
     """
 
     submitted = pyqtSignal()
     edit_last_wanted = pyqtSignal()
     cancelled = pyqtSignal()
+    files_pasted = pyqtSignal(list)  # local paths
+    image_pasted = pyqtSignal(QImage)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -194,6 +223,23 @@ class ComposeEdit(QPlainTextEdit):
         popup = self.completer.popup()
         if popup is not None:
             popup.setObjectName("Completions")
+
+    def canInsertFromMimeData(self, source: QMimeData | None) -> bool:
+        if dropped_files(source) or dropped_image(source) is not None:
+            return True
+        return super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData | None) -> None:
+        # Files and images are sent, not written into the box as paths.
+        paths = dropped_files(source)
+        if paths:
+            self.files_pasted.emit(paths)
+            return
+        image = dropped_image(source)
+        if image is not None and not (source is not None and source.hasText()):
+            self.image_pasted.emit(image)
+            return
+        super().insertFromMimeData(source)
 
     def set_names(self, names: list[str]) -> None:
         """
@@ -419,6 +465,12 @@ class TimelineView(QListView):
     delete_wanted = pyqtSignal(object)  # Message
     react_wanted = pyqtSignal(object, QPoint)  # Message, where to pick
     save_wanted = pyqtSignal(object)  # a file Message
+    save_cancelled = pyqtSignal(str)  # the file id
+    image_wanted = pyqtSignal(object)  # a file Message with an image
+    upload_cancelled = pyqtSignal(str)  # the client_msg_id of a pending file message
+    upload_retried = pyqtSignal(str)  # the client_msg_id of a pending file message
+    files_dropped = pyqtSignal(list)  # local paths
+    image_dropped = pyqtSignal(QImage)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -444,6 +496,10 @@ class TimelineView(QListView):
         self.latest_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.latest_button.clicked.connect(self.go_to_latest)
         self.latest_button.hide()
+        # Files dropped on the conversation are sent to it.
+        self.setAcceptDrops(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.dropping = False
 
     def _bar(self) -> QScrollBar:
         bar = self.verticalScrollBar()
@@ -605,6 +661,17 @@ class TimelineView(QListView):
         if stick:
             self.scroll_to_newest()
 
+    def relayout(self) -> None:
+        """
+        Lay the rows out again (an image arrived: its row's height is
+        known now), keeping the newest message in view if it was.
+        """
+        stick = self.at_bottom()
+        self.scheduleDelayedItemsLayout()
+        self.executeDelayedItemsLayout()
+        if stick:
+            self.scrollToBottom()
+
     def mouseReleaseEvent(self, event: QMouseEvent | None) -> None:
         assert event is not None
         super().mouseReleaseEvent(event)
@@ -613,13 +680,95 @@ class TimelineView(QListView):
         hit = self._hit(event.pos())
         if hit is None:
             return
-        message, (part, value) = hit
-        if part == "quote":
+        entry, (part, value) = hit
+        if isinstance(entry, PendingMessage):
+            if part == "cancel_upload":
+                self.upload_cancelled.emit(str(value))
+            elif part == "retry_upload":
+                self.upload_retried.emit(str(value))
+        elif part == "quote":
             self.quote_clicked.emit(int(value))
-        elif part == "file":
-            self.save_wanted.emit(message)
+        elif part == "image":
+            self.image_wanted.emit(entry)
+        elif part == "save":
+            self.save_wanted.emit(entry)
+        elif part == "cancel_save":
+            self.save_cancelled.emit(str(value))
+        elif part == "reaction":
+            self.reaction_clicked.emit(entry, str(value))
+
+    # Dropping files on the conversation.
+
+    def _droppable(self, mime: QMimeData | None) -> bool:
+        return self.timeline() is not None and (
+            bool(dropped_files(mime)) or dropped_image(mime) is not None
+        )
+
+    def dragEnterEvent(self, event: QDragEnterEvent | None) -> None:
+        assert event is not None
+        if self._droppable(event.mimeData()):
+            event.acceptProposedAction()
+            self._set_dropping(True)
         else:
-            self.reaction_clicked.emit(message, str(value))
+            event.ignore()
+
+    def dragMoveEvent(self, event: QDragMoveEvent | None) -> None:
+        assert event is not None
+        if self._droppable(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event: Any) -> None:
+        self._set_dropping(False)
+
+    def dropEvent(self, event: QDropEvent | None) -> None:
+        assert event is not None
+        self._set_dropping(False)
+        mime = event.mimeData()
+        if not self._droppable(mime):
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        paths = dropped_files(mime)
+        if paths:
+            self.files_dropped.emit(paths)
+            return
+        image = dropped_image(mime)
+        if image is not None:
+            self.image_dropped.emit(image)
+
+    def _set_dropping(self, dropping: bool) -> None:
+        if self.dropping != dropping:
+            self.dropping = dropping
+            viewport = self.viewport()
+            if viewport is not None:
+                viewport.update()
+
+    def paintEvent(self, event: Any) -> None:
+        super().paintEvent(event)
+        if not self.dropping:
+            return
+        viewport = self.viewport()
+        if viewport is None:
+            return
+        painter = QPainter(viewport)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = QRectF(viewport.rect()).adjusted(10, 10, -10, -10)
+        pen = QPen(QColor(ACCENT), 2)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
+        fill = QColor(ACCENT)
+        fill.setAlpha(28)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(rect, 14, 14)
+        painter.setPen(QColor(ACCENT))
+        font = painter.font()
+        font.setPointSizeF(13)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "Drop to send")
+        painter.end()
 
     def mouseMoveEvent(self, event: QMouseEvent | None) -> None:
         assert event is not None
@@ -631,11 +780,15 @@ class TimelineView(QListView):
                 Qt.CursorShape.PointingHandCursor if pointing else Qt.CursorShape.ArrowCursor
             )
 
-    def _hit(self, position: QPoint) -> tuple[Message, Hit] | None:
+    def _hit(self, position: QPoint) -> tuple[Message | PendingMessage, Hit] | None:
         index = self.indexAt(position)
         delegate = self.itemDelegate()
         entry = index.data(EntryRole) if index.isValid() else None
-        if not isinstance(entry, Message) or not isinstance(delegate, MessageDelegate):
+        if not isinstance(delegate, MessageDelegate):
+            return None
+        if not isinstance(entry, Message) and not (
+            isinstance(entry, PendingMessage) and entry.file is not None
+        ):
             return None
         option = QStyleOptionViewItem()
         option.initFrom(self)
@@ -681,6 +834,8 @@ class TimelineView(QListView):
             menu.addAction("Reply", lambda: self.reply_wanted.emit(entry))
             menu.addAction("React…", lambda: self.react_wanted.emit(entry, at))
             if entry.file is not None:
+                if entry.file.image:
+                    menu.addAction("Open image", lambda: self.image_wanted.emit(entry))
                 menu.addAction("Save file…", lambda: self.save_wanted.emit(entry))
             menu.addAction("Copy text", lambda: self._copy(entry.text))
             model = self.timeline()
