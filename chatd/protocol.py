@@ -177,7 +177,6 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
             no_delay(True)
         self.transport.registerProducer(self._backlog, True)
         self.setTimeout(LOGIN_DEADLINE)
-        self.log.info("Connection opened from {peer}", peer=self.transport.getPeer())
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.connected = False
@@ -186,7 +185,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         user_id = self.user_id
         self._server.disconnected(self)
         self.log.info(
-            "Connection closed from {peer} (user {user_id})",
+            "Connection from {peer} closed (user {user_id})",
             peer=self.transport.getPeer(),
             user_id=user_id,
         )

@@ -134,7 +134,7 @@ class TypingThrottle:
 
 
 #: How many resumes run at once (see L{ChatServer.resume}).
-RESUMES_AT_ONCE: Final = 8
+RESUMES_AT_ONCE: Final = 2
 
 
 class ChatServer:

@@ -5,12 +5,13 @@ stop (or SIGTERM/SIGINT) shuts down cleanly.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any
+from typing import Any, Final
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -129,6 +130,7 @@ class ChatService(Service):
         retention_days: float | None = None,
         metrics_endpoint: str | None = None,
         install_signals: InstallSignals = install_stop_signals,
+        freeze_heap: bool = False,
     ) -> None:
         """
         @param endpoint: where to listen, as a Twisted server endpoint
@@ -153,6 +155,9 @@ class ChatService(Service):
         @param install_signals: installs the handler that stops the reactor
             on SIGTERM and SIGINT once the reactor runs; the previous
             handlers are put back when the service has stopped.
+        @param freeze_heap: once everything is loaded, before the first
+            connection, hand what is alive to C{gc.freeze}: the process's
+            own service (L{chatd.tap}) does, not a test's.
         """
         self._endpoint = endpoint
         self._db_path = db_path
@@ -165,6 +170,7 @@ class ChatService(Service):
         self._retention: Retention | None = None
         self._reactor = reactor
         self._install_signals = install_signals
+        self.freeze_heap = freeze_heap
         self._restore_signals: Callable[[], None] | None = None
         self._admin_socket = admin_socket or db_path + ".admin"
         self.files_folder = files_folder or db_path + ".files"
@@ -185,6 +191,7 @@ class ChatService(Service):
             try:
                 endpoint = serverFromString(self._reactor, self._endpoint)
                 self._port = _listen_now(endpoint, self._handover)
+                _accept_in_slices(self._port)
             except error.CannotListenError as e:
                 raise SystemExit(
                     f"chatd: cannot listen on {self._endpoint}: {e.socketError}"
@@ -303,6 +310,13 @@ class ChatService(Service):
         self._admin_handover.serve(
             AdminFactory(Operator(self._assembly, self._db_path, self._reactor))
         )
+        if self.freeze_heap:
+            # The modules and the directory live as long as the process:
+            # out of the collector's sight, a full collection scans only
+            # what came after them, and holds the reactor for less (20-40
+            # ms fewer, with 2000 users, in bench shape (i)).
+            gc.collect()
+            gc.freeze()
         self._port.startReading()
         self._admin_port.startReading()
         self.log.info(
@@ -349,6 +363,30 @@ class ChatService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return ensureDeferred(self._stop())
+
+
+#: Connections the listening port accepts in a row, at most.
+ACCEPTS_IN_A_ROW: Final = 16
+
+
+def _accept_in_slices(port: Any) -> None:
+    """
+    Have C{port} accept at most L{ACCEPTS_IN_A_ROW} connections each time
+    the reactor finds it ready.  A Twisted port accepts as many as are
+    waiting, up to its C{numberAccepts}, which grows by 20 each time it is
+    reached: a crowd connecting at once (the clients of a server that
+    restarted) was accepted 200 in a row, 20-30 ms during which nobody
+    else's message moved (bench shape (i)).
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    read = port.doRead
+
+    def doRead() -> Any:
+        port.numberAccepts = min(port.numberAccepts, ACCEPTS_IN_A_ROW)
+        return read()
+
+    port.doRead = doRead
 
 
 def _listen_now(endpoint: Any, factory: Any) -> Any:

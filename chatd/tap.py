@@ -194,4 +194,5 @@ def makeService(options: Options) -> ChatService:
         token_days=options["token-days"],
         retention_days=options["retention-days"],
         metrics_endpoint=options["metrics"],
+        freeze_heap=True,
     )

@@ -5,6 +5,7 @@ stops.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sqlite3
@@ -23,7 +24,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
 from chatd.protocol import Limits
-from chatd.service import ChatService, _Handover, install_stop_signals
+from chatd.service import (
+    ACCEPTS_IN_A_ROW,
+    ChatService,
+    _accept_in_slices,
+    _Handover,
+    install_stop_signals,
+)
 from chatd.tap import Options, makeService
 from tests.support import socket_path, wire_client
 
@@ -64,6 +71,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(service.limits, Limits(65536, 20.0, 50, 300.0, 1024 * 1024))
         self.assertEqual(service.limits, Limits())
         self.assertFalse(service.insecure_fast_hashes)
+        self.assertTrue(service.freeze_heap)
 
     def test_endpoint(self) -> None:
         """
@@ -318,6 +326,47 @@ class StartTests(TestCase):
         self.assertIn("--admin-socket", str(caught.exception))
         self.assertFalse(os.path.lexists(os.path.abspath(db) + ".lock"))
         self.assertTrue(service._port.disconnecting)
+
+    async def test_freeze_heap(self) -> None:
+        """
+        With freeze_heap, what is alive once the service is ready is out of
+        the collector's sight (C{gc.freeze}); without it, nothing is.
+        """
+        self.addCleanup(gc.unfreeze)
+        service = self.service()
+        service.startService()
+        self.addCleanup(lambda: service.running and service.stopService())
+        assert service._started is not None
+        await service._started
+        self.assertEqual(gc.get_freeze_count(), 0)
+        await service.stopService()
+
+        frozen = self.service(freeze_heap=True)
+        frozen.startService()
+        self.addCleanup(lambda: frozen.running and frozen.stopService())
+        assert frozen._started is not None
+        await frozen._started
+        self.assertGreater(gc.get_freeze_count(), 0)
+
+    def test_accepts_in_slices(self) -> None:
+        """
+        The listening port accepts at most L{ACCEPTS_IN_A_ROW} connections
+        each time it is read, whatever Twisted's count grew to.
+        """
+        seen: list[int] = []
+
+        class Port:
+            numberAccepts = 220
+
+            def doRead(self) -> None:
+                seen.append(self.numberAccepts)
+                self.numberAccepts += 20
+
+        port = Port()
+        _accept_in_slices(port)
+        port.doRead()
+        port.doRead()
+        self.assertEqual(seen, [ACCEPTS_IN_A_ROW, ACCEPTS_IN_A_ROW])
 
     def test_handover_refuses_until_served(self) -> None:
         """
