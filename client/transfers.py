@@ -54,6 +54,9 @@ WINDOW: Final = 8
 RETRY_PAUSE: Final = 1.0
 #: The longest file name the server takes, in code points.
 MAX_NAME: Final = 255
+#: Bytes the disk cache of downloaded files keeps at most; the least
+#: recently used go first.
+CACHE_LIMIT: Final = 512 * 1024 * 1024
 
 #: Told C{(done, total)} bytes as a transfer goes.
 Progress = Callable[[int, int], None]
@@ -629,18 +632,28 @@ class FileCache:
     """
     Downloaded files on disk, named by their SHA-256 (checked as they
     arrive): a file whose content is there already, or on its way, is not
-    fetched again, whatever its file id.
+    fetched again, whatever its file id.  After each download the cache is
+    cut back to C{limit} bytes, the files least recently used first (each
+    fetch that finds its file held marks it used).
     """
 
+    log = Logger()
+
     def __init__(
-        self, request: Request, directory: str | None = None, clock: IReactorTime | None = None
+        self,
+        request: Request,
+        directory: str | None = None,
+        clock: IReactorTime | None = None,
+        limit: int = CACHE_LIMIT,
     ) -> None:
         """
         @param directory: where the files go (created when needed); by
             default L{default_cache_directory}.
         @param clock: for the pause after C{rate_limited}.
+        @param limit: the bytes kept at most.
         """
         self.directory = directory or default_cache_directory()
+        self.limit = limit
         self._request = request
         self._clock = clock
         self._fetching: dict[str, tuple[Download, list[Deferred[str]]]] = {}
@@ -678,6 +691,10 @@ class FileCache:
         """
         path = self.cached(file)
         if path is not None:
+            try:
+                os.utime(path)
+            except OSError:
+                pass
             return succeed(path)
         waiter: Deferred[str] = Deferred()
         running = self._fetching.get(file.sha256)
@@ -706,8 +723,38 @@ class FileCache:
 
     def _fetched(self, result: str | Failure, digest: str) -> None:
         _, waiters = self._fetching.pop(digest)
+        if not isinstance(result, Failure):
+            self._trim(keep=result)
         for waiter in waiters:
             if isinstance(result, Failure):
                 waiter.errback(result)
             else:
                 waiter.callback(result)
+
+    def _trim(self, keep: str) -> None:
+        """
+        Remove the files least recently used until the cache holds no more
+        than L{limit} bytes, never C{keep} (the file just fetched).
+        """
+        held: list[tuple[float, int, str]] = []
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if _DIGEST.fullmatch(entry.name) and entry.is_file():
+                        status = entry.stat()
+                        held.append((status.st_mtime, status.st_size, entry.path))
+        except OSError as e:
+            self.log.warn("Cannot list {directory}: {e}", directory=self.directory, e=e)
+            return
+        total = sum(size for _, size, _ in held)
+        for _, size, path in sorted(held):
+            if total <= self.limit:
+                return
+            if path == keep:
+                continue
+            try:
+                os.remove(path)
+            except OSError as e:
+                self.log.warn("Cannot remove {path}: {e}", path=path, e=e)
+                continue
+            total -= size

@@ -34,6 +34,8 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.wire import valid_message
 from client import texts
@@ -54,6 +56,7 @@ from client.state import (
     TypingChanged,
     User,
 )
+from client.transfers import TransferCancelled, TransferFailed
 from client.ui.bridge import StateBridge
 from client.ui.delegates import ContactDelegate, MessageDelegate
 from client.ui.files import FileStore, FileToSend, ImageViewer, ask_file, pasted_name, png_bytes
@@ -109,6 +112,8 @@ class MainWindow(QMainWindow):
     @ivar rooms_model: the room list.
     @ivar members_model: the selected room's members.
     """
+
+    log = Logger()
 
     conversation_selected = pyqtSignal(object)  # Key | None
     older_requested = pyqtSignal(object)  # Key
@@ -681,9 +686,24 @@ class MainWindow(QMainWindow):
             return
         path = self.files.full_path(file)
         if path is None:
-            self.files.retry(file)
+            if self.files.image_error(file) is not None:
+                self.files.retry(file)
+                return
+            # Gone from the disk cache since it was shown: fetch it again.
+            d = self.files.cache.fetch(file)
+            d.addCallbacks(self._show_image, self._image_not_fetched, callbackArgs=(message,))
             return
-        viewer = ImageViewer(path, file, self)
+        self._show_image(path, message)
+
+    def _image_not_fetched(self, failure: Failure) -> None:
+        if failure.check(TransferFailed):
+            self.show_notice(failure.getErrorMessage())
+        elif not failure.check(TransferCancelled):
+            self.log.failure("Opening an image failed", failure)
+
+    def _show_image(self, path: str, message: Message) -> None:
+        assert message.file is not None
+        viewer = ImageViewer(path, message.file, self)
         viewer.save_wanted.connect(lambda: self.save_file(message))
         viewer.show()
         self.image_viewer = viewer
