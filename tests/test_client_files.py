@@ -839,6 +839,77 @@ class CacheTests(TransferTestCase):
         cache.fetch(file)
         self.server.take("download")
 
+    def held(self, cache: FileCache, content: bytes, age: float) -> File:
+        """
+        Put C{content} in C{cache}'s folder as if fetched C{age} seconds ago.
+
+        @return: its file.
+        """
+        file = File.from_payload(stored(content))
+        os.makedirs(cache.directory, exist_ok=True)
+        path = cache.path_for(file)
+        with open(path, "wb") as f:
+            f.write(content)
+        when = os.stat(path).st_mtime - age
+        os.utime(path, (when, when))
+        return file
+
+    def test_limit(self) -> None:
+        """
+        After a download the cache holds no more than its limit: the files
+        least recently used are removed first, never the one just fetched.
+        """
+        cache = FileCache(
+            self.session.client.request,
+            os.path.join(self.directory, "cache"),
+            limit=len(CONTENT) + 150,
+        )
+        oldest = self.held(cache, b"a" * 100, age=300)
+        older = self.held(cache, b"b" * 100, age=200)
+        newer = self.held(cache, b"c" * 100, age=100)
+        fetched = File.from_payload(stored())
+        d = cache.fetch(fetched)
+        self.serve()
+        self.successResultOf(d)
+        self.assertEqual(
+            [cache.cached(f) is not None for f in (oldest, older, newer, fetched)],
+            [False, False, True, True],
+        )
+
+    def test_limit_below_one_file(self) -> None:
+        """
+        A file larger than the whole limit is kept until the next download.
+        """
+        cache = FileCache(
+            self.session.client.request, os.path.join(self.directory, "cache"), limit=10
+        )
+        other = self.held(cache, b"a" * 100, age=100)
+        fetched = File.from_payload(stored())
+        d = cache.fetch(fetched)
+        self.serve()
+        self.assertEqual(self.successResultOf(d), cache.cached(fetched))
+        self.assertIsNone(cache.cached(other))
+
+    def test_fetch_marks_used(self) -> None:
+        """
+        A fetch that finds its file held marks it used: it outlives a file
+        fetched after it but used less recently.
+        """
+        cache = FileCache(
+            self.session.client.request,
+            os.path.join(self.directory, "cache"),
+            limit=len(CONTENT) + 150,
+        )
+        used = self.held(cache, b"a" * 100, age=300)
+        unused = self.held(cache, b"b" * 100, age=200)
+        self.assertEqual(self.successResultOf(cache.fetch(used)), cache.cached(used))
+        self.assertEqual(self.server.sent(), [])
+        d = cache.fetch(File.from_payload(stored()))
+        self.serve()
+        self.successResultOf(d)
+        self.assertIsNotNone(cache.cached(used))
+        self.assertIsNone(cache.cached(unused))
+
     def test_bad_digest(self) -> None:
         """
         A digest that is not 64 hex digits is never used as a file name.
@@ -1237,6 +1308,29 @@ class WindowTests(AppTestCase):
         viewer = self.main.image_viewer
         self.assertIsInstance(viewer, ImageViewer)
         self.assertTrue(viewer.isVisible())
+        pixmap = viewer.picture.pixmap()
+        self.assertEqual((pixmap.width(), pixmap.height()), (640, 200))
+        viewer.close()
+
+    def test_image_click_after_cache_trimmed(self) -> None:
+        """
+        An image shown, whose file has since left the disk cache, is fetched
+        again when clicked, then opened.
+        """
+        content = png(640, 200)
+        self.open((PRIVATE, 2), [file_message(1, stored(content, "wide.png", "image/png"))])
+        self.paint()
+        DownloadServer(self.server).serve(content)
+        file = File.from_payload(stored(content, "wide.png", "image/png"))
+        path = self.chat.files.full_path(file)
+        assert path is not None
+        os.remove(path)
+        option, _, layout = self.row(0)
+        self.click_at(option, layout.attachment.rect.center())
+        self.assertIsNone(self.main.image_viewer)
+        DownloadServer(self.server).serve(content)
+        viewer = self.main.image_viewer
+        self.assertIsInstance(viewer, ImageViewer)
         pixmap = viewer.picture.pixmap()
         self.assertEqual((pixmap.width(), pixmap.height()), (640, 200))
         viewer.close()
