@@ -14,6 +14,7 @@ run: $(VENV)/installed
 	$(BIN)/twistd --nodaemon --pidfile= chatd --port $(PORT) --db $(DB)
 
 test: $(VENV)/installed
+	@$(BIN)/python -c 'from tests.postgres import SKIP; print(SKIP or "", end="\n" if SKIP else "")'
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m twisted.trial --temp-directory=.trial tests
 
 lint: $(VENV)/installed

@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 from chatd import wire
 from chatd.assembly import Assembly
+from chatd.database import is_postgresql
 
 #: The largest request: a name, a path, a password.
 MAX_REQUEST = 64 * 1024
@@ -71,12 +72,12 @@ class Operator:
     def __init__(self, parts: Assembly, db_path: str, reactor: Any) -> None:
         """
         @param parts: the running server.
-        @param db_path: its SQLite file.
+        @param db_path: its SQLite file, or PostgreSQL URL.
         @param reactor: its clock (for the uptime) and the threads that
             backups and exports write in.
         """
         self._parts = parts
-        self._db_path = os.path.abspath(db_path)
+        self._db_path = db_path if is_postgresql(db_path) else os.path.abspath(db_path)
         self._reactor = reactor
         self._started = reactor.seconds()
         self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -190,8 +191,12 @@ class Operator:
         """
         What the server holds and how long it has run.
         """
-        totals = await self._parts.store.totals()
-        size = await self._in_thread(_database_size, self._db_path)
+        store = self._parts.store
+        totals = await store.totals()
+        if store.postgresql:
+            size = await store.database_size()
+        else:
+            size = await self._in_thread(_database_size, self._db_path)
         files = await self._parts.transfers.folder_size()
         return {
             "users": totals.users,
@@ -211,6 +216,10 @@ class Operator:
         the command arrived.
         """
         dest = _destination(request)
+        if self._parts.store.postgresql:
+            raise AdminError(
+                "The database is PostgreSQL's: back it up with pg_dump (docs/scaling.md)."
+            )
         await self._in_thread(_write_new, dest, lambda path: _backup(self._db_path, path))
         log.info("The operator backed the database up to {dest}", dest=dest)
         return {"dest": dest}

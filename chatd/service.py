@@ -25,6 +25,7 @@ from twisted.python.lockfile import FilesystemLock
 from chatd import assembly, metrics
 from chatd.admin import AdminFactory, Operator
 from chatd.assembly import Assembly
+from chatd.database import is_postgresql
 from chatd.files import FileLimits
 from chatd.protocol import ChatFactory, Limits
 from chatd.retention import Retention
@@ -185,8 +186,10 @@ class ChatService(Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        self._check_db_path()
-        self._lock_database()
+        if not is_postgresql(self._db_path):
+            # On PostgreSQL the store claims the database (Store.migrate).
+            self._check_db_path()
+            self._lock_database()
         try:
             try:
                 endpoint = serverFromString(self._reactor, self._endpoint)

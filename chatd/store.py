@@ -28,13 +28,13 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred
 
 from chatd import wire
-from chatd.database import DatabaseHealth
+from chatd.database import DatabaseHealth, is_postgresql_txn
 from chatd.metrics import Metrics
 from chatd.wire import PRIVATE, ROOM, ChatError
 from chatd.writer import Deliveries, GroupCommit, single_change, together, utc_stamp
@@ -188,13 +188,16 @@ class Unread:
     last_message_id: int
 
 
-def schema_files() -> list[tuple[int, str]]:
+def schema_files(postgresql: bool = False) -> list[tuple[int, str]]:
     """
-    @return: the numbered schema files shipped in C{chatd/sql}, as
-        C{(number, sql)} in order.
+    @return: the numbered schema files shipped in C{chatd/sql} (SQLite's)
+        or C{chatd/sql/postgresql}, as C{(number, sql)} in order.
     """
     found = []
-    for entry in resources.files("chatd").joinpath("sql").iterdir():
+    folder = resources.files("chatd").joinpath("sql")
+    if postgresql:
+        folder = folder.joinpath("postgresql")
+    for entry in folder.iterdir():
         match = _SCHEMA_FILE.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.read_text("utf-8")))
@@ -235,6 +238,8 @@ class Store:
         self._token_seconds = token_days * 86400
         self._writer_pool = writer_pool
         self._reader_pool = reader_pool
+        #: Whether the database is PostgreSQL rather than SQLite.
+        self.postgresql = writer_pool.dbapiName == "psycopg"
         self._health = DatabaseHealth()
         #: Every write goes through it; L{GroupCommit.idle} tells when they
         #: have all committed.
@@ -246,6 +251,14 @@ class Store:
         """
         Apply the schema files not yet applied, each in its own transaction.
         """
+        if self.postgresql:
+            d = self._writer_pool.runInteraction(_claim_txn)
+            d.addCallback(
+                lambda _: self._writer_pool.runInteraction(
+                    _migrate_postgresql_txn, schema_files(postgresql=True)
+                )
+            )
+            return d
         return self._writer_pool.runInteraction(_migrate_txn, schema_files())
 
     def close(self) -> None:
@@ -683,6 +696,12 @@ class Store:
         """
         return self._read(_totals_txn)
 
+    def database_size(self) -> Deferred[int]:
+        """
+        @return: the bytes the database takes on PostgreSQL's disk.
+        """
+        return self._read(_database_size_txn)
+
     def export(self, user_id: int) -> Deferred[dict[str, Any]]:
         """
         @return: everything stored about C{user_id}, as JSON-ready data: the
@@ -743,12 +762,52 @@ def _migrate_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:
         txn.execute("PRAGMA foreign_keys = ON")
 
 
+#: The key of the advisory lock the writer's connection holds while a
+#: chatd serves a PostgreSQL database: one process per database, until
+#: processes share their directories (issue 18).
+_ONE_PROCESS_LOCK: Final = 0x63686175
+
+
+def _claim_txn(txn: Transaction) -> None:
+    """
+    Take the lock of L{_ONE_PROCESS_LOCK} for the session of this
+    connection (the writer's, open as long as the store).
+
+    @raise RuntimeError: another chatd serves the database.
+    """
+    txn.execute("SELECT pg_try_advisory_lock(?)", (_ONE_PROCESS_LOCK,))
+    if not txn.fetchone()[0]:
+        raise RuntimeError("another chatd is running on this database")
+
+
+def _migrate_postgresql_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:
+    # One transaction for every file (PostgreSQL's DDL is transactional),
+    # under the commit lock: processes starting together upgrade once.
+    txn.execute("BEGIN IMMEDIATE")
+    try:
+        txn.execute("SELECT to_regclass('schema_version') IS NOT NULL", ())
+        version = 0
+        if txn.fetchone()[0]:
+            txn.execute("SELECT max(version) FROM schema_version", ())
+            version = txn.fetchone()[0] or 0
+        for number, sql in files:
+            if number <= version:
+                continue
+            txn.execute(sql)
+            txn.execute("DELETE FROM schema_version", ())
+            txn.execute("INSERT INTO schema_version VALUES (?)", (number,))
+        txn.execute("COMMIT")
+    except BaseException:
+        txn.execute("ROLLBACK")
+        raise
+
+
 def _load_directory_txn(txn: Transaction) -> Snapshot:
     directory = Snapshot()
     txn.execute("BEGIN")
     txn.execute("SELECT id, username FROM users")
     directory.users = dict(txn.fetchall())
-    txn.execute("SELECT id FROM users WHERE disabled")
+    txn.execute("SELECT id FROM users WHERE disabled = 1")
     directory.disabled = [row[0] for row in txn.fetchall()]
     txn.execute(
         "SELECT user_id, friend_id FROM friendships"
@@ -833,6 +892,11 @@ def _totals_txn(txn: Transaction) -> Totals:
     return Totals(*txn.fetchone())
 
 
+def _database_size_txn(txn: Transaction) -> int:
+    txn.execute("SELECT pg_database_size(current_database())")
+    return int(txn.fetchone()[0])
+
+
 def _dicts(txn: Transaction, sql: str, arguments: Sequence[Any]) -> list[dict[str, Any]]:
     txn.execute(sql, arguments)
     columns = [column[0] for column in txn.description]
@@ -914,6 +978,29 @@ def _friend_requests_txn(txn: Transaction, user_id: int) -> list[int]:
 # constants.
 
 
+def _json_list(txn: Transaction, *names: str) -> str:
+    """
+    @return: a query of the rows of a JSON array given as a parameter, in
+        order (C{position}): its numbers as a column C{names[0]}, or, for
+        an array of arrays, their numbers as columns C{names}.
+    """
+    if is_postgresql_txn(txn):
+        if len(names) == 1:
+            return (
+                f"SELECT e.position, e.value::bigint AS {names[0]}"
+                " FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS e(value, position)"
+            )
+        columns = ", ".join(f"(e.value ->> {n})::bigint AS {name}" for n, name in enumerate(names))
+        return (
+            f"SELECT e.position, {columns}"
+            " FROM jsonb_array_elements(?::jsonb) WITH ORDINALITY AS e(value, position)"
+        )
+    if len(names) == 1:
+        return f"SELECT key AS position, value AS {names[0]} FROM json_each(?)"
+    columns = ", ".join(f"value ->> {n} AS {name}" for n, name in enumerate(names))
+    return f"SELECT key AS position, {columns} FROM json_each(?)"
+
+
 def _unread_txn(
     txn: Transaction, user_id: int, friend_ids: list[int], rooms: dict[int, int]
 ) -> list[Unread]:
@@ -924,18 +1011,18 @@ def _unread_txn(
     txn.execute("BEGIN")
     txn.execute(
         "WITH friends AS MATERIALIZED ("
-        "   SELECT f.key AS position, f.value AS friend_id,"
-        "     min(f.value, ?) AS low, max(f.value, ?) AS high,"
+        "   SELECT f.position, f.friend_id,"
+        "     min(f.friend_id, ?) AS low, max(f.friend_id, ?) AS high,"
         "     (SELECT count(*) FROM messages"
         "      WHERE target_type = 0"
-        "        AND min(sender_id, target_id) = min(f.value, ?)"
-        "        AND max(sender_id, target_id) = max(f.value, ?)"
-        "        AND id > coalesce(r.message_id, 0) AND sender_id = f.value"
+        "        AND min(sender_id, target_id) = min(f.friend_id, ?)"
+        "        AND max(sender_id, target_id) = max(f.friend_id, ?)"
+        "        AND id > coalesce(r.message_id, 0) AND sender_id = f.friend_id"
         "        AND deleted = 0) AS count,"
         "     coalesce(r.message_id, 0) AS marker"
-        "   FROM json_each(?) AS f"
+        f"   FROM ({_json_list(txn, 'friend_id')}) AS f"
         "   LEFT JOIN read_markers AS r"
-        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = f.value"
+        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = f.friend_id"
         " )"
         " SELECT ? AS target_type, friend_id AS target_id, count,"
         "   (SELECT count(*) FROM mentions AS mn JOIN messages AS m ON m.id = mn.message_id"
@@ -962,15 +1049,15 @@ def _unread_txn(
     found = _rows(txn, Unread)
     txn.execute(
         "WITH joined AS MATERIALIZED ("
-        "   SELECT j.key AS position, j.value ->> 0 AS room_id,"
+        "   SELECT j.position, j.room_id,"
         "     (SELECT count(*) FROM messages"
-        "      WHERE target_type = 1 AND target_id = j.value ->> 0"
-        "        AND id >= max(coalesce(r.message_id, 0) + 1, j.value ->> 1)"
+        "      WHERE target_type = 1 AND target_id = j.room_id"
+        "        AND id >= max(coalesce(r.message_id, 0) + 1, j.joined)"
         "        AND sender_id <> ? AND deleted = 0) AS count,"
-        "     max(coalesce(r.message_id, 0) + 1, j.value ->> 1) AS first_unread"
-        "   FROM json_each(?) AS j"
+        "     max(coalesce(r.message_id, 0) + 1, j.joined) AS first_unread"
+        f"   FROM ({_json_list(txn, 'room_id', 'joined')}) AS j"
         "   LEFT JOIN read_markers AS r"
-        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = j.value ->> 0"
+        "     ON r.user_id = ? AND r.target_type = ? AND r.target_id = j.room_id"
         " )"
         " SELECT ? AS target_type, room_id AS target_id, count,"
         "   (SELECT count(*) FROM mentions AS mn JOIN messages AS m ON m.id = mn.message_id"
@@ -1188,6 +1275,43 @@ def _indexed_matches(
         C{long} (three characters or more), newest first; C{instr} keeps
         those that hold each term of C{long} and C{short}.
     """
+    if is_postgresql_txn(txn):
+        # pg_trgm's index answers LIKE '%term%' (sql/postgresql).
+        likes = " AND ".join("t.body LIKE ?" for _ in long)
+        txn.execute(
+            "SELECT t.id, m.sender_id, m.target_type, m.target_id"
+            " FROM message_text AS t JOIN messages AS m ON m.id = t.id"
+            f" WHERE {likes} AND t.id < ?{_contains(short)} ORDER BY t.id DESC",
+            (*(_like_pattern(term) for term in long), before, *short),
+        )
+    else:
+        _match_trigrams(txn, long, short, before)
+    ids: list[int] = []
+    readable = scope.readable
+    while len(ids) < wanted:
+        rows = txn.fetchmany(_SEARCH_BATCH)
+        if not rows:
+            break
+        ids += [row[0] for row in rows if readable(*row)]
+    return ids[:wanted]
+
+
+def _like_pattern(term: str) -> str:
+    """
+    @return: the LIKE pattern of the texts that contain C{term}.
+    """
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _match_trigrams(
+    txn: Transaction, long: Sequence[str], short: Sequence[str], before: int
+) -> None:
+    """
+    Select, on SQLite, the messages below C{before} whose text holds every
+    trigram of each term of C{long} (FTS5), newest first, keeping those
+    that hold each term of C{long} and C{short}.
+    """
     trigrams = dict.fromkeys(
         term[i : i + _TRIGRAM] for term in long for i in range(len(term) - _TRIGRAM + 1)
     )
@@ -1202,14 +1326,6 @@ def _indexed_matches(
         " ORDER BY s.rowid DESC",
         (match, before, *terms),
     )
-    ids: list[int] = []
-    readable = scope.readable
-    while len(ids) < wanted:
-        rows = txn.fetchmany(_SEARCH_BATCH)
-        if not rows:
-            break
-        ids += [row[0] for row in rows if readable(*row)]
-    return ids[:wanted]
 
 
 def _scanned_matches(
@@ -1266,12 +1382,13 @@ def _page_before(messages: list[StoredMessage], limit: int) -> tuple[list[Stored
 def _add_user_txn(txn: Transaction, stamp: str, username: str, password_hash: str) -> int:
     txn.execute(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
+        " ON CONFLICT DO NOTHING RETURNING id",
         (username, password_hash, stamp),
     )
-    if txn.rowcount != 1:
+    row = txn.fetchone()
+    if row is None:
         raise ChatError(wire.USERNAME_TAKEN)
-    return txn.lastrowid
+    return int(row[0])
 
 
 def _add_token_txn(
@@ -1413,9 +1530,10 @@ def _add_messages_txn(
         for call in calls
     ]
     files = [None if call[9] is None else _attach_file_txn(txn, call[0], call[9]) for call in calls]
-    txn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'")
-    (last,) = txn.fetchone()
-    rows = [(last + n, *call[:7], stamp, call[9]) for n, call in enumerate(calls, 1)]
+    rows = [
+        (message_id, *call[:7], stamp, call[9])
+        for message_id, call in zip(_new_message_ids(txn, len(calls)), calls, strict=True)
+    ]
     txn.executemany(
         "INSERT INTO messages (id, sender_id, target_type, target_id, kind, body,"
         " client_msg_id, reply_to, created_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1436,6 +1554,23 @@ def _add_messages_txn(
         )
         for row, call, quote, stored in zip(rows, calls, quotes, files, strict=True)
     ]
+
+
+def _new_message_ids(txn: Transaction, count: int) -> list[int]:
+    """
+    @return: the ids of C{count} new messages, ascending: after the largest
+        ever stored (SQLite's C{sqlite_sequence}, which only this connection
+        writes: the largest may have been deleted since, by retention); on
+        PostgreSQL, from the sequence, while the commit lock is held.
+    """
+    if is_postgresql_txn(txn):
+        txn.execute(
+            "SELECT nextval('messages_id_seq') FROM generate_series(1, ?) ORDER BY 1", (count,)
+        )
+        return [row[0] for row in txn.fetchall()]
+    txn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'messages'")
+    (last,) = txn.fetchone()
+    return list(range(last + 1, last + 1 + count))
 
 
 @together(_add_messages_txn)
@@ -1481,10 +1616,10 @@ def _add_message_txn(
     stored_file = None if file_id is None else _attach_file_txn(txn, sender_id, file_id)
     txn.execute(
         "INSERT INTO messages (sender_id, target_type, target_id, kind, body, client_msg_id,"
-        " reply_to, created_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " reply_to, created_at, file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (sender_id, target_type, target_id, kind, body, client_msg_id, reply_to, stamp, file_id),
     )
-    message_id = txn.lastrowid
+    (message_id,) = txn.fetchone()
     if kind != "system":
         _index(txn, [(message_id, body)])
     if mentions:
@@ -1545,18 +1680,20 @@ def _index(txn: Transaction, texts: list[tuple[int, str]]) -> None:
     if texts:
         folded = [(message_id, body.casefold()) for message_id, body in texts]
         txn.executemany("INSERT INTO message_text (id, body) VALUES (?, ?)", folded)
-        txn.executemany("INSERT INTO message_search (rowid, body) VALUES (?, ?)", folded)
+        if not is_postgresql_txn(txn):  # PostgreSQL's index follows the table
+            txn.executemany("INSERT INTO message_search (rowid, body) VALUES (?, ?)", folded)
 
 
 def _unindex(txn: Transaction, message_id: int) -> None:
     """
     Remove a message's text from the search index.
     """
-    txn.execute(
-        "INSERT INTO message_search (message_search, rowid, body)"
-        " SELECT 'delete', id, body FROM message_text WHERE id = ?",
-        (message_id,),
-    )
+    if not is_postgresql_txn(txn):
+        txn.execute(
+            "INSERT INTO message_search (message_search, rowid, body)"
+            " SELECT 'delete', id, body FROM message_text WHERE id = ?",
+            (message_id,),
+        )
     txn.execute("DELETE FROM message_text WHERE id = ?", (message_id,))
 
 
@@ -1689,11 +1826,13 @@ def _react_txn(
                 raise ChatError(wire.NOT_ALLOWED, f"A message holds at most {MAX_EMOJI} emoji.")
         if changed:
             txn.execute(
-                "INSERT INTO reactions (message_id, emoji, user_id, since) VALUES (?, ?, ?, ?)",
+                "INSERT INTO reactions (message_id, emoji, user_id, since) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
                 (message_id, emoji, user_id, 0 if held is None else held[0]),
             )
+            (reaction_id,) = txn.fetchone()
             if held is None:
-                txn.execute("UPDATE reactions SET since = id WHERE id = ?", (txn.lastrowid,))
+                txn.execute("UPDATE reactions SET since = id WHERE id = ?", (reaction_id,))
     else:
         txn.execute(
             "DELETE FROM reactions WHERE message_id = ? AND emoji = ? AND user_id = ?",
@@ -1758,12 +1897,14 @@ def _create_room_txn(
     txn: Transaction, stamp: str, name: str, creator_id: int, text: str
 ) -> StoredMessage:
     txn.execute(
-        "INSERT INTO rooms (name, owner_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO rooms (name, owner_id, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING RETURNING id",
         (name, creator_id, stamp),
     )
-    if txn.rowcount != 1:
+    row = txn.fetchone()
+    if row is None:
         raise ChatError(wire.ROOM_EXISTS)
-    return _join_room_txn(txn, stamp, txn.lastrowid, creator_id, creator_id, text)
+    return _join_room_txn(txn, stamp, int(row[0]), creator_id, creator_id, text)
 
 
 def _join_room_txn(
@@ -1872,8 +2013,8 @@ def _mark_read_txn(
     txn.execute(
         "INSERT INTO read_markers (user_id, target_type, target_id, message_id)"
         " VALUES (?, ?, ?, min(?, (SELECT coalesce(max(id), 0) FROM messages)))"
-        " ON CONFLICT DO UPDATE"
-        " SET message_id = max(message_id, excluded.message_id)",
+        " ON CONFLICT (user_id, target_type, target_id) DO UPDATE"
+        " SET message_id = max(read_markers.message_id, excluded.message_id)",
         (user_id, target_type, target_id, message_id),
     )
 
@@ -1924,11 +2065,12 @@ def _expire_messages_txn(txn: Transaction, stamp: str, before: str, batch: int) 
     txn.execute("DELETE FROM mentions WHERE message_id <= ?", (last,))
     # An external-content FTS5 index forgets a row only when told its old
     # text ('delete'), which message_text still holds.
-    txn.execute(
-        "INSERT INTO message_search (message_search, rowid, body)"
-        " SELECT 'delete', id, body FROM message_text WHERE id <= ?",
-        (last,),
-    )
+    if not is_postgresql_txn(txn):
+        txn.execute(
+            "INSERT INTO message_search (message_search, rowid, body)"
+            " SELECT 'delete', id, body FROM message_text WHERE id <= ?",
+            (last,),
+        )
     txn.execute("DELETE FROM message_text WHERE id <= ?", (last,))
     txn.execute(
         "SELECT DISTINCT file_id FROM messages WHERE file_id IS NOT NULL AND id <= ?", (last,)

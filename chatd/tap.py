@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.python import usage
 
+from chatd.database import is_postgresql
 from chatd.files import FileLimits
 from chatd.protocol import Limits
 from chatd.service import ChatService
@@ -54,7 +55,13 @@ class Options(usage.Options):
             "Where to listen: a port number, or a Twisted server endpoint such as "
             "tcp:8998:interface=127.0.0.1 or ssl:8999:privateKey=key.pem:certKey=cert.pem.",
         ],
-        ["db", "d", "chatd.sqlite3", "The SQLite database file (created if missing)."],
+        [
+            "db",
+            "d",
+            "chatd.sqlite3",
+            "The SQLite database file (created if missing), or a PostgreSQL URL:"
+            " postgresql://user:password@host:port/dbname.",
+        ],
         [
             "admin-socket",
             None,
@@ -161,6 +168,11 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        if is_postgresql(self["db"]) and not (self["admin-socket"] and self["files"]):
+            raise usage.UsageError(
+                "with a PostgreSQL --db, give --admin-socket and --files too"
+                " (their defaults are named after a SQLite file)"
+            )
         port = self["port"]
         if port.isdigit():
             # A class logging in at once overflows Twisted's default listen

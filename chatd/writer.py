@@ -27,7 +27,6 @@ from those callbacks leave in that order too.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -38,7 +37,7 @@ from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
-from chatd.database import DatabaseHealth
+from chatd.database import OPERATIONAL_ERRORS, DatabaseHealth, is_postgresql_txn
 from chatd.metrics import Metrics
 
 P = ParamSpec("P")
@@ -259,16 +258,17 @@ def _run_alone(
     Run one job in its own savepoint (or none, for a L{single_change}).
 
     @return: C{(True, result)} or C{(False, failure)}.
-    @raise sqlite3.OperationalError: the database itself failed.
+    @raise OPERATIONAL_ERRORS: the database itself failed.
     """
     # A job whose only change is one statement needs no savepoint: SQLite
-    # undoes a failed statement by itself.
-    savepoint = not getattr(job, "single_change", False)
+    # undoes a failed statement by itself.  PostgreSQL fails the whole
+    # transaction instead: every job has one there.
+    savepoint = not getattr(job, "single_change", False) or is_postgresql_txn(txn)
     if savepoint:
         txn.execute("SAVEPOINT job")
     try:
         outcome: tuple[bool, Any] = (True, job(txn, stamp, *args))
-    except sqlite3.OperationalError:
+    except OPERATIONAL_ERRORS:
         raise
     except Exception:
         outcome = (False, Failure())
@@ -287,12 +287,12 @@ def _run_together(
 
     @return: their results, or L{None} when C{many} raised (and what it did
         was undone).
-    @raise sqlite3.OperationalError: the database itself failed.
+    @raise OPERATIONAL_ERRORS: the database itself failed.
     """
     txn.execute("SAVEPOINT together")
     try:
         results = many(txn, stamp, calls)
-    except sqlite3.OperationalError:
+    except OPERATIONAL_ERRORS:
         raise
     except Exception:
         txn.execute("ROLLBACK TO together")

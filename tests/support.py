@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import assembly, wire
-from chatd.database import make_pool
+from chatd.database import is_postgresql, make_pool
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol, Limits
 from chatd.server import ChatServer
@@ -181,7 +181,7 @@ class ServerHarness:
                     *inline_pools(path, self.reactor),
                     passwords,
                     self.reactor,
-                    files_folder=path + ".files",
+                    files_folder=testcase.mktemp() if is_postgresql(path) else path + ".files",
                     run_in_thread=maybeDeferred,
                     now=lambda: FIXED_NOW,
                 )

@@ -18,6 +18,7 @@ from chatd.directory import Directory
 from chatd.passwords import cheap_hasher
 from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 from chatd.writer import GroupCommit
+from tests.postgres import on_postgresql
 from tests.support import FIXED_NOW, PLAIN, FakeSession, InlineThreadPool, ServerHarness
 from tests.test_writer import HeldPool
 
@@ -61,8 +62,14 @@ class ServerTestCase(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.path = self.mktemp() + ".sqlite3"
+        self.path = self.new_database()
         self.h = ServerHarness(self, self.path)
+
+    def new_database(self) -> str:
+        """
+        @return: where the test's data goes: a new SQLite file.
+        """
+        return self.mktemp() + ".sqlite3"
 
     def refusal(self, session: FakeSession, kind: str, **fields: Any) -> ChatError:
         """
@@ -1991,6 +1998,7 @@ class RoomOwnerTests(ServerTestCase):
             wire.NOT_ALLOWED,
         )
         self.h.call(self.alice, "delete_message", message_id=first["id"])
+        self.h.store.close()
         restarted = ServerHarness(self, self.path)
         alice = self.login_on(restarted, "alice")
         restarted.call(alice, "delete_message", message_id=second["id"])
@@ -2021,3 +2029,28 @@ class RoomOwnerTests(ServerTestCase):
             self.refusal(dave, "react", message_id=message["id"], emoji="x").code,
             wire.NO_SUCH_MESSAGE,
         )
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    RegisterTests,
+    GateTests,
+    LoginTests,
+    PresenceTests,
+    FriendTests,
+    PrivateMessageTests,
+    HistoryTests,
+    ReadMarkerTests,
+    CreateRoomTests,
+    JoinRoomTests,
+    QuitRoomTests,
+    AddFriendToRoomTests,
+    ListRoomsTests,
+    RoomMessageTests,
+    RoomPresenceTests,
+    FanOutTests,
+    DirectoryConsistencyTests,
+    TypingTests,
+    RoomOwnerTests,
+)

@@ -1,0 +1,133 @@
+"""
+The real C{twistd chatd} on PostgreSQL (C{--db postgresql://...}), in a
+subprocess, against the tests' PostgreSQL server (L{tests.postgres}): what
+one process serves survives a restart, a second process on the same
+database is refused, and the operator's socket works.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatd.tap import Options
+from tests.chatd_process import spawn_chatd
+from tests.postgres import SKIP, new_database
+from tests.support import logged_in
+from tests.test_admin import chatd_admin
+from tests.test_process import start_process
+
+
+class PostgreSQLProcessTests(TestCase):
+    """
+    C{twistd chatd} on a PostgreSQL database.
+    """
+
+    timeout = 120
+    skip = SKIP
+
+    def setUp(self) -> None:
+        self.db = new_database(self)
+        self.folder = tempfile.mkdtemp(prefix="chatd-pg-")
+        self.addCleanup(lambda: os.path.isdir(self.folder) and _remove(self.folder))
+        self.admin = os.path.join(self.folder, "admin")
+        self.options = ("--admin-socket", self.admin, "--files", os.path.join(self.folder, "files"))
+
+    async def test_serves_and_survives_a_restart(self) -> None:
+        """
+        Accounts and messages are stored in PostgreSQL: after SIGTERM and a
+        start on the same database, they are all there, and new message ids
+        keep growing.
+        """
+        process, transport, port = await start_process(self, self.db, *self.options)
+        ann = await logged_in(self, port, "ann")
+        bob = await logged_in(self, port, "bob")
+        room = (await ann.request("create_room", name="lobby"))["room"]["id"]
+        await bob.request("join_room", name="lobby")
+        sent = [
+            (await ann.request("send_message", target_type=1, target_id=room, message=f"m{i}"))[
+                "message"
+            ]["id"]
+            for i in range(5)
+        ]
+        transport.signalProcess("TERM")
+        self.assertEqual(await process.ended, 0)
+
+        process, transport, port = await start_process(self, self.db, *self.options)
+        bob = await logged_in(self, port, "bob")
+        page = await bob.request("history", target_type=1, target_id=room)
+        self.assertEqual(
+            [(m["id"], m["message"]) for m in page["messages"] if m["kind"] == "text"],
+            [(message_id, f"m{i}") for i, message_id in enumerate(sent)],
+        )
+        newer = await bob.request("send_message", target_type=1, target_id=room, message="later")
+        self.assertGreater(newer["message"]["id"], sent[-1])
+
+    async def test_one_process_per_database(self) -> None:
+        """
+        A second chatd on a database one serves ends at once, saying why:
+        until processes share their directories, each would serve from a
+        copy the other's writes make stale.
+        """
+        await start_process(self, self.db, *self.options)
+        other = tempfile.mkdtemp(prefix="chatd-pg-")
+        self.addCleanup(_remove, other)
+        second = spawn_chatd(
+            self.db,
+            "--admin-socket",
+            os.path.join(other, "admin"),
+            "--files",
+            os.path.join(other, "files"),
+        )
+        timer = reactor.callLater(30, second.transport.signalProcess, "KILL")
+        self.addCleanup(lambda: timer.active() and timer.cancel())
+        with self.assertRaises(RuntimeError) as caught:
+            await second.ready
+        self.assertIn("another chatd is running on this database", str(caught.exception))
+        await second.ended
+
+    async def test_operator(self) -> None:
+        """
+        C{chatd-admin stats} tells the database's size from PostgreSQL;
+        C{backup} is refused with a sentence naming pg_dump.
+        """
+        await start_process(self, self.db, *self.options)
+        stats = await chatd_admin("--socket", self.admin, "stats")
+        self.assertEqual(stats.code, 0, stats.err)
+        self.assertRegex(stats.out, r"database\D+[1-9]")
+        backup = await chatd_admin(
+            "--socket", self.admin, "backup", os.path.join(self.folder, "copy")
+        )
+        self.assertEqual(backup.code, 1)
+        self.assertIn("pg_dump", backup.err)
+
+
+class PostgreSQLOptionsTests(SynchronousTestCase):
+    """
+    The command line with a PostgreSQL --db.
+    """
+
+    def test_needs_admin_socket_and_files(self) -> None:
+        """
+        With a PostgreSQL URL, --admin-socket and --files must be given:
+        their defaults are named after a SQLite file.
+        """
+        for extra in ([], ["--admin-socket", "/tmp/a"], ["--files", "/tmp/f"]):
+            options = Options()
+            with self.assertRaises(Exception) as caught:
+                options.parseOptions(["--db", "postgresql://chatd@127.0.0.1/x", *extra])
+            self.assertIn("--admin-socket and --files", str(caught.exception))
+        options = Options()
+        options.parseOptions(
+            ["--db", "postgresql://h/x", "--admin-socket", "/tmp/a", "--files", "/tmp/f"]
+        )
+        self.assertEqual(options["db"], "postgresql://h/x")
+
+
+def _remove(folder: str) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
