@@ -878,7 +878,7 @@ def _credentials_txn(txn: Transaction, username: str) -> Credentials | None:
 def _accounts_txn(txn: Transaction, name_contains: str) -> list[Account]:
     txn.execute(
         "SELECT id, username, created_at, last_seen_at, disabled FROM users"
-        " WHERE instr(lower(username), lower(?)) ORDER BY id",
+        " WHERE instr(lower(username), lower(?)) > 0 ORDER BY id",
         (name_contains,),
     )
     return [Account(i, n, c, s, bool(d)) for i, n, c, s, d in txn.fetchall()]
@@ -1240,6 +1240,8 @@ _SEARCH_BATCH = 256
 def _search_txn(
     txn: Transaction, scope: Scope, terms: tuple[str, ...], before: int, limit: int
 ) -> tuple[list[StoredMessage], bool]:
+    if any("\0" in term for term in terms):
+        return [], False  # no message holds NUL (PostgreSQL's text cannot)
     long = [term for term in terms if len(term) >= _TRIGRAM]
     short = [term for term in terms if len(term) < _TRIGRAM]
     txn.execute("BEGIN")

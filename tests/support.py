@@ -173,7 +173,7 @@ class ServerHarness:
         self.testcase = testcase
         self.reactor = ImmediateReactor()
         if path is None:
-            path = testcase.mktemp() + ".sqlite3"
+            path = database_for(testcase)
         passwords = Passwords(self.reactor, cheap_hasher(), InlineThreadPool())  # type: ignore[arg-type]
         assembled = testcase.successResultOf(
             Deferred.fromCoroutine(
@@ -305,6 +305,16 @@ class RunningServer:
         self.port: int = listening.getHost().port
 
 
+def database_for(testcase: Any) -> str:
+    """
+    @return: a new database for C{testcase}: its C{new_database()} if it has
+        one (the PostgreSQL copies of L{tests.postgres.on_postgresql}), else
+        a new SQLite file in its temporary directory.
+    """
+    new = getattr(testcase, "new_database", None)
+    return new() if new is not None else testcase.mktemp() + ".sqlite3"
+
+
 async def start_server(
     testcase: Any,
     path: str | None = None,
@@ -324,12 +334,14 @@ async def start_server(
     """
     from twisted.internet import reactor
 
+    path = path or database_for(testcase)
     assembled = await assembly.open(
-        path or testcase.mktemp() + ".sqlite3",
+        path,
         reactor,
         limits or Limits(),
         insecure_fast_hashes=True,
         token_days=token_days,
+        files_folder=testcase.mktemp() if is_postgresql(path) else None,
         now=now,
     )
     listening = reactor.listenTCP(0, assembled.factory, interface="127.0.0.1")

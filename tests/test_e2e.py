@@ -15,6 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from tests.postgres import on_postgresql
 from tests.support import logged_in, start_server, wire_client
 
 
@@ -290,3 +291,12 @@ def _protocol_md() -> str:
 
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.join(os.path.dirname(here), "docs", "PROTOCOL.md")
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    AccountTests,
+    PrivateMessageTests,
+    RoomTests,
+)

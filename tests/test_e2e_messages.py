@@ -14,6 +14,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from chatd import wire
+from tests.postgres import on_postgresql
 from tests.support import PLAIN, RunningServer, WireClient, logged_in, start_server, wire_client
 from tests.test_e2e import befriend
 
@@ -919,3 +920,16 @@ class TypingTests(Base):
         reply = await lzy.request("ping")
         self.assertEqual(reply["type"], "pong")
         self.assertEqual(lzy.pending_pushes(), [])
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    MessageFieldsTests,
+    EditTests,
+    DeleteTests,
+    ReplyTests,
+    MentionTests,
+    ReactionTests,
+    TypingTests,
+)

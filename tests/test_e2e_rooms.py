@@ -23,6 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from chatd import assembly, wire
 from chatd.protocol import Limits
+from tests.postgres import on_postgresql
 from tests.support import PLAIN, RunningServer, WireClient, logged_in, start_server, wire_client
 from tests.test_e2e import befriend
 from tests.test_e2e_messages import TIME, TOMBSTONE, drain, history, send
@@ -1557,3 +1558,18 @@ class ModeratorDeleteTests(Base):
         await lzy.push("member_role")
         reply = await lzy.request("delete_message", message_id=said["id"])
         self.assertEqual(reply["type"], "message_deleted", reply)
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    RoomObjectTests,
+    TopicTests,
+    RoleTests,
+    KickTests,
+    BanTests,
+    HandOverTests,
+    ErrorOrderTests,
+    FieldTests,
+    ModeratorDeleteTests,
+)

@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 
 from chatd import wire
 from chatd.protocol import Limits
+from tests.postgres import on_postgresql
 from tests.support import RunningServer, WireClient, logged_in, start_server, wire_client
 from tests.test_e2e import befriend
 from tests.test_e2e_messages import TIME, drain, send
@@ -1374,3 +1375,15 @@ class MessageObjectTests(Base):
         self.assertNotIn("room_name", private_reply)
         self.assertEqual(await self.found(lzy, "plain"), [plain])
         self.assertEqual(plain["client_msg_id"], "c-2")
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    ValidationTests,
+    TermTests,
+    OrderAndPagingTests,
+    ReadabilityTests,
+    ScopeTests,
+    MessageObjectTests,
+)

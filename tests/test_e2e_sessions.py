@@ -35,6 +35,7 @@ from twisted.trial.unittest import TestCase
 from chatd import assembly, wire
 from chatd.protocol import Limits
 from tests.chatd_process import ServerProcess
+from tests.postgres import on_postgresql
 from tests.support import FIXED_NOW, WireClient, start_server, wire_client
 from tests.test_e2e import befriend
 from tests.test_process import start_process as start_real_process
@@ -1096,3 +1097,15 @@ class RestartTests(Base):
                 if given != token:
                     del tokens[token]
                     tokens[given] = name
+
+
+# Every suite runs on PostgreSQL too.
+on_postgresql(
+    globals(),
+    TokenTests,
+    ResumeTests,
+    InvalidTokenTests,
+    LogoutTests,
+    ChangePasswordTests,
+    ExpiryTests,
+)

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd import requests, wire
 from chatd.requests import Target
 from chatd.wire import PRIVATE, ROOM, ChatError
+from tests.postgres import on_postgresql
 from tests.support import FakeSession, ServerHarness
 
 #: Put in an override to leave the field out.
@@ -519,3 +520,10 @@ class ParseTests(SynchronousTestCase):
         parsed = requests.QuitRoom.parse({"room_id": 1})
         with self.assertRaises(AttributeError):
             parsed.room_id = 2  # type: ignore[misc]
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    FieldsBeforeRulesTests,
+)

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import requests
 from chatd.files import UNSENT_LIFETIME, UPLOAD_TIMEOUT, Folder, Transfers
+from tests.postgres import on_postgresql
 from tests.support import FIXED_NOW, FakeSession, ServerHarness
 
 
@@ -395,3 +396,12 @@ class ThreadOrderTests(SynchronousTestCase):
         )
         self.threads.run("place")
         self.assertEqual(self.successResultOf(d)["type"], "file_stored")
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    ExpiryTests,
+    SweepTests,
+    ThreadOrderTests,
+)

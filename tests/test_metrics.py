@@ -20,6 +20,7 @@ from chatd.metrics import Buckets, Metrics
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol
 from chatd.sessions import Sessions
+from tests.postgres import on_postgresql
 from tests.support import (
     FakeSession,
     ImmediateReactor,
@@ -422,3 +423,10 @@ class EndToEndTests(TestCase):
         content_type = response.headers.getRawHeaders(b"content-type")[0]
         self.assertTrue(content_type.startswith(b"application/openmetrics-text"))
         self.assertTrue(body.endswith(b"# EOF\n"))
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    InstrumentationTests,
+)

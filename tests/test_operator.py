@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
 from chatd.admin import AdminError, AdminFactory, Operator
+from tests.postgres import on_postgresql
 from tests.support import FakeSession, ServerHarness
 
 
@@ -192,3 +193,11 @@ class AdminProtocolTests(SynchronousTestCase):
             {"ok": False, "error": "The request needs a text 'name'."},
         )
         self.assertFalse(self.transport.disconnecting)
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    OperatorTests,
+    AdminProtocolTests,
+)

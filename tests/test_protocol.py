@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import wire
 from chatd.protocol import ChatProtocol, Limits
+from tests.postgres import on_postgresql
 from tests.support import FakeSession, ServerHarness, connect, frame, received, unframe
 
 PASSWORD = "secret1"
@@ -1055,3 +1056,21 @@ class SlowConsumerTests(ProtocolTestCase):
         for _ in range(5):
             protocol.send(b"x" * 600)
         self.assertFalse(transport.disconnecting)
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    FramingTests,
+    ReplyOrderTests,
+    FrameTooLargeTests,
+    ErrorsInARowTests,
+    LoginGateTests,
+    LoginDeadlineTests,
+    IdleTimeoutTests,
+    FloodControlTests,
+    InternalErrorTests,
+    RequestIdTests,
+    LoginTests,
+    SlowConsumerTests,
+)
