@@ -183,7 +183,7 @@ async def open(
     """
     hasher = cheap_hasher() if insecure_fast_hashes else None
     return await assemble(
-        make_pool(path, reactor, 1),
+        make_pool(path, reactor, 1, claim=True),
         make_pool(path, reactor, 2),
         Passwords(reactor, hasher),
         reactor,

@@ -124,8 +124,24 @@ if psycopg is not None:
             super().executemany(self._translate(query), params_seq, **kwargs)
 
 
-def _postgresql_opened(connection: Any) -> None:
-    connection.cursor_factory = PostgreSQLCursor
+#: The key of the advisory lock the writer's connection holds while a
+#: chatd serves a PostgreSQL database: one process per database, until
+#: processes share their directories.
+ONE_PROCESS_LOCK: Final = 0x63686175
+
+
+def _postgresql_opened(claim: bool) -> Any:
+    def configure(connection: Any) -> None:
+        connection.cursor_factory = PostgreSQLCursor
+        if claim:
+            locked = connection.execute(
+                "SELECT pg_try_advisory_lock(?)", (ONE_PROCESS_LOCK,)
+            ).fetchone()[0]
+            if not locked:
+                connection.close()
+                raise RuntimeError("another chatd is running on this database")
+
+    return configure
 
 
 def is_postgresql_txn(txn: Any) -> bool:
@@ -136,12 +152,22 @@ def is_postgresql_txn(txn: Any) -> bool:
 
 
 def make_pool(
-    path: str, reactor: IReactorCore, connections: int, busy_timeout_ms: int = 5000
+    path: str,
+    reactor: IReactorCore,
+    connections: int,
+    busy_timeout_ms: int = 5000,
+    *,
+    claim: bool = False,
 ) -> ConnectionPool:
     """
     @param path: the SQLite file, or a PostgreSQL URL (L{is_postgresql}).
+    @param claim: on PostgreSQL, have each connection hold
+        L{ONE_PROCESS_LOCK} (the writer's pool), failing while another
+        process holds it.
     @return: a pool of at most C{connections} connections to it, each
-        configured as the module docstring says.
+        configured as the module docstring says.  A PostgreSQL connection
+        that broke (a restart of the server) is made again at the next
+        transaction.
     """
     if is_postgresql(path):
         if psycopg is None:
@@ -152,7 +178,8 @@ def make_pool(
             autocommit=True,
             cp_min=1,
             cp_max=connections,
-            cp_openfun=_postgresql_opened,
+            cp_reconnect=True,
+            cp_openfun=_postgresql_opened(claim),
             cp_reactor=reactor,
             cp_noisy=False,
         )

@@ -28,7 +28,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred
@@ -252,13 +252,9 @@ class Store:
         Apply the schema files not yet applied, each in its own transaction.
         """
         if self.postgresql:
-            d = self._writer_pool.runInteraction(_claim_txn)
-            d.addCallback(
-                lambda _: self._writer_pool.runInteraction(
-                    _migrate_postgresql_txn, schema_files(postgresql=True)
-                )
+            return self._writer_pool.runInteraction(
+                _migrate_postgresql_txn, schema_files(postgresql=True)
             )
-            return d
         return self._writer_pool.runInteraction(_migrate_txn, schema_files())
 
     def close(self) -> None:
@@ -760,24 +756,6 @@ def _migrate_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:
                 raise
     finally:
         txn.execute("PRAGMA foreign_keys = ON")
-
-
-#: The key of the advisory lock the writer's connection holds while a
-#: chatd serves a PostgreSQL database: one process per database, until
-#: processes share their directories (issue 18).
-_ONE_PROCESS_LOCK: Final = 0x63686175
-
-
-def _claim_txn(txn: Transaction) -> None:
-    """
-    Take the lock of L{_ONE_PROCESS_LOCK} for the session of this
-    connection (the writer's, open as long as the store).
-
-    @raise RuntimeError: another chatd serves the database.
-    """
-    txn.execute("SELECT pg_try_advisory_lock(?)", (_ONE_PROCESS_LOCK,))
-    if not txn.fetchone()[0]:
-        raise RuntimeError("another chatd is running on this database")
 
 
 def _migrate_postgresql_txn(txn: Transaction, files: list[tuple[int, str]]) -> None:

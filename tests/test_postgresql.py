@@ -13,10 +13,11 @@ import tempfile
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.database import DatabaseUnavailable
 from chatd.tap import Options
 from tests.chatd_process import spawn_chatd
 from tests.postgres import SKIP, new_database
-from tests.support import logged_in
+from tests.support import ImmediateReactor, logged_in, open_store
 from tests.test_admin import chatd_admin
 from tests.test_process import start_process
 
@@ -103,6 +104,34 @@ class PostgreSQLProcessTests(TestCase):
         )
         self.assertEqual(backup.code, 1)
         self.assertIn("pg_dump", backup.err)
+
+
+class PostgreSQLGoneTests(SynchronousTestCase):
+    """
+    PostgreSQL dropping chatd's connections (a restart, an operator's
+    pg_terminate_backend) fails what was running, as SQLite's database
+    errors do, and the next requests work again.
+    """
+
+    skip = SKIP
+
+    def test_connections_made_again(self) -> None:
+        import psycopg
+
+        db = new_database(self)
+        store = open_store(self, ImmediateReactor(), db)
+        self.successResultOf(store.add_user("ann", "hash"))
+        with psycopg.connect(db, autocommit=True) as connection:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        self.failureResultOf(store.add_user("bob", "hash"), DatabaseUnavailable)
+        self.flushLoggedErrors()
+        self.assertIsInstance(self.successResultOf(store.add_user("carol", "hash")), int)
+        failed = store.credentials("ann")
+        failed.addErrback(lambda failure: failure.trap(DatabaseUnavailable))
+        self.assertEqual(self.successResultOf(store.credentials("ann")).username, "ann")
 
 
 class PostgreSQLOptionsTests(SynchronousTestCase):
