@@ -99,7 +99,7 @@ if psycopg is not None:
         A cursor that runs SQL written for SQLite (module docstring).
         """
 
-        #: Read through adbapi's Transaction by L{dialect_of}.
+        #: Read through adbapi's Transaction by L{is_postgresql_txn}.
         postgresql = True
         _translated: dict[str, str] = {}
 

@@ -187,7 +187,8 @@ class ChatService(Service):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if not is_postgresql(self._db_path):
-            # On PostgreSQL the store claims the database (Store.migrate).
+            # On PostgreSQL the writer's connection claims the database
+            # (chatd.database.ONE_PROCESS_LOCK).
             self._check_db_path()
             self._lock_database()
         try:
