@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 from typing import Any
 
 from twisted.internet import reactor
@@ -23,14 +22,16 @@ from twisted.trial.unittest import TestCase
 
 from chatd import assembly, wire
 from chatd.assembly import Assembly
-from chatd.database import make_pool
+from chatd.database import is_postgresql, make_pool
 from chatd.files import FileLimits
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import Limits
 from chatd.requests import CHUNK_SIZE
-from tests.support import WireClient, logged_in, wire_client
+from tests.postgres import on_postgresql
+from tests.support import WireClient, database_for, logged_in, wire_client
 from tests.test_e2e import befriend
 from tests.test_process import start_process
+from tests.test_store import query
 
 ANN, BOB, CAT = 1, 2, 3
 PRIVATE, ROOM = 0, 1
@@ -137,13 +138,7 @@ def file_rows(db: str) -> list[tuple[str, int, str, int]]:
     @return: the id, uploader, SHA-256 and C{sent} flag of every row of the
         C{files} table of the database C{db}.
     """
-    connection = sqlite3.connect(db)
-    try:
-        return connection.execute(
-            "SELECT id, uploader_id, sha256, sent FROM files ORDER BY created_at, id"
-        ).fetchall()
-    finally:
-        connection.close()
+    return query(db, "SELECT id, uploader_id, sha256, sent FROM files ORDER BY created_at, id")
 
 
 async def start_files_server(
@@ -163,8 +158,10 @@ async def start_files_server(
         close drops is dropped when the server has seen it close.
     """
     clock = SteppedReactor()
-    db = os.path.abspath(testcase.mktemp() + ".sqlite3")
-    folder = db + ".files"
+    db = database_for(testcase)
+    if not is_postgresql(db):
+        db = os.path.abspath(db)
+    folder = os.path.abspath(testcase.mktemp()) if is_postgresql(db) else db + ".files"
     limits = limits or Limits()
     file_limits = file_limits or FileLimits()
     if inline_files:
@@ -1195,3 +1192,14 @@ class ProcessTests(Base):
         await self.assertError(
             ann, wire.NO_SUCH_FILE, "upload_finish", upload_id=upload_id, sha256=sha256(partial)
         )
+
+
+# These suites run on PostgreSQL too.
+on_postgresql(
+    globals(),
+    UploadTests,
+    FileMessageTests,
+    DeletionTests,
+    RateTests,
+    ConnectionTests,
+)
