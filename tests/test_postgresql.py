@@ -11,10 +11,14 @@ import os
 import tempfile
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.database import DatabaseUnavailable
+from chatd.database import DatabaseUnavailable, make_pool
+from chatd.store import Store
 from chatd.tap import Options
+from chatd.wire import PRIVATE
 from tests.chatd_process import spawn_chatd
 from tests.postgres import SKIP, new_database
 from tests.support import ImmediateReactor, logged_in, open_store
@@ -104,6 +108,76 @@ class PostgreSQLProcessTests(TestCase):
         )
         self.assertEqual(backup.code, 1)
         self.assertIn("pg_dump", backup.err)
+
+
+class CommitOrderTests(TestCase):
+    """
+    Message ids grow in commit order across every writer of a PostgreSQL
+    database, so that C{history after} never misses a message committed
+    later with a smaller id (PROTOCOL.md section 3).
+    """
+
+    skip = SKIP
+    timeout = 60
+
+    async def test_later_ids_commit_later(self) -> None:
+        """
+        While one writer (another process, here a connection of its own)
+        holds a group commit open with a message in it, a second writer's
+        message waits for the commit lock: it gets a larger id and commits
+        only after the first, and reading C{after} the first message's id
+        finds the second.  Without the lock the second would commit first,
+        and a reader that saw it would page past the first one for good.
+        """
+        import psycopg
+
+        from chatd.database import PostgreSQLCursor
+
+        db = new_database(self)
+        store = Store(make_pool(db, reactor, 1), make_pool(db, reactor, 2))
+        self.addCleanup(store.close)
+        await store.migrate()
+        alice = await store.add_user("alice", "hash")
+        bob = await store.add_user("bob", "hash")
+
+        other = psycopg.connect(db, autocommit=True, cursor_factory=PostgreSQLCursor)
+        self.addCleanup(other.close)
+        cursor = other.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute(
+            "INSERT INTO messages (sender_id, target_type, target_id, kind, body, created_at)"
+            " VALUES (?, 0, ?, 'text', 'first', '2026-01-01T00:00:00.000Z') RETURNING id",
+            (alice, bob),
+        )
+        (first_id,) = cursor.fetchone()
+        second = store.add_message(bob, PRIVATE, alice, "second")
+        # The second writer is blocked on the commit lock, not done.
+        for _ in range(500):
+            if second.called or await _waiting_for_the_commit_lock(db):
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertFalse(second.called, "the second writer committed first")
+        cursor.execute("COMMIT")
+        stored, _ = await second
+        self.assertGreater(stored.id, first_id)
+        page, _ = await store.private_history(alice, bob, None, first_id, 50)
+        self.assertEqual([m.id for m in page], [stored.id])
+
+
+async def _waiting_for_the_commit_lock(db: str) -> bool:
+    """
+    @return: whether a connection to C{db} waits for an advisory lock.
+    """
+    import psycopg
+
+    def look() -> bool:
+        with psycopg.connect(db, autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+            return bool(row and row[0])
+
+    return await deferToThread(look)
 
 
 class PostgreSQLGoneTests(SynchronousTestCase):

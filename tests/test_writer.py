@@ -22,7 +22,8 @@ from chatd.database import DatabaseHealth, DatabaseUnavailable, make_pool
 from chatd.store import StoredQuote
 from chatd.wire import PRIVATE, ChatError
 from chatd.writer import GroupCommit, single_change, together, utc_stamp
-from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, open_store
+from tests.postgres import on_postgresql
+from tests.support import FIXED_NOW, ImmediateReactor, InlineThreadPool, database_for, open_store
 
 Interaction = tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]
 
@@ -440,7 +441,7 @@ class RealStoreTests(SynchronousTestCase):
         submission order.
         """
         reactor = ImmediateReactor()
-        path = self.mktemp() + ".sqlite3"
+        path = database_for(self)
         store = open_store(self, reactor, path)
         alice = self.successResultOf(store.add_user("alice", "x"))
         bob = self.successResultOf(store.add_user("bob", "x"))
@@ -476,7 +477,7 @@ class RealStoreTests(SynchronousTestCase):
         submission order.
         """
         reactor = ImmediateReactor()
-        path = self.mktemp() + ".sqlite3"
+        path = database_for(self)
         store = open_store(self, reactor, path)
         alice = self.successResultOf(store.add_user("alice", "x"))
         bob = self.successResultOf(store.add_user("bob", "x"))
@@ -510,7 +511,7 @@ class RealStoreTests(SynchronousTestCase):
         mentions, and the next group can quote a message of it.
         """
         reactor = ImmediateReactor()
-        path = self.mktemp() + ".sqlite3"
+        path = database_for(self)
         store = open_store(self, reactor, path)
         alice = self.successResultOf(store.add_user("alice", "x"))
         bob = self.successResultOf(store.add_user("bob", "x"))
@@ -723,3 +724,7 @@ class TogetherTests(WriterTestCase):
             self.failureResultOf(d, DatabaseUnavailable)
         self.assertEqual(self.committed(), ["first"])
         self.flushLoggedErrors(sqlite3.OperationalError)
+
+
+# Group commit of a real store runs on PostgreSQL too.
+on_postgresql(globals(), RealStoreTests)
