@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from typing import Any
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 
 def _binaries() -> str | None:
@@ -178,12 +178,12 @@ _server: _Server | None = None
 
 def new_database(testcase: SynchronousTestCase) -> str:
     """
-    @return: the URL of a new database on the tests' PostgreSQL server
+    @return: the URL of an empty database on the tests' PostgreSQL server
         (started on first use); C{testcase} is skipped where there is none.
     """
     global _server
     if SKIP is not None:
-        raise testcase.skipTest(SKIP)
+        raise SkipTest(SKIP)
     if _server is None:
         _server = _Server()
         atexit.register(_server.stop)
