@@ -14,7 +14,7 @@ run: $(VENV)/installed
 	$(BIN)/twistd --nodaemon --pidfile= chatd --port $(PORT) --db $(DB)
 
 test: $(VENV)/installed
-	@$(BIN)/python -c 'from tests.postgres import SKIP; print(SKIP or "", end="\n" if SKIP else "")'
+	@$(BIN)/python -c 'from tests import postgres, redis; [print(s) for s in (postgres.SKIP, redis.SKIP) if s]'
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m twisted.trial --temp-directory=.trial tests
 
 lint: $(VENV)/installed

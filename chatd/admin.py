@@ -136,9 +136,8 @@ class Operator:
         except BaseException:
             disabled.discard(user_id)
             raise
-        session = self._parts.sessions.current(user_id)
-        if session is not None:
-            session.kick(wire.ACCOUNT_DISABLED)
+        self._parts.server.deployment.user_changed(user_id)
+        self._parts.sessions.kick(user_id, wire.ACCOUNT_DISABLED)
         log.info("The operator disabled user {user_id}", user_id=user_id)
         return {"changed": True}
 
@@ -153,6 +152,7 @@ class Operator:
             return {"changed": False}
         await self._parts.store.set_disabled(user_id, False)
         disabled.discard(user_id)
+        self._parts.server.deployment.user_changed(user_id)
         log.info("The operator enabled user {user_id}", user_id=user_id)
         return {"changed": True}
 
@@ -172,10 +172,8 @@ class Operator:
             raise AdminError(wire.MESSAGES[wire.INVALID_PASSWORD])
         password_hash = await self._parts.passwords.hash(password)
         await self._parts.store.reset_password(user_id, password_hash)
-        self._parts.server.throttle.unlock(self._parts.directory.usernames[user_id])
-        session = self._parts.sessions.current(user_id)
-        if session is not None:
-            session.kick(wire.PASSWORD_CHANGED)
+        self._parts.server.unlock(self._parts.directory.usernames[user_id])
+        self._parts.sessions.kick(user_id, wire.PASSWORD_CHANGED)
         log.info("The operator reset the credentials of user {user_id}", user_id=user_id)
         return {"password": None if chosen is not None else password}
 
@@ -185,7 +183,7 @@ class Operator:
         """
         user_id = self._user_id(request)
         name = self._parts.directory.usernames[user_id]
-        return {"changed": self._parts.server.throttle.unlock(name)}
+        return {"changed": self._parts.server.unlock(name)}
 
     async def stats(self, request: dict[str, Any]) -> dict[str, Any]:
         """
@@ -202,7 +200,7 @@ class Operator:
             "users": totals.users,
             "rooms": totals.rooms,
             "messages": totals.messages,
-            "online": len(self._parts.sessions),
+            "online": self._parts.sessions.everywhere(),
             "connections": len(self._parts.sessions.everyone()),
             "database_bytes": size,
             "files_bytes": files,

@@ -22,6 +22,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from chatd import wire
+from chatd.cluster import Cluster, RedisURL
 from chatd.database import make_pool
 from chatd.directory import Directory
 from chatd.files import FileLimits, Folder, RunInThread, Transfers
@@ -47,6 +48,8 @@ class Assembly:
 
     @ivar factory: what a port listens with.
     @ivar metrics: what the parts count, for L{chatd.metrics.listen}.
+    @ivar cluster: this process as one of a deployment, or L{None} when
+        it serves alone.
     """
 
     store: Store
@@ -57,6 +60,7 @@ class Assembly:
     server: ChatServer
     factory: ChatFactory
     metrics: Metrics
+    cluster: Cluster | None = None
 
     async def shut_down(self, clock: IReactorTime, grace: float) -> None:
         """
@@ -82,10 +86,12 @@ class Assembly:
 
     async def close(self) -> None:
         """
-        Let every write submitted so far commit, stop the password threads
-        and close the database.
+        Let every write submitted so far commit, leave the deployment, stop
+        the password threads and close the database.
         """
         await self.store.writer.idle()
+        if self.cluster is not None:
+            await self.cluster.leave()
         self.transfers.stop()
         self.passwords.stop()
         self.store.close()
@@ -103,6 +109,7 @@ async def assemble(
     run_in_thread: RunInThread = deferToThread,
     now: Callable[[], float] = time.time,
     token_days: float = 30.0,
+    redis: RedisURL | None = None,
 ) -> Assembly:
     """
     Wire a chatd server on the database the pools reach: bring its schema
@@ -122,6 +129,8 @@ async def assemble(
     @param run_in_thread: runs the blocking work on files in a thread.
     @param now: the wall clock of the commit timestamps and token ages.
     @param token_days: how long a session token works unused.
+    @param redis: the Redis of the deployment this process is one of
+        (L{chatd.cluster}), or L{None} when it serves alone.
     """
     metrics = Metrics()
     sessions = Sessions(metrics)
@@ -153,7 +162,18 @@ async def assemble(
         pending_bytes=factory.unsent,
         hashes_in_flight=lambda: passwords.in_flight,
     )
-    return Assembly(store, passwords, sessions, directory, transfers, server, factory, metrics)
+    cluster = None
+    if redis is not None:
+        cluster = Cluster(reactor, f"chatd:{redis.db}", sessions, directory, store, server)
+        try:
+            await cluster.join(redis)
+        except BaseException:
+            passwords.stop()
+            store.close()
+            raise
+    return Assembly(
+        store, passwords, sessions, directory, transfers, server, factory, metrics, cluster
+    )
 
 
 async def open(
@@ -166,6 +186,7 @@ async def open(
     files_folder: str | None = None,
     file_limits: FileLimits = _DEFAULT_FILE_LIMITS,
     now: Callable[[], float] = time.time,
+    redis: str | None = None,
 ) -> Assembly:
     """
     Open (creating it if need be) the database at C{path} and wire a chatd
@@ -180,10 +201,13 @@ async def open(
         C{.files} added.
     @param file_limits: the largest file and each user's quota.
     @param now: the wall clock (see L{assemble}).
+    @param redis: the URL of the deployment's Redis, when this process is
+        one of several on a PostgreSQL database; the database is then not
+        claimed for this process alone.
     """
     hasher = cheap_hasher() if insecure_fast_hashes else None
     return await assemble(
-        make_pool(path, reactor, 1, claim=True),
+        make_pool(path, reactor, 1, claim=redis is None),
         make_pool(path, reactor, 2),
         Passwords(reactor, hasher),
         reactor,
@@ -192,4 +216,5 @@ async def open(
         file_limits=file_limits,
         now=now,
         token_days=token_days,
+        redis=None if redis is None else RedisURL(redis),
     )

@@ -127,6 +127,73 @@ class Directory:
         for room_id, user_id in snapshot.bans:
             self.rooms[room_id].banned.add(user_id)
 
+    def refresh_user(self, user_id: int, snapshot: Snapshot) -> None:
+        """
+        Make what is held of the account C{user_id} (its name, whether it
+        is disabled, its friendships) what C{snapshot} read of it
+        (L{chatd.store.Store.load_user}), in place.
+        """
+        for username in snapshot.users.values():
+            self.add_user(user_id, username)
+        if user_id in snapshot.disabled:
+            self.disabled.add(user_id)
+        else:
+            self.disabled.discard(user_id)
+        friends = {friend for _, friend in snapshot.friendships}
+        for friend in self.friends(user_id) - friends:
+            self.unfriend(user_id, friend)
+        for friend in friends:
+            self.befriend(user_id, friend)
+
+    def refresh_room(self, room_id: int, snapshot: Snapshot) -> None:
+        """
+        Make what is held of the room C{room_id} (its owner, topic,
+        members, roles and bans) what C{snapshot} read of it
+        (L{chatd.store.Store.load_room}), in place: the server may hold the
+        L{Room} across a write.
+        """
+        name = snapshot.rooms.get(room_id)
+        if name is None:
+            return
+        room = self.rooms.get(room_id) or self.add_room(room_id, name)
+        room.owner_id = snapshot.owners.get(room_id)
+        room.topic = snapshot.topics.get(room_id, "")
+        members = {user_id: joined for _, user_id, joined in snapshot.members}
+        for user_id in room.members.keys() - members.keys():
+            self.leave(room_id, user_id)
+        for user_id, joined in members.items():
+            self.join(room_id, user_id, joined)
+        room.moderators.clear()
+        room.moderators.update(user_id for _, user_id in snapshot.moderators)
+        room.banned.clear()
+        room.banned.update(user_id for _, user_id in snapshot.bans)
+
+    def reload(self, snapshot: Snapshot) -> None:
+        """
+        Make the whole directory what C{snapshot} read from the store
+        (L{chatd.store.Store.load_directory}), keeping the L{Room}s held.
+        """
+        fresh = Directory.from_snapshot(snapshot)
+        self.usernames.update(fresh.usernames)
+        self._user_ids.update(fresh._user_ids)
+        self.disabled.clear()
+        self.disabled.update(fresh.disabled)
+        self._friends = fresh._friends
+        for room_id, room in fresh.rooms.items():
+            held = self.rooms.get(room_id)
+            if held is None:
+                self.rooms[room_id] = room
+                self._room_ids[room.name.lower()] = room_id
+                continue
+            held.owner_id, held.topic = room.owner_id, room.topic
+            held.members.clear()
+            held.members.update(room.members)
+            held.moderators.clear()
+            held.moderators.update(room.moderators)
+            held.banned.clear()
+            held.banned.update(room.banned)
+        self._rooms_of = fresh._rooms_of
+
     # Users.
 
     def add_user(self, user_id: int, username: str) -> None:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd import requests, wire
+from chatd.deployment import ALONE, Deployment
 from chatd.directory import MEMBER, OWNER, Directory, Room
 from chatd.files import Transfers, file_object
 from chatd.mentions import mentioned_names
@@ -133,6 +134,9 @@ class TypingThrottle:
         self._pushed.pop(user_id, None)
 
 
+#: How many messages L{ChatServer.catch_up} reads at a time.
+CATCH_UP_PAGE: Final = 500
+
 #: How many resumes run at once (see L{ChatServer.resume}).
 RESUMES_AT_ONCE: Final = 2
 
@@ -157,7 +161,10 @@ class ChatServer:
         self._transfers = transfers
         self._passwords = passwords
         self.sessions = sessions
+        sessions.presence = self._announce_presence
         self._directory = directory
+        #: The other processes of the deployment, told of what changes here.
+        self.deployment: Deployment = ALONE
         #: The failed-login throttle of PROTOCOL.md section 8.
         self.throttle = LoginThrottle(clock)
         self._typing = TypingThrottle(clock)
@@ -266,7 +273,6 @@ class ChatServer:
             self.log.info("User {user_id} is offline", user_id=user_id)
             self._store.user_seen(user_id).addErrback(self._seen_not_stored, user_id)
             self._typing.forget(user_id)
-            self._announce_presence(user_id, online=False)
 
     def _seen_not_stored(self, failure: Failure, user_id: int) -> None:
         # Only what chatd-admin shows as "last seen" is lost.
@@ -335,7 +341,14 @@ class ChatServer:
     # Presence.
 
     def _announce_presence(self, user_id: int, online: bool) -> None:
+        """
+        Tell the friends and room mates of C{user_id} who are logged in
+        here that they came online or went offline (every process of a
+        deployment tells its own).
+        """
         directory = self._directory
+        if user_id not in directory.usernames:
+            return
         self.sessions.push(
             directory.friends(user_id),
             {
@@ -344,6 +357,7 @@ class ChatServer:
                 "username": directory.usernames[user_id],
                 "online": online,
             },
+            relay=False,
         )
         for room_id, others in directory.co_members(user_id):
             self.sessions.push(
@@ -354,6 +368,7 @@ class ChatServer:
                     "user_id": user_id,
                     "online": online,
                 },
+                relay=False,
             )
 
     # Accounts.
@@ -368,6 +383,7 @@ class ChatServer:
         password_hash = await self._passwords.hash(request.password)
         user_id = await self._store.add_user(username, password_hash)
         self._directory.add_user(user_id, username)
+        self.deployment.user_changed(user_id)
         self.log.info("User {user_id} registered", user_id=user_id)
         return {"type": "register_successful", "user": self._user(user_id)}
 
@@ -387,7 +403,7 @@ class ChatServer:
             credentials.password_hash if credentials else None, request.password
         )
         if credentials is None or not verdict.ok:
-            self.throttle.failed(username)
+            self._login_failed(username)
             raise ChatError(wire.LOGIN_FAILED)
         user_id = credentials.id
         self._check_enabled(user_id)
@@ -424,6 +440,9 @@ class ChatServer:
 
         @return: C{login_successful}, then C{login_info}.
         """
+        if user_id not in self._directory.usernames:
+            # Registered on another process, whose news has not come yet.
+            self._directory.refresh_user(user_id, await self._store.load_user(user_id))
         reply: Payload = {"type": "login_successful", "user": self._user(user_id), "token": token}
         if not session.connected:
             return reply
@@ -432,15 +451,49 @@ class ChatServer:
         self._check_enabled(user_id)
         session.token_hash = token_hash
         older = self.sessions.attach(session, user_id, self._directory.usernames[user_id])
-        if older is None:
-            self._announce_presence(user_id, online=True)
-        else:
+        if older is not None:
             older.kick(wire.LOGGED_IN_ELSEWHERE)
         return [reply, await self._login_info(user_id)]
+
+    # Another process of the deployment may have made a user or a room
+    # whose news has not come yet: a name not found is looked for in the
+    # database too.
+
+    async def _find_user(self, name: str) -> int | None:
+        user_id = self._directory.user_id(name)
+        if user_id is None and self.deployment is not ALONE:
+            user_id = await self._store.named("users", name)
+            if user_id is not None:
+                self._directory.refresh_user(user_id, await self._store.load_user(user_id))
+        return user_id
+
+    async def _find_room(self, name: str) -> int | None:
+        room_id = self._directory.room_id(name)
+        if room_id is None and self.deployment is not ALONE:
+            room_id = await self._store.named("rooms", name)
+            if room_id is not None:
+                self._directory.refresh_room(room_id, await self._store.load_room(room_id))
+                for member in self._directory.rooms[room_id].members:
+                    if member not in self._directory.usernames:
+                        self._directory.refresh_user(member, await self._store.load_user(member))
+        return room_id
 
     def _check_enabled(self, user_id: int) -> None:
         if user_id in self._directory.disabled:
             raise ChatError(wire.ACCOUNT_DISABLED)
+
+    def _login_failed(self, username: str) -> None:
+        self.throttle.failed(username)
+        self.deployment.login_failed(username)
+
+    def unlock(self, username: str) -> bool:
+        """
+        Lift the failed-login throttle of C{username} on every process.
+
+        @return: whether it was throttled here.
+        """
+        self.deployment.throttle_lifted(username)
+        return self.throttle.unlock(username)
 
     async def change_password(self, user: User, request: requests.ChangePassword) -> Reply:
         """
@@ -454,7 +507,7 @@ class ChatServer:
             credentials.password_hash if credentials else None, request.old_password
         )
         if credentials is None or not verdict.ok:
-            self.throttle.failed(user.name)
+            self._login_failed(user.name)
             raise ChatError(wire.LOGIN_FAILED, "The current password is wrong.")
         password_hash = await self._passwords.hash(request.new_password)
         token, token_hash = _new_token()
@@ -602,7 +655,36 @@ class ChatServer:
             "type": "on_new_message",
             "message": message or self._message(stored),
         }
-        self.sessions.push(recipients, payload)
+        self.sessions.push(recipients, payload, stored.id)
+
+    async def catch_up(self, after: int, delivered: set[int]) -> int:
+        """
+        Push to the users logged in here the messages committed after
+        C{after} that they did not get: those another process committed
+        while the deployment's pushes could not reach this one
+        (L{chatd.cluster}).
+
+        @param delivered: the ids of the messages pushed here since, which
+            are not pushed again.
+        @return: how many messages were pushed.
+        """
+        pushed = 0
+        while True:
+            page = await self._store.messages_after(after, CATCH_UP_PAGE)
+            for stored in page:
+                if stored.id in delivered:
+                    continue
+                readers = [
+                    reader
+                    for reader in self._directory.readers(stored)
+                    if reader != stored.sender_id
+                ]
+                payload = {"type": "on_new_message", "message": self._message(stored)}
+                self.sessions.push(readers, payload, stored.id, relay=False)
+                pushed += 1
+            if len(page) < CATCH_UP_PAGE:
+                return pushed
+            after = page[-1].id
 
     def history(self, user: User, request: requests.History) -> Deferred[Reply]:
         """
@@ -784,7 +866,7 @@ class ChatServer:
         already asked us.
         """
         user_id = user.id
-        target_id = self._directory.user_id(request.username)
+        target_id = await self._find_user(request.username)
         if target_id is None:
             raise ChatError(wire.NO_SUCH_USER)
         if target_id == user_id:
@@ -807,6 +889,7 @@ class ChatServer:
         and answer C{user_id}.
         """
         self._directory.befriend(user_id, requester_id)
+        self.deployment.user_changed(user_id)
         self.sessions.push(
             (requester_id,),
             {
@@ -854,6 +937,7 @@ class ChatServer:
             self._store.remove_friend(user_id, friend_id),
             lambda: self._directory.befriend(user_id, friend_id),
         )
+        self.deployment.user_changed(user_id)
         self.sessions.push((friend_id,), {"type": "friend_removed", "user_id": user_id})
         return {"type": "friend_removed", "user_id": friend_id}
 
@@ -873,6 +957,7 @@ class ChatServer:
         self._directory.join(room.id, user_id, stored.id)
         if room.owner_id is None:
             room.owner_id = user_id
+        self.deployment.room_changed(room.id)
 
     def _joined(self, room: Room, user_id: int, stored: StoredMessage) -> None:
         """
@@ -900,6 +985,7 @@ class ChatServer:
         stored = await self._store.create_room(name, user_id, f"{user.name} created the room")
         room = self._directory.add_room(stored.target_id, name, user_id)
         self._directory.join(room.id, user_id, stored.id)
+        self.deployment.room_changed(room.id)
         self.log.info("User {user_id} created room {room_id}", user_id=user_id, room_id=room.id)
         return {"type": "create_successful", "room": self._room(room)}
 
@@ -908,7 +994,7 @@ class ChatServer:
         Join a room by name.
         """
         user_id = user.id
-        room_id = self._directory.room_id(request.name)
+        room_id = await self._find_room(request.name)
         if room_id is None:
             raise ChatError(wire.NO_SUCH_ROOM)
         room = self._directory.rooms[room_id]
@@ -948,6 +1034,7 @@ class ChatServer:
             self._store.quit_room(room.id, user_id, f"{user.name} left the room", new_owner),
             undo,
         )
+        self.deployment.room_changed(room.id)
         self.sessions.push(
             room.members,
             {"type": "someone_outroom", "room_id": room.id, "user_id": user_id},
@@ -1045,6 +1132,7 @@ class ChatServer:
             )
             stored = await self._store.set_topic(room.id, user.id, topic, text)
             room.topic = topic
+            self.deployment.room_changed(room.id)
             payload = {"type": "room_updated", "room": self._room(room)}
             self.sessions.push([m for m in room.members if m != user.id], payload)
             self._push_message(stored, to_sender=True)
@@ -1074,6 +1162,7 @@ class ChatServer:
             await self._store.set_role(room.id, target_id, role)
             if target_id in room.members:
                 room.moderators.add(target_id)
+        self.deployment.room_changed(room.id)
         self.sessions.push(
             [m for m in room.members if m != user.id],
             {"type": "member_role", "room_id": room.id, "user_id": target_id, "role": role},
@@ -1113,6 +1202,7 @@ class ChatServer:
             ),
             undo,
         )
+        self.deployment.room_changed(room.id)
         self.log.info(
             "User {user_id} removed user {target_id} from room {room_id} (ban: {ban})",
             user_id=user.id,
@@ -1143,6 +1233,7 @@ class ChatServer:
             raise ChatError(wire.NOT_ALLOWED, "That user is not banned from the room.")
         await self._store.unban(room.id, target_id)
         room.banned.discard(target_id)
+        self.deployment.room_changed(room.id)
         return {"type": "ok"}
 
 

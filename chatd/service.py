@@ -132,6 +132,7 @@ class ChatService(Service):
         metrics_endpoint: str | None = None,
         install_signals: InstallSignals = install_stop_signals,
         freeze_heap: bool = False,
+        redis: str | None = None,
     ) -> None:
         """
         @param endpoint: where to listen, as a Twisted server endpoint
@@ -159,6 +160,8 @@ class ChatService(Service):
         @param freeze_heap: once everything is loaded, before the first
             connection, hand what is alive to C{gc.freeze}: the process's
             own service (L{chatd.tap}) does, not a test's.
+        @param redis: the Redis URL of the deployment this process is one
+            of (L{chatd.cluster}), with a PostgreSQL C{db_path}.
         """
         self._endpoint = endpoint
         self._db_path = db_path
@@ -172,6 +175,7 @@ class ChatService(Service):
         self._reactor = reactor
         self._install_signals = install_signals
         self.freeze_heap = freeze_heap
+        self._redis = redis
         self._restore_signals: Callable[[], None] | None = None
         self._admin_socket = admin_socket or db_path + ".admin"
         self.files_folder = files_folder or db_path + ".files"
@@ -297,6 +301,7 @@ class ChatService(Service):
                 token_days=self.token_days,
                 files_folder=self.files_folder,
                 file_limits=self.file_limits,
+                redis=self._redis,
             )
         except Exception as e:
             raise _StartFailed(f"cannot start with the database {self._db_path}: {e}") from e

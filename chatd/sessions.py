@@ -4,11 +4,17 @@ Who is online: user id -> the one session logged in as that user.
 L{chatd.server.ChatServer} reaches other connections only through
 L{Sessions}: it never touches a transport.  A push is encoded and framed
 once, and the same bytes are handed to every recipient.
+
+In a deployment of several processes (L{chatd.cluster}), the sessions of
+the others are known by the process that holds them: a push to one of
+their users is relayed to that process, and a user is online when they
+are online on any process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -51,9 +57,77 @@ class Session(Protocol):
         """
 
 
+class Peers(Protocol):
+    """
+    The other processes of a deployment, as L{Sessions} tells them what
+    happens here (L{chatd.cluster.Cluster} is the real one).
+    """
+
+    def claim(self, user_id: int) -> None:
+        """
+        C{user_id} logged in here: their sessions elsewhere end.
+        """
+
+    def gone(self, user_id: int) -> None:
+        """
+        C{user_id}'s session here ended.
+        """
+
+    def relay(self, process: str, entries: list[bytes]) -> None:
+        """
+        Deliver the pushes L{pack} made to the sessions of C{process}.
+        """
+
+    def kick(self, user_id: int, reason: str) -> None:
+        """
+        Kick C{user_id}'s session wherever it is.
+        """
+
+
+#: How a relayed push begins: its message id (0 for other pushes) and how
+#: many recipients it has, whose ids follow, then its frame.
+_ENTRY = struct.Struct("!QH")
+_FRAME_LENGTH = struct.Struct("!I")
+
+
+def pack(message_id: int, user_ids: list[int], frame: bytes) -> bytes:
+    """
+    @return: the push of C{frame} to C{user_ids}, as L{Peers.relay} carries
+        it; C{message_id} is the id of the message it carries, or 0.
+    """
+    count = len(user_ids)
+    return b"".join((_ENTRY.pack(message_id, count), struct.pack(f"!{count}I", *user_ids), frame))
+
+
+def unpack(data: bytes) -> Iterator[tuple[int, tuple[int, ...], bytes]]:
+    """
+    @return: the C{(message_id, user_ids, frame)} of each push that
+        L{pack} made and C{data} joins.
+    @raise struct.error: when C{data} is not such pushes.
+    """
+    at, end = 0, len(data)
+    while at < end:
+        message_id, count = _ENTRY.unpack_from(data, at)
+        at += _ENTRY.size
+        user_ids = struct.unpack_from(f"!{count}I", data, at)
+        at += 4 * count
+        (length,) = _FRAME_LENGTH.unpack_from(data, at)
+        frame = data[at : at + 4 + length]
+        if len(frame) != 4 + length:
+            raise struct.error("a push is cut short")
+        at += 4 + length
+        yield message_id, user_ids, frame
+
+
 class Sessions:
     """
     Every open connection, and the logged-in sessions, one per user.
+
+    @ivar last_message_id: the highest id of a message pushed here.
+    @ivar delivered: while not L{None}, the ids of the messages pushed here
+        are added to it (L{chatd.cluster} catches up with those it missed).
+    @ivar presence: called with a user id and whether they are now online,
+        each time that changes (here or on another process).
     """
 
     def __init__(self, metrics: Metrics | None = None) -> None:
@@ -65,11 +139,25 @@ class Sessions:
         self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
         self._all_closed: list[Deferred[None]] = []
-        # While a batch is open: session -> the frames held for it.
+        # While a batch is open: session -> the frames held for it, and
+        # process -> the pushes to relay to it.
         self._batched: dict[Session, list[bytes]] | None = None
+        self._relayed: dict[str, list[bytes]] = {}
+        self.peers: Peers | None = None
+        # The users logged in on other processes: user id -> process.
+        self._remote: dict[int, str] = {}
+        self.last_message_id = 0
+        self.delivered: set[int] | None = None
+        self.presence: Callable[[int, bool], None] = lambda user_id, online: None
 
     def __len__(self) -> int:
         return len(self._by_user)
+
+    def everywhere(self) -> int:
+        """
+        @return: how many users are online on any process.
+        """
+        return len(self._by_user.keys() | self._remote.keys())
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._by_user.values()))
@@ -114,9 +202,9 @@ class Sessions:
 
     def online(self, user_id: int) -> bool:
         """
-        @return: whether C{user_id} has a session.
+        @return: whether C{user_id} has a session, here or elsewhere.
         """
-        return user_id in self._by_user
+        return user_id in self._by_user or user_id in self._remote
 
     def current(self, user_id: int) -> Session | None:
         """
@@ -124,26 +212,37 @@ class Sessions:
         """
         return self._by_user.get(user_id)
 
+    def local(self) -> list[int]:
+        """
+        @return: the users logged in here.
+        """
+        return list(self._by_user)
+
     def attach(self, session: Session, user_id: int, username: str) -> Session | None:
         """
         Log C{session} in as C{user_id}, replacing any older session of the
-        same user.
+        same user (here, or on another process, which kicks it).
 
-        @return: the replaced session (which the caller kicks), or L{None}
-            when this is the user's first session, i.e. they came online.
+        @return: the replaced session here (which the caller kicks), or
+            L{None}.
         """
+        was_online = self.online(user_id)
         session.user_id = user_id
         session.username = username
         older = self._by_user.get(user_id)
         self._by_user[user_id] = session
+        if self.peers is not None:
+            self.peers.claim(user_id)
+        if not was_online:
+            self.presence(user_id, True)
         return older
 
     def detach(self, session: Session) -> bool:
         """
         Log C{session} out.
 
-        @return: whether it was its user's current session, i.e. the user
-            went offline (a session replaced by a newer one was not).
+        @return: whether it was its user's current session here (a session
+            replaced by a newer one was not).
         """
         user_id = session.user_id
         session.user_id = None
@@ -151,18 +250,118 @@ class Sessions:
         if user_id is None or self._by_user.get(user_id) is not session:
             return False
         del self._by_user[user_id]
+        if self.peers is not None:
+            self.peers.gone(user_id)
+        if not self.online(user_id):
+            self.presence(user_id, False)
         return True
 
-    def push(self, user_ids: Iterable[int], payload: wire.Payload) -> None:
+    def kick(self, user_id: int, reason: str) -> None:
+        """
+        Kick C{user_id}'s session with C{reason}, wherever it is.
+        """
+        session = self._by_user.get(user_id)
+        if session is not None:
+            session.kick(reason)
+        if self.peers is not None:
+            self.peers.kick(user_id, reason)
+
+    # What other processes hold (L{chatd.cluster}).
+
+    def where(self, user_id: int) -> str | None:
+        """
+        @return: the process holding C{user_id}'s session elsewhere, or
+            L{None}.
+        """
+        return self._remote.get(user_id)
+
+    def moved(self, user_id: int, process: str | None) -> None:
+        """
+        C{user_id}'s session is now on C{process} (another process), or on
+        none elsewhere: a session of theirs here is replaced, and kicked.
+        """
+        was_online = self.online(user_id)
+        if process is None:
+            self._remote.pop(user_id, None)
+        else:
+            self._remote[user_id] = process
+            older = self._by_user.pop(user_id, None)
+            if older is not None:
+                older.kick(wire.LOGGED_IN_ELSEWHERE)
+        if self.online(user_id) != was_online:
+            self.presence(user_id, not was_online)
+
+    def held_by(self, process: str) -> list[int]:
+        """
+        @return: the users whose session is on C{process}.
+        """
+        return [user_id for user_id, where in self._remote.items() if where == process]
+
+    def kick_here(self, user_id: int, reason: str) -> None:
+        """
+        Kick C{user_id}'s session here, if it has one.
+        """
+        session = self._by_user.get(user_id)
+        if session is not None:
+            session.kick(reason)
+
+    def deliver(self, data: bytes) -> None:
+        """
+        Push what another process relayed (see L{pack}) to the sessions
+        here.
+        """
+        with self.batch():
+            for message_id, user_ids, frame in unpack(data):
+                self._push_frame(user_ids, frame, message_id, relay=False)
+
+    def push(
+        self,
+        user_ids: Iterable[int],
+        payload: wire.Payload,
+        message_id: int = 0,
+        relay: bool = True,
+    ) -> None:
         """
         Send C{payload} to each of C{user_ids} that is online, encoding it
         once.
+
+        @param message_id: the id of the message C{payload} carries, or 0.
+        @param relay: whether to push to the users on other processes too.
         """
-        sessions = [s for s in map(self._by_user.get, user_ids) if s is not None]
+        self._push_frame(user_ids, payload, message_id, relay)
+
+    def _push_frame(
+        self,
+        user_ids: Iterable[int],
+        content: wire.Payload | bytes,
+        message_id: int,
+        relay: bool,
+    ) -> None:
+        if message_id:
+            if message_id > self.last_message_id:
+                self.last_message_id = message_id
+            if self.delivered is not None:
+                self.delivered.add(message_id)
+        by_user = self._by_user
+        remote = self._remote if relay else None
+        sessions = []
+        elsewhere: dict[str, list[int]] | None = None
+        for user_id in user_ids:
+            session = by_user.get(user_id)
+            if session is not None:
+                sessions.append(session)
+            elif remote and user_id in remote:
+                if elsewhere is None:
+                    elsewhere = {}
+                elsewhere.setdefault(remote[user_id], []).append(user_id)
+        if not sessions and elsewhere is None:
+            return
+        frame = content if isinstance(content, bytes) else wire.frame(content)
+        if elsewhere is not None:
+            self._relay(elsewhere, message_id, frame)
         if not sessions:
             return
         self._metrics.pushes += len(sessions)
-        frame = wire.frame(payload)
         batched = self._batched
         if batched is None:
             for session in sessions:
@@ -193,3 +392,17 @@ class Sessions:
             batched, self._batched = self._batched, None
             for session, frames in batched.items():
                 session.send(frames[0] if len(frames) == 1 else b"".join(frames))
+            relayed, self._relayed = self._relayed, {}
+            if relayed:
+                assert self.peers is not None
+                for process, entries in relayed.items():
+                    self.peers.relay(process, entries)
+
+    def _relay(self, elsewhere: dict[str, list[int]], message_id: int, frame: bytes) -> None:
+        assert self.peers is not None
+        for process, user_ids in elsewhere.items():
+            entry = pack(message_id, user_ids, frame)
+            if self._batched is None:
+                self.peers.relay(process, [entry])
+            else:
+                self._relayed.setdefault(process, []).append(entry)

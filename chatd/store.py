@@ -28,7 +28,7 @@ from contextlib import nullcontext
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool, Transaction
 from twisted.internet.defer import Deferred
@@ -281,6 +281,40 @@ class Store:
             in-memory caches.
         """
         return self._read(_load_directory_txn)
+
+    def load_user(self, user_id: int) -> Deferred[Snapshot]:
+        """
+        @return: the account C{user_id} and its friendships, as
+            L{load_directory} reads them (nothing when it does not exist).
+        """
+        return self._read(_load_user_txn, user_id)
+
+    def load_room(self, room_id: int) -> Deferred[Snapshot]:
+        """
+        @return: the room C{room_id}, its members, roles and bans, as
+            L{load_directory} reads them (nothing when it does not exist).
+        """
+        return self._read(_load_room_txn, room_id)
+
+    def named(self, table: Literal["users", "rooms"], name: str) -> Deferred[int | None]:
+        """
+        @return: the id of the user or room called C{name} (in any case),
+            or L{None}.
+        """
+        return self._read(_named_txn, table, name)
+
+    def last_message_id(self) -> Deferred[int]:
+        """
+        @return: the highest message id committed so far, 0 when none is.
+        """
+        return self._read(_last_message_id_txn)
+
+    def messages_after(self, after: int, limit: int) -> Deferred[list[StoredMessage]]:
+        """
+        @return: the first C{limit} messages of every conversation whose id
+            is above C{after}, by id.
+        """
+        return self._read(_messages_after_txn, after, limit)
 
     def credentials(self, username: str) -> Deferred[Credentials | None]:
         """
@@ -805,6 +839,62 @@ def _load_directory_txn(txn: Transaction) -> Snapshot:
     txn.execute("SELECT room_id, user_id FROM room_bans")
     directory.bans = txn.fetchall()
     return directory
+
+
+def _load_user_txn(txn: Transaction, user_id: int) -> Snapshot:
+    directory = Snapshot()
+    txn.execute("BEGIN")
+    txn.execute("SELECT id, username FROM users WHERE id = ?", (user_id,))
+    directory.users = dict(txn.fetchall())
+    txn.execute("SELECT id FROM users WHERE id = ? AND disabled = 1", (user_id,))
+    directory.disabled = [row[0] for row in txn.fetchall()]
+    txn.execute(
+        "SELECT user_id, friend_id FROM friendships WHERE state = 'accepted' AND user_id = ?",
+        (user_id,),
+    )
+    directory.friendships = txn.fetchall()
+    return directory
+
+
+def _load_room_txn(txn: Transaction, room_id: int) -> Snapshot:
+    directory = Snapshot()
+    txn.execute("BEGIN")
+    txn.execute("SELECT id, name FROM rooms WHERE id = ?", (room_id,))
+    directory.rooms = dict(txn.fetchall())
+    txn.execute("SELECT id, owner_id FROM rooms WHERE id = ? AND owner_id IS NOT NULL", (room_id,))
+    directory.owners = dict(txn.fetchall())
+    txn.execute("SELECT id, topic FROM rooms WHERE id = ? AND topic <> ''", (room_id,))
+    directory.topics = dict(txn.fetchall())
+    txn.execute(
+        "SELECT room_id, user_id, joined_message_id FROM room_members WHERE room_id = ?",
+        (room_id,),
+    )
+    directory.members = txn.fetchall()
+    txn.execute(
+        "SELECT room_id, user_id FROM room_members WHERE room_id = ? AND role = 'moderator'",
+        (room_id,),
+    )
+    directory.moderators = txn.fetchall()
+    txn.execute("SELECT room_id, user_id FROM room_bans WHERE room_id = ?", (room_id,))
+    directory.bans = txn.fetchall()
+    return directory
+
+
+def _named_txn(txn: Transaction, table: str, name: str) -> int | None:
+    column = "username" if table == "users" else "name"
+    txn.execute(f"SELECT id FROM {table} WHERE {column} = ? COLLATE NOCASE", (name,))
+    row = txn.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _last_message_id_txn(txn: Transaction) -> int:
+    txn.execute("SELECT max(id) FROM messages")
+    return int(txn.fetchone()[0] or 0)
+
+
+def _messages_after_txn(txn: Transaction, after: int, limit: int) -> list[StoredMessage]:
+    txn.execute(f"{_MESSAGE_SELECT} WHERE m.id > ? ORDER BY m.id LIMIT ?", (after, limit))
+    return _messages(txn)
 
 
 _Record = TypeVar("_Record", bound="DataclassInstance")

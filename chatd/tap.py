@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from twisted.python import usage
 
+from chatd.cluster import RedisURL
 from chatd.database import is_postgresql
 from chatd.files import FileLimits
 from chatd.protocol import Limits
@@ -61,6 +62,13 @@ class Options(usage.Options):
             "chatd.sqlite3",
             "The SQLite database file (created if missing), or a PostgreSQL URL:"
             " postgresql://user:password@host:port/dbname.",
+        ],
+        [
+            "redis",
+            None,
+            None,
+            "With a PostgreSQL --db, the Redis that joins this process to the others of"
+            " its deployment: redis://[:password@]host:port/N (docs/scaling.md).",
         ],
         [
             "admin-socket",
@@ -173,6 +181,17 @@ class Options(usage.Options):
                 "with a PostgreSQL --db, give --admin-socket and --files too"
                 " (their defaults are named after a SQLite file)"
             )
+        redis = self["redis"]
+        if redis is not None:
+            if not is_postgresql(self["db"]):
+                raise usage.UsageError(
+                    "--redis joins processes that share a PostgreSQL --db;"
+                    " a SQLite file is one process's"
+                )
+            try:
+                RedisURL(redis)
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from None
         port = self["port"]
         if port.isdigit():
             # A class logging in at once overflows Twisted's default listen
@@ -206,5 +225,6 @@ def makeService(options: Options) -> ChatService:
         token_days=options["token-days"],
         retention_days=options["retention-days"],
         metrics_endpoint=options["metrics"],
+        redis=options["redis"],
         freeze_heap=True,
     )

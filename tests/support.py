@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import assembly, wire
+from chatd.assembly import Assembly
 from chatd.database import is_postgresql, make_pool
 from chatd.passwords import Passwords, cheap_hasher
 from chatd.protocol import ChatProtocol, Limits
@@ -298,9 +299,11 @@ class RunningServer:
     @ivar port: the TCP port number it listens on.
     """
 
-    def __init__(self, server: ChatServer, store: Store, listening: Any) -> None:
-        self.server = server
-        self.store = store
+    def __init__(self, assembled: Assembly, listening: Any) -> None:
+        self.server = assembled.server
+        self.store = assembled.store
+        self.cluster = assembled.cluster
+        self.assembly = assembled
         self.listening = listening
         self.port: int = listening.getHost().port
 
@@ -322,6 +325,7 @@ async def start_server(
     *,
     token_days: float = 30.0,
     now: Callable[[], float] = time.time,
+    redis: str | None = None,
 ) -> RunningServer:
     """
     Start a chatd server (L{chatd.assembly.open}) on a loopback port of the
@@ -331,6 +335,8 @@ async def start_server(
 
     @param token_days: how long a session token works unused.
     @param now: the server's wall clock (commit times, token ages).
+    @param redis: the Redis URL of the deployment the server is one
+        process of (with a PostgreSQL C{path}).
     """
     from twisted.internet import reactor
 
@@ -343,6 +349,7 @@ async def start_server(
         token_days=token_days,
         files_folder=testcase.mktemp() if is_postgresql(path) else None,
         now=now,
+        redis=redis,
     )
     listening = reactor.listenTCP(0, assembled.factory, interface="127.0.0.1")
 
@@ -351,7 +358,7 @@ async def start_server(
         await assembled.close()
 
     testcase.addCleanup(lambda: Deferred.fromCoroutine(stop()))
-    return RunningServer(assembled.server, assembled.store, listening)
+    return RunningServer(assembled, listening)
 
 
 class WireClient(Int32StringReceiver):

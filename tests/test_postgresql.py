@@ -73,9 +73,9 @@ class PostgreSQLProcessTests(TestCase):
 
     async def test_one_process_per_database(self) -> None:
         """
-        A second chatd on a database one serves ends at once, saying why:
-        until processes share their directories, each would serve from a
-        copy the other's writes make stale.
+        A second chatd on a database one serves, without C{--redis}, ends
+        at once, saying why: each would serve from a copy of the directory
+        the other's writes make stale (L{tests.test_redis} runs two with).
         """
         await start_process(self, self.db, *self.options)
         other = tempfile.mkdtemp(prefix="chatd-pg-")
