@@ -49,6 +49,9 @@ CHATLOAD_PREFIX = "ld"
 CHATLOAD_PASSWORD = "loadpass1"
 CHATLOAD_CLIENTS = 50
 
+#: The runs of shape (k), in the order of its table rows.
+KINDS_OF_K = ("two_postgresql_redis", "one_postgresql", "one_sqlite")
+
 #: The targets the lead chases: (shape, measure) -> its wording in the table.
 TARGETS = {
     ("a", "deliveries"): ">= 0.8x baseline",
@@ -253,6 +256,8 @@ class Bench:
             self.resumes(cheap_hasher().hash(PASSWORD))
         if "j" in shapes:
             self.files(cheap_hasher().hash(PASSWORD))
+        if "k" in shapes:
+            self.deployment()
         if self.args.chatload:
             self.cross_check()
         self.results["seconds"] = {"total": round(time.monotonic() - started, 1)}
@@ -394,6 +399,60 @@ class Bench:
             (self.results["chatd"]["j"],) = self.loader(server, command)
         finally:
             server.stop()
+
+    def deployment(self) -> None:
+        """
+        Shape (k): shapes (a) and (b) (50 members of one room, 5 senders)
+        with the members spread over two chatd processes of one deployment
+        on PostgreSQL and Redis; then on one process on that PostgreSQL,
+        and on one on SQLite.  PostgreSQL keeps C{fsync} on, as SQLite
+        keeps C{synchronous=FULL}.  Nothing is pinned: two processes,
+        PostgreSQL, Redis and the loader share the machine's CPUs.
+        """
+        # The tests' servers, in a temporary directory (tests/postgres.py,
+        # tests/redis.py); (k) is skipped where they are missing.
+        from tests import postgres, redis
+
+        why = postgres.SKIP or redis.SKIP
+        if why:
+            log(f"shape (k) skipped: {why}")
+            return
+        database = postgres.PostgreSQLServer(durable=True)
+        redis_server = redis.RedisServer()
+        command = ["session", "--shapes", "ab", "--members-c", "50", "--storm", "0"]
+        runs: dict[str, Result] = {}
+        try:
+            for name in ("two_postgresql_redis", "one_postgresql", "one_sqlite"):
+                log(f"chatd: shape (k), {name.replace('_', ' ')}")
+                servers = []
+                if name == "one_sqlite":
+                    db = str(self.workdir / f"{name}.sqlite3")
+                    servers.append(start_chatd(self.workdir, self.next_port(), db, None, True))
+                else:
+                    db = database.database()
+                    count = 2 if name == "two_postgresql_redis" else 1
+                    for n in range(count):
+                        folder = self.workdir / f"{name}-{n}"
+                        extra = ["--admin-socket", f"{folder}.admin", "--files", f"{folder}.files"]
+                        if count > 1:
+                            extra += ["--redis", redis_server.url]
+                        servers.append(
+                            start_chatd(self.workdir, self.next_port(), db, None, True, extra)
+                        )
+                try:
+                    also = [
+                        arg for server in servers[1:] for arg in ("--also-port", str(server.port))
+                    ]
+                    for result in self.loader(servers[0], [*also, *command]):
+                        if result.get("shape") in ("a", "b"):
+                            runs[f"{name}_{result['shape']}"] = result
+                finally:
+                    for server in servers:
+                        server.stop()
+        finally:
+            redis_server.remove()
+            database.stop()
+        self.results["chatd"]["k"] = runs
 
     def cross_check(self, rounds: int = 2) -> None:
         """
@@ -646,6 +705,26 @@ def table(results: dict[str, Result], header: str) -> str:
             ratio is not None and ratio <= 2.0,
             kind="latency",
         )
+    k = chatd.get("k")
+    if k:
+        for shape, window in (("a", 128), ("b", 8)):
+            two, pg, lite = (k.get(f"{n}_{shape}") for n in KINDS_OF_K)
+            if not (two and pg and lite):
+                continue
+            add(
+                "(k)",
+                f"2 processes, window {window}: deliveries/s (vs 1 on PostgreSQL | SQLite)",
+                f"{two['deliveries_per_s']:.0f}",
+                f"{pg['deliveries_per_s']:.0f} | {lite['deliveries_per_s']:.0f}",
+                _ratio(two["deliveries_per_s"], pg["deliveries_per_s"]),
+            )
+            add(
+                "(k)",
+                f"2 processes, window {window}: p99 ms (vs 1 on PostgreSQL | SQLite)",
+                f"{_p99(two):.1f}",
+                f"{_p99(pg):.1f} | {_p99(lite):.1f}",
+                _ratio(_p99(two), _p99(pg)),
+            )
     headings = ("shape", "measure", "chatd", "baseline", "chatd/base", "target", "holds")
     widths = [max(len(row[i]) for row in [headings, *rows]) for i in range(len(headings))]
     lines = [header, ""]
@@ -781,7 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     Run the benchmark and print its table.
     """
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--shapes", default="abcdefghij", help="which of abcdefghij to run")
+    parser.add_argument("--shapes", default="abcdefghijk", help="which of abcdefghijk to run")
     parser.add_argument("--resume-users", type=int, default=2000, help="accounts of (i)")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before each window")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per shape")

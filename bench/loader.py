@@ -595,14 +595,16 @@ async def transfer(
 
 class Loader:
     """
-    Connections to one server, and the shapes of load run over them.
+    Connections to one server (or to the processes of one deployment, in
+    turn), and the shapes of load run over them.
     """
 
-    def __init__(self, reactor: Any, port: int, server_pid: int | None) -> None:
+    def __init__(self, reactor: Any, ports: Sequence[int], server_pid: int | None) -> None:
         self.reactor = reactor
-        self.port = port
+        self.ports = ports
         self.server_pid = server_pid
         self._next_sender = 0
+        self._next_port = 0
 
     def sleep(self, seconds: float) -> Deferred[None]:
         """
@@ -621,7 +623,9 @@ class Loader:
         @return: a new connection.
         """
         reactor: IReactorTCP = self.reactor
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, timeout=30)
+        port = self.ports[self._next_port % len(self.ports)]
+        self._next_port += 1
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=30)
         return await connectProtocol(endpoint, Client(name))
 
     async def register(self, names: Sequence[str]) -> None:
@@ -1246,6 +1250,13 @@ def main(argv: list[str] | None = None) -> None:
     """
     parser = argparse.ArgumentParser(prog="python -m bench.loader", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--also-port",
+        type=int,
+        action="append",
+        default=[],
+        help="another process of the same deployment: connections go to each port in turn",
+    )
     parser.add_argument("--server-pid", type=int, help="for the server's CPU and memory")
     parser.add_argument("--warmup", type=float, default=1.5)
     parser.add_argument("--duration", type=float, default=5.0)
@@ -1298,7 +1309,9 @@ def main(argv: list[str] | None = None) -> None:
     }[args.command]
 
     def start(reactor: Any) -> Deferred[None]:
-        return ensureDeferred(command(Loader(reactor, args.port, args.server_pid), args))
+        return ensureDeferred(
+            command(Loader(reactor, [args.port, *args.also_port], args.server_pid), args)
+        )
 
     task.react(start)
 

@@ -135,15 +135,15 @@ class Server:
 def start_chatd(
     workdir: Path,
     port: int,
-    db: Path,
+    db: Path | str,
     cpu: int | None,
     cheap: bool = False,
     extra: Sequence[str] = (),
 ) -> Server:
     """
-    Start chatd on C{db} with flood control out of the way (messages and
-    file chunks: C{--rate}, C{--burst}, C{--transfer-rate}), and wait until
-    it serves: C{twistd -n --pidfile= chatd ...} from the venv; with
+    Start chatd on C{db} (a SQLite file or a PostgreSQL URL) with flood
+    control out of the way (messages and file chunks: C{--rate},
+    C{--burst}, C{--transfer-rate}), and wait until it serves: C{twistd -n --pidfile= chatd ...} from the venv; with
     C{cheap}, C{--insecure-fast-hashes} too (the accounts must have been
     hashed with L{chatd.passwords.cheap_hasher}, or each login rehashes);
     then C{extra}, more options of chatd's.

@@ -2,7 +2,7 @@
 A real PostgreSQL server for the tests, on a loopback port, in a temporary
 directory: started once per test process when a test first asks for a
 database, stopped when the process exits.  Each test gets an empty database
-(L{_Server.database}).
+(L{PostgreSQLServer.database}).
 
 A machine without PostgreSQL (its C{initdb} and C{postgres}, from the
 Debian package C{postgresql}) or without C{psycopg} skips the PostgreSQL
@@ -64,12 +64,17 @@ def _why_not() -> str | None:
 SKIP: str | None = _why_not()
 
 
-class _Server:
+class PostgreSQLServer:
     """
     One PostgreSQL cluster in a temporary directory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """
+        @param durable: keep C{fsync} and C{synchronous_commit} on, as a
+            real deployment does (the benchmark's shape (k)); the tests
+            check what chatd commits, not the disk, and go faster without.
+        """
         bindir = _binaries()
         assert bindir is not None
         self._bindir = bindir
@@ -91,13 +96,12 @@ class _Server:
             "UTF8",
             "--locale=C.UTF-8",
         )
-        # fsync off: the tests check what chatd commits, not the disk;
-        # SQLite's suites keep synchronous = FULL.
         options = (
             f"-p {self.port} -k {self._directory} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", self._data, "-o", options, "-l", self._log, "-w", "start")
         self._database: str | None = None
         self._create("CREATE EXTENSION IF NOT EXISTS pg_trgm", "template1")
@@ -173,7 +177,7 @@ class _Server:
             shutil.rmtree(self._directory, ignore_errors=True)
 
 
-_server: _Server | None = None
+_server: PostgreSQLServer | None = None
 
 
 def new_database(testcase: SynchronousTestCase) -> str:
@@ -185,7 +189,7 @@ def new_database(testcase: SynchronousTestCase) -> str:
     if SKIP is not None:
         raise SkipTest(SKIP)
     if _server is None:
-        _server = _Server()
+        _server = PostgreSQLServer()
         atexit.register(_server.stop)
     return _server.database()
 

@@ -2,7 +2,7 @@
 A real Redis server for the tests, on a loopback port, in a temporary
 directory: started once per test process when a test first asks for it,
 stopped when the process exits.  A test may stop it and start it again
-(L{_Server.stop}, L{_Server.start}) to see what an outage does.
+(L{RedisServer.stop}, L{RedisServer.start}) to see what an outage does.
 
 A machine without C{redis-server} (Debian package C{redis-server}) skips
 the Redis suites: L{SKIP} says why, in one line.
@@ -32,7 +32,7 @@ def _why_not() -> str | None:
 SKIP: str | None = _why_not()
 
 
-class _Server:
+class RedisServer:
     """
     One redis-server in a temporary directory, without persistence.
     """
@@ -92,10 +92,10 @@ class _Server:
         shutil.rmtree(self._directory, ignore_errors=True)
 
 
-_server: _Server | None = None
+_server: RedisServer | None = None
 
 
-def redis_server(testcase: SynchronousTestCase) -> _Server:
+def redis_server(testcase: SynchronousTestCase) -> RedisServer:
     """
     @return: the tests' Redis server (started on first use), running;
         C{testcase} is skipped where there is none.
@@ -104,7 +104,7 @@ def redis_server(testcase: SynchronousTestCase) -> _Server:
     if SKIP is not None:
         raise SkipTest(SKIP)
     if _server is None:
-        _server = _Server()
+        _server = RedisServer()
         atexit.register(_server.remove)
     elif _server._process is None:
         _server.start()
