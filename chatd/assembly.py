@@ -144,7 +144,12 @@ async def assemble(
     )
     directory = Directory()
     transfers = Transfers(
-        store, directory, Folder(files_folder), reactor, file_limits, run_in_thread=run_in_thread
+        store,
+        directory,
+        Folder(files_folder, shared=redis is not None),
+        reactor,
+        file_limits,
+        run_in_thread=run_in_thread,
     )
     try:
         await store.migrate()

@@ -23,6 +23,7 @@ import base64
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -50,6 +51,13 @@ UNSENT_LIFETIME: Final = 86400.0
 
 #: Seconds between two sweeps of the files folder.
 SWEEP_EVERY: Final = 3600.0
+
+#: In a folder shared by the processes of a deployment, how many seconds
+#: a file must have been left untouched before a sweep may remove it: the
+#: others' uploads in progress are written to at least every
+#: L{UPLOAD_TIMEOUT}, and their content is named in the database within
+#: moments of its placing.
+SHARED_GRACE: Final = UPLOAD_TIMEOUT + 60.0
 
 _PART = ".part"
 
@@ -79,8 +87,14 @@ class Folder:
     uploads in progress.  Every method runs in a thread; they block.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, shared: bool = False) -> None:
+        """
+        @param shared: the other processes of a deployment use the folder
+            too (L{chatd.cluster}): what they are writing is not this
+            process's to remove (see L{SHARED_GRACE}).
+        """
         self.path = os.path.abspath(path)
+        self.shared = shared
 
     def content(self, sha256: str) -> str:
         return os.path.join(self.path, sha256)
@@ -93,6 +107,9 @@ class Folder:
         Make the folder if need be, and remove the parts a crash left.
         """
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if self.shared:
+            # They may be the others' uploads: the sweeps remove them.
+            return
         for name in os.listdir(self.path):
             if name.endswith(_PART):
                 os.unlink(os.path.join(self.path, name))
@@ -152,14 +169,19 @@ class Folder:
         @return: how many files were removed.
         """
         removed = 0
-        for name in os.listdir(self.path):
-            if name.endswith(_PART):
-                gone = name[: -len(_PART)] not in parts
-            else:
-                gone = name not in kept
-            if gone:
-                os.unlink(os.path.join(self.path, name))
-                removed += 1
+        settled = time.time() - SHARED_GRACE
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.endswith(_PART):
+                    gone = name[: -len(_PART)] not in parts
+                else:
+                    gone = name not in kept
+                if gone and self.shared and entry.stat().st_mtime > settled:
+                    gone = False
+                if gone:
+                    os.unlink(entry.path)
+                    removed += 1
         if removed:
             self._sync_folder()
         return removed

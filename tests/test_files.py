@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import requests
-from chatd.files import UNSENT_LIFETIME, UPLOAD_TIMEOUT, Folder, Transfers
+from chatd.files import SHARED_GRACE, UNSENT_LIFETIME, UPLOAD_TIMEOUT, Folder, Transfers
 from tests.postgres import on_postgresql
 from tests.support import FIXED_NOW, FakeSession, ServerHarness
 
@@ -235,6 +236,26 @@ class FolderTests(SynchronousTestCase):
                 f.write(b"1")
         folder.prepare()
         self.assertEqual(os.listdir(folder.path), ["a" * 64])
+
+    def test_shared_folder(self) -> None:
+        """
+        A folder the processes of a deployment share: preparing it keeps
+        the parts (another process's uploads, maybe), and a sweep removes
+        only what was left untouched for L{SHARED_GRACE}.
+        """
+        folder = Folder(self.mktemp(), shared=True)
+        folder.prepare()
+        names = ["fresh.part", "b" * 64, "old.part", "c" * 64]
+        for name in names:
+            with open(os.path.join(folder.path, name), "wb") as f:
+                f.write(b"1")
+        folder.prepare()
+        self.assertEqual(sorted(os.listdir(folder.path)), sorted(names))
+        long_ago = time.time() - SHARED_GRACE - 1
+        for name in names[2:]:
+            os.utime(os.path.join(folder.path, name), (long_ago, long_ago))
+        self.assertEqual(folder.remove_except(set(), set()), 2)
+        self.assertEqual(sorted(os.listdir(folder.path)), sorted(names[:2]))
 
     def test_place_keeps_existing_content(self) -> None:
         """
