@@ -29,8 +29,8 @@ Each process tells its own users who came online or went offline
 
 When Redis goes away, pushes between processes stop and each process
 serves its own users; when it comes back, the process reads its directory
-again and pushes to its users the messages committed since the last one
-it delivered, but those it delivered meanwhile.
+again and pushes to its users the messages committed since where its
+delivery stood a silence (L{SILENCE}) before, but those it delivered.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatd import wire
 from chatd.directory import Directory
 from chatd.server import ChatServer
 from chatd.sessions import Sessions
@@ -112,6 +113,8 @@ class _RedisFactory(Factory):
 
     # What txredisapi's protocols read of their factory.
     isLazy = False
+    # Each reconnection would log two lines.
+    noisy = False
 
     def __init__(self, protocol: type, url: RedisURL, ready: Callable[[Any], None]) -> None:
         self._protocol = protocol
@@ -184,6 +187,15 @@ class RedisLink:
 
     async def stop(self) -> None:
         await defer.gatherResults([service.stopService() for service in self._services])
+
+    def reconnect(self) -> None:
+        """
+        Drop both connections (which are made again): one that looks
+        alive may be dead (a network that lost it silently).
+        """
+        for connection in (self._publisher, self._subscriber):
+            if connection is not None and connection.transport is not None:
+                connection.transport.abortConnection()
 
     def publish(self, channel: bytes, data: bytes) -> bool:
         """
@@ -271,6 +283,17 @@ class Cluster:
         self._pending: dict[int, int] = {}
         # process -> when it was last heard of.
         self._heard: dict[str, float] = {}
+        # How many claims and gones were applied here, the count at which
+        # each user's last one was, and at which each recent hello came:
+        # a state answering a hello says nothing of the users claimed or
+        # gone since that hello.
+        self._applied = 0
+        self._touched: dict[int, int] = {}
+        self._hellos: dict[str, int] = {}
+        # When this process last heard its own heartbeat come back, and
+        # the last message id delivered at each recent heartbeat.
+        self._echoed = reactor.seconds()
+        self._marks: list[int] = []
         self._up = False
         self._down_since: float | None = None
         # The last message id delivered when the link went down.
@@ -288,6 +311,7 @@ class Cluster:
         # The syncs of ours on their way.
         self._syncs: dict[str, defer.Deferred[None]] = {}
         sessions.peers = self
+        sessions.delivered = set()
         server.deployment = self
 
     async def join(self, url: RedisURL) -> None:
@@ -296,7 +320,6 @@ class Cluster:
         What others commit until the link is up is caught up with then.
         """
         self._cut_at = self._sessions.last_message_id = await self._store.last_message_id()
-        self._sessions.delivered = set()
         self._link = RedisLink(self._clock, url, self.channels, self.received, self.changed)
         self.publish = self._link.publish
         self._link.start()
@@ -383,18 +406,25 @@ class Cluster:
             self._down_since = self._clock.seconds()
             self._pending.clear()
             if self._cut_at is None:
-                self._cut_at = self._sessions.last_message_id
-                self._sessions.delivered = set()
+                # A relayed push in flight when the link went may carry a
+                # smaller id than one delivered here since: start from
+                # where delivery stood a silence ago.
+                self._cut_at = min(self._marks, default=self._sessions.last_message_id)
         self._report(up)
 
     def _came_up(self) -> None:
         now = self._clock.seconds()
         self._down_since = None
         self._ups += 1
+        self._echoed = now
         for process in self._heard:
             self._heard[process] = now
-        self._event("hello")
+        # Who is here, for those that heard otherwise meanwhile (a state),
+        # and a claim that ends the sessions opened elsewhere meanwhile.
+        hello = secrets.token_hex(8)
+        self._event("hello", h=hello)
         local = self._sessions.local()
+        self._event("state", u=local, h=hello)
         if local and self._event("claim", u=local):
             for user_id in local:
                 self._pending[user_id] = self._pending.get(user_id, 0) + 1
@@ -455,31 +485,40 @@ class Cluster:
     def _apply(self, event: dict[str, Any]) -> None:
         kind, process = event["e"], event["p"]
         mine = process == self.process
-        if not mine:
+        if mine:
+            if kind == "beat":
+                self._echoed = self._clock.seconds()
+        else:
             if process not in self._heard and kind not in ("hello", "state"):
                 # Taken for dead, or not heard of yet: ask for its state.
                 self._event("hello")
             self._heard[process] = self._clock.seconds()
-        if kind == "claim":
+        if kind in ("claim", "gone"):
+            self._applied += 1
             for user_id in event["u"]:
-                self._claimed(user_id, process, mine)
-        elif kind == "gone":
-            if not mine:
-                for user_id in event["u"]:
-                    if self._sessions.where(user_id) == process:
-                        self._sessions.moved(user_id, None)
+                self._touched[user_id] = self._applied
+                if kind == "claim":
+                    self._claimed(user_id, process, mine)
+                elif not mine and self._sessions.where(user_id) == process:
+                    self._sessions.moved(user_id, None)
         elif kind == "state":
             if not mine:
-                self._state(process, event["u"])
+                self._state(process, event["u"], event.get("h"))
         elif kind == "hello":
+            hello = event.get("h")
+            if hello is not None:
+                self._hellos[hello] = self._applied
+                if len(self._hellos) > 64:
+                    del self._hellos[next(iter(self._hellos))]
             if not mine:
-                self._event("state", u=self._sessions.local())
+                self._event("state", u=self._sessions.local(), h=hello)
         elif kind == "kick":
             if not mine:
                 self._sessions.kick_here(event["u"], event["r"])
         elif kind in ("user", "room"):
+            entity_id = int(event["id"])
             self._backlog = []
-            defer.ensureDeferred(self._read_again(kind, event["id"]))
+            defer.ensureDeferred(self._read_again(kind, entity_id))
         elif kind == "failed":
             if not mine:
                 self._server.throttle.failed(event["n"])
@@ -504,21 +543,50 @@ class Cluster:
         elif user_id not in self._pending:
             self._sessions.moved(user_id, process)
 
-    def _state(self, process: str, user_ids: list[int]) -> None:
+    def _state(self, process: str, user_ids: list[int], hello: str | None) -> None:
+        # What was claimed or gone since the hello this answers is newer
+        # than the state (which was made before that news reached its
+        # process); a state of no hello (a process leaving) is current.
+        since = self._hellos.get(hello, self._applied) if hello is not None else None
         held = set(user_ids)
         for user_id in self._sessions.held_by(process):
-            if user_id not in held:
+            if user_id not in held and not self._newer(user_id, since):
                 self._sessions.moved(user_id, None)
         for user_id in held:
-            # A state answers a hello: it tells who is where, but ends no
-            # session here (a claim does).
-            if user_id not in self._pending and self._sessions.current(user_id) is None:
+            # A state tells who is where, but ends no session here (a
+            # claim does).
+            if (
+                user_id not in self._pending
+                and self._sessions.current(user_id) is None
+                and not self._newer(user_id, since)
+            ):
                 self._sessions.moved(user_id, process)
 
+    def _newer(self, user_id: int, since: int | None) -> bool:
+        return since is not None and self._touched.get(user_id, 0) > since
+
     def _tick(self) -> None:
+        try:
+            self._check_liveness()
+        except Exception:
+            log.failure("The heartbeat failed")
+
+    def _check_liveness(self) -> None:
         now = self._clock.seconds()
         if self._up:
+            if now - self._echoed > SILENCE and self._link is not None:
+                log.warn("Redis did not echo this process's heartbeat: connecting again")
+                self._link.reconnect()
+                return
             self._event("beat")
+            self._marks.append(self._sessions.last_message_id)
+            del self._marks[: -int(SILENCE / BEAT) - 1]
+            if self._cut_at is None:
+                # No catch-up will start below the oldest mark.
+                oldest = self._marks[0]
+                delivered = self._sessions.delivered
+                if delivered:
+                    self._sessions.delivered = {i for i in delivered if i > oldest}
             silent = [p for p, heard in self._heard.items() if now - heard > SILENCE]
         elif self._down_since is not None and now - self._down_since > SILENCE:
             silent = list(self._heard)
@@ -540,6 +608,12 @@ class Cluster:
                 self._directory.refresh_room(entity_id, await self._store.load_room(entity_id))
         except Exception:
             log.failure("Could not read {kind} {id} again", kind=kind, id=entity_id)
+        self._drain()
+
+    def _drain(self) -> None:
+        """
+        Apply what was received while the directory was read.
+        """
         backlog, self._backlog = self._backlog or [], None
         while backlog and self._backlog is None:
             self._receive(*backlog.pop(0))
@@ -555,9 +629,20 @@ class Cluster:
         try:
             while self._cut_at is not None and self._up:
                 ups, after = self._ups, self._cut_at
-                delivered = self._sessions.delivered or set()
+                delivered = self._sessions.delivered
+                assert delivered is not None
                 try:
-                    self._directory.reload(await self._store.load_directory())
+                    # What is received while the directory is read waits,
+                    # as for one user or room, and is applied after.
+                    self._backlog = self._backlog or []
+                    try:
+                        snapshot = await self._store.load_directory()
+                        self._directory.reload(snapshot)
+                        for user_id in self._sessions.local():
+                            if user_id in self._directory.disabled:
+                                self._sessions.kick_here(user_id, wire.ACCOUNT_DISABLED)
+                    finally:
+                        self._drain()
                     pushed = await self._server.catch_up(after, delivered)
                 except Exception:
                     log.failure("Could not catch up; trying again")
@@ -565,7 +650,7 @@ class Cluster:
                     continue
                 if self._up and ups == self._ups:
                     self._cut_at = None
-                    self._sessions.delivered = None
-                    log.info("Caught up: {count} messages pushed", count=pushed)
+                    if ups > 1 or pushed:
+                        log.info("Caught up: {count} messages pushed", count=pushed)
         finally:
             self._catching_up = None

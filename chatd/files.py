@@ -142,6 +142,9 @@ class Folder:
         part, final = self.part(upload_id), self.content(sha256)
         if os.path.exists(final):
             os.unlink(part)
+            # Used again: no other process's sweep may take it for
+            # forgotten (SHARED_GRACE) before its new row commits.
+            os.utime(final)
         else:
             os.rename(part, final)
         self._sync_folder()

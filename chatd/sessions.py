@@ -89,6 +89,9 @@ class Peers(Protocol):
 _ENTRY = struct.Struct("!QH")
 _FRAME_LENGTH = struct.Struct("!I")
 
+#: The most recipients one relayed push names (more go in several).
+MAX_RECIPIENTS = 0xFFFF
+
 
 def pack(message_id: int, user_ids: list[int], frame: bytes) -> bytes:
     """
@@ -125,7 +128,8 @@ class Sessions:
 
     @ivar last_message_id: the highest id of a message pushed here.
     @ivar delivered: while not L{None}, the ids of the messages pushed here
-        are added to it (L{chatd.cluster} catches up with those it missed).
+        lately (L{chatd.cluster} keeps it, to catch up with those it
+        missed): a message in it is not pushed again.
     @ivar presence: called with a user id and whether they are now online,
         each time that changes (here or on another process).
     """
@@ -340,20 +344,26 @@ class Sessions:
         if message_id:
             if message_id > self.last_message_id:
                 self.last_message_id = message_id
-            if self.delivered is not None:
-                self.delivered.add(message_id)
+            delivered = self.delivered
+            if delivered is not None:
+                if message_id in delivered:
+                    return
+                delivered.add(message_id)
         by_user = self._by_user
         remote = self._remote if relay else None
-        sessions = []
         elsewhere: dict[str, list[int]] | None = None
-        for user_id in user_ids:
-            session = by_user.get(user_id)
-            if session is not None:
-                sessions.append(session)
-            elif remote and user_id in remote:
-                if elsewhere is None:
-                    elsewhere = {}
-                elsewhere.setdefault(remote[user_id], []).append(user_id)
+        if not remote:
+            sessions = [s for s in map(by_user.get, user_ids) if s is not None]
+        else:
+            sessions = []
+            for user_id in user_ids:
+                session = by_user.get(user_id)
+                if session is not None:
+                    sessions.append(session)
+                elif user_id in remote:
+                    if elsewhere is None:
+                        elsewhere = {}
+                    elsewhere.setdefault(remote[user_id], []).append(user_id)
         if not sessions and elsewhere is None:
             return
         frame = content if isinstance(content, bytes) else wire.frame(content)
@@ -401,8 +411,11 @@ class Sessions:
     def _relay(self, elsewhere: dict[str, list[int]], message_id: int, frame: bytes) -> None:
         assert self.peers is not None
         for process, user_ids in elsewhere.items():
-            entry = pack(message_id, user_ids, frame)
+            entries = [
+                pack(message_id, user_ids[at : at + MAX_RECIPIENTS], frame)
+                for at in range(0, len(user_ids), MAX_RECIPIENTS)
+            ]
             if self._batched is None:
-                self.peers.relay(process, [entry])
+                self.peers.relay(process, entries)
             else:
-                self._relayed.setdefault(process, []).append(entry)
+                self._relayed.setdefault(process, []).extend(entries)

@@ -200,10 +200,27 @@ class PushTests(DeploymentTestCase):
 
     def test_bad_publication_is_logged_and_changes_nothing(self) -> None:
         ann = self.a.login("ann")
+        events = self.a.cluster.channels[0]
         self.a.cluster.received(self.a.cluster.channels[1], b"\x00\x01")
-        self.a.cluster.received(self.a.cluster.channels[0], b"{not json")
-        self.assertEqual(len(self.flushLoggedErrors()), 2)
+        self.a.cluster.received(events, b"{not json")
+        self.a.cluster.received(events, b'{"e": "room", "p": "x"}')
+        self.assertEqual(len(self.flushLoggedErrors()), 3)
         self.assertTrue(self.a.sessions.online(ann.user_id))
+        # Nothing waits behind them.
+        self.a.cluster.received(
+            events, b'{"e": "kick", "p": "x", "u": %d, "r": "shutdown"}' % ann.user_id
+        )
+        self.assertEqual(ann.kicked, "shutdown")
+
+    def test_a_message_is_pushed_once(self) -> None:
+        """
+        A message pushed again (relayed and caught up, say) reaches nobody
+        twice.
+        """
+        ann = self.a.login("ann")
+        for _ in range(2):
+            self.a.sessions.push([ann.user_id], {"type": "on_new_message"}, 7)  # type: ignore[list-item]
+        self.assertEqual(len(ann.pushes()), 1)
 
 
 class PresenceTests(DeploymentTestCase):
@@ -301,6 +318,46 @@ class PresenceTests(DeploymentTestCase):
         self.redis.deliver()
         for process in (self.a, self.b):
             self.assertFalse(process.sessions.online(bob_id))  # type: ignore[arg-type]
+        self.assertEqual([p["online"] for p in ann.pushes("friend_on_off_line")], [False])
+
+    def test_late_state_does_not_undo_a_newer_claim(self) -> None:
+        """
+        A state made before its process heard of a claim (it answers a
+        hello that came before the claim) leaves that user where the claim
+        put them.
+        """
+        self.b.login("bob")
+        self.redis.deliver()
+        bob_id = self.a.directory.user_id("bob")
+        assert bob_id is not None
+        cat = self.process()
+        cat.cluster._event("hello", h="late")
+        moved = self.a.login("bob")
+        self.redis.deliver()
+        self.assertEqual(cat.sessions.where(bob_id), self.a.cluster.process)
+        self.a.logout(moved)
+        self.redis.deliver()
+        self.assertFalse(cat.sessions.online(bob_id))
+
+    def test_short_drop_of_one_process(self) -> None:
+        """
+        One process loses Redis for a moment while a user of it leaves:
+        back, it tells the others who it holds, and the user is offline
+        there too.
+        """
+        ann = self.a.login("ann")
+        bob = self.b.login("bob")
+        self.redis.deliver()
+        self.friends(self.a, ann, self.b, bob)
+        bob_id = bob.user_id
+        self.b.cluster.publish = lambda channel, data: False
+        self.b.cluster.changed(False)
+        self.b.logout(bob)
+        self.assertTrue(self.a.sessions.online(bob_id))  # type: ignore[arg-type]
+        self.b.cluster.publish = self.redis.publish
+        self.b.cluster.changed(True)
+        self.redis.deliver()
+        self.assertFalse(self.a.sessions.online(bob_id))  # type: ignore[arg-type]
         self.assertEqual([p["online"] for p in ann.pushes("friend_on_off_line")], [False])
 
     def test_newcomer_learns_who_is_online(self) -> None:
