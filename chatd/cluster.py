@@ -296,7 +296,8 @@ class Cluster:
         self._marks: list[int] = []
         self._up = False
         self._down_since: float | None = None
-        # The last message id delivered when the link went down.
+        # Where the catch-up starts, while one is due (the link went down,
+        # or has not come up yet).
         self._cut_at: int | None = None
         self._beat = LoopingCall(self._tick)
         self._beat.clock = reactor
