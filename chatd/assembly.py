@@ -207,12 +207,12 @@ async def open(
     @param file_limits: the largest file and each user's quota.
     @param now: the wall clock (see L{assemble}).
     @param redis: the URL of the deployment's Redis, when this process is
-        one of several on a PostgreSQL database; the database is then not
-        claimed for this process alone.
+        one of several on a PostgreSQL database; the database is then
+        claimed for the deployment, not for this process alone.
     """
     hasher = cheap_hasher() if insecure_fast_hashes else None
     return await assemble(
-        make_pool(path, reactor, 1, claim=redis is None),
+        make_pool(path, reactor, 1, claim="alone" if redis is None else "shared"),
         make_pool(path, reactor, 2),
         Passwords(reactor, hasher),
         reactor,

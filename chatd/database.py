@@ -18,7 +18,7 @@ trouble once when it starts and once when it ends.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 try:
     import psycopg
@@ -125,21 +125,27 @@ if psycopg is not None:
 
 
 #: The key of the advisory lock the writer's connection holds while a
-#: chatd serves a PostgreSQL database: one process per database, until
-#: processes share their directories.
+#: chatd serves a PostgreSQL database: held alone by a process that serves
+#: it alone, shared by the processes of a deployment (L{chatd.cluster}).
 ONE_PROCESS_LOCK: Final = 0x63686175
 
+#: How a writer's connection claims a PostgreSQL database: alone, as one of
+#: a deployment, or (L{None}) not at all.
+Claim = Literal["alone", "shared"] | None
 
-def _postgresql_opened(claim: bool) -> Any:
+
+def _postgresql_opened(claim: Claim) -> Any:
     def configure(connection: Any) -> None:
         connection.cursor_factory = PostgreSQLCursor
-        if claim:
-            locked = connection.execute(
-                "SELECT pg_try_advisory_lock(?)", (ONE_PROCESS_LOCK,)
-            ).fetchone()[0]
+        if claim is not None:
+            take = "pg_try_advisory_lock" if claim == "alone" else "pg_try_advisory_lock_shared"
+            locked = connection.execute(f"SELECT {take}(?)", (ONE_PROCESS_LOCK,)).fetchone()[0]
             if not locked:
                 connection.close()
-                raise RuntimeError("another chatd is running on this database")
+                raise RuntimeError(
+                    "another chatd is running on this database"
+                    + (" without --redis" if claim == "shared" else "")
+                )
 
     return configure
 
@@ -157,13 +163,13 @@ def make_pool(
     connections: int,
     busy_timeout_ms: int = 5000,
     *,
-    claim: bool = False,
+    claim: Claim = None,
 ) -> ConnectionPool:
     """
     @param path: the SQLite file, or a PostgreSQL URL (L{is_postgresql}).
     @param claim: on PostgreSQL, have each connection hold
-        L{ONE_PROCESS_LOCK} (the writer's pool), failing while another
-        process holds it.
+        L{ONE_PROCESS_LOCK} (the writer's pool): C{"alone"} failing while
+        any other process holds it, C{"shared"} while one holds it alone.
     @return: a pool of at most C{connections} connections to it, each
         configured as the module docstring says.  A PostgreSQL connection
         that broke (a restart of the server) is made again at the next

@@ -205,6 +205,32 @@ class DeploymentTests(TestCase):
             )
 
 
+class MixedTests(TestCase):
+    """
+    A process without C{--redis} and the processes of a deployment do not
+    serve one database together.
+    """
+
+    timeout = 60
+    skip = NO_POSTGRESQL or NO_REDIS
+
+    async def test_alone_beside_a_deployment(self) -> None:
+        url = redis_server(self).url
+        db = new_database(self)
+        await start_server(self, db, redis=url)
+        with self.assertRaises(RuntimeError) as caught:
+            await start_server(self, db)
+        self.assertIn("another chatd is running on this database", str(caught.exception))
+
+    async def test_deployment_beside_one_alone(self) -> None:
+        url = redis_server(self).url
+        db = new_database(self)
+        await start_server(self, db)
+        with self.assertRaises(RuntimeError) as caught:
+            await start_server(self, db, redis=url)
+        self.assertIn("without --redis", str(caught.exception))
+
+
 class ProcessTests(TestCase):
     """
     Two real C{twistd chatd} processes of one deployment.
