@@ -440,9 +440,7 @@ class ChatServer:
 
         @return: C{login_successful}, then C{login_info}.
         """
-        if user_id not in self._directory.usernames:
-            # Registered on another process, whose news has not come yet.
-            self._directory.refresh_user(user_id, await self._store.load_user(user_id))
+        await self._know_user(user_id)
         reply: Payload = {"type": "login_successful", "user": self._user(user_id), "token": token}
         if not session.connected:
             return reply
@@ -464,7 +462,7 @@ class ChatServer:
         if user_id is None and self.deployment is not ALONE:
             user_id = await self._store.named("users", name)
             if user_id is not None:
-                self._directory.refresh_user(user_id, await self._store.load_user(user_id))
+                await self._know_user(user_id)
         return user_id
 
     async def _find_room(self, name: str) -> int | None:
@@ -474,9 +472,12 @@ class ChatServer:
             if room_id is not None:
                 self._directory.refresh_room(room_id, await self._store.load_room(room_id))
                 for member in self._directory.rooms[room_id].members:
-                    if member not in self._directory.usernames:
-                        self._directory.refresh_user(member, await self._store.load_user(member))
+                    await self._know_user(member)
         return room_id
+
+    async def _know_user(self, user_id: int) -> None:
+        if user_id not in self._directory.usernames:
+            self._directory.refresh_user(user_id, await self._store.load_user(user_id))
 
     def _check_enabled(self, user_id: int) -> None:
         if user_id in self._directory.disabled:
