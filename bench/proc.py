@@ -31,6 +31,19 @@ def cpu_seconds(pid: int | str = "self") -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """
+    @return: the user plus system CPU time of each thread of the process
+        so far, in seconds, by thread id (the id py-spy names threads by).
+    """
+    seconds = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        spent = cpu_seconds(f"{pid}/task/{tid}")
+        if spent is not None:
+            seconds[int(tid)] = spent
+    return seconds
+
+
 def busy_seconds() -> dict[str, float]:
     """
     @return: the CPU time the machine spent busy so far (not idle, not

@@ -8,7 +8,9 @@ Starts chatd as the benchmark does (pinned to CPU 0; with cheap password
 hashes, which the shapes (a)-(c) never use after set-up, so that set-up is
 quick), runs L{bench.loader} on CPU 1, and once the load is on records
 C{py-spy record --format raw --threads} of the server on CPU 1 for
-C{--seconds}.  The output is collapsed stacks (one line per stack, and its
+C{--seconds}, and reads what CPU each server thread used meanwhile
+(py-spy cannot tell a thread that runs from one that waits for the GIL:
+both are samples).  The output is collapsed stacks (one line per stack, and its
 sample count), which speedscope.app and flamegraph.pl read; the top
 functions of each thread are printed.
 """
@@ -26,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.build_history_db import PASSWORD, seed_users
+from bench.proc import thread_cpu_seconds
 from bench.servers import BIN, ROOT, child_setup, free_port, start_chatd
 
 
@@ -74,6 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--out", default="chatd-profile.txt", help="the collapsed stacks")
     parser.add_argument("--port", type=int, default=19090)
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="sample C frames too (pauses the server at each sample)",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if py_spy is None:
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             # The loader says when set-up is over; then the warm-up.
             json.loads(loader.stdout.readline())
             time.sleep(2)
+            before, started = thread_cpu_seconds(server.pid), time.monotonic()
             subprocess.run(
                 [
                     py_spy,
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                     str(int(args.seconds)),
                     "--rate",
                     str(args.rate),
-                    "--nonblocking",
+                    *(["--native"] if args.native else ["--nonblocking"]),
                     "--threads",
                     "--format",
                     "raw",
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                 stdout=subprocess.DEVNULL,
                 preexec_fn=child_setup(1),
             )
+            after, elapsed = thread_cpu_seconds(server.pid), time.monotonic() - started
             for line in loader.stdout:
                 result = json.loads(line)
                 print(
@@ -148,6 +158,11 @@ def main(argv: list[str] | None = None) -> None:
                 loader.kill()
                 loader.wait()
             server.stop()
+    print("CPU of each server thread while recording (100 = one CPU):")
+    for tid, seconds in sorted(after.items()):
+        used = seconds - before.get(tid, 0.0)
+        if used > 0:
+            print(f"  thread {tid}: {100 * used / elapsed:.1f}")
     print(f"collapsed stacks in {out}\n")
     print(summarise(out))
 

@@ -300,13 +300,16 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         return answer
 
     def _succeeded(self, result: Reply, route: Route | None, request: Payload) -> _Answer:
-        replies = result if isinstance(result, list) else [result]
+        closes = route is not None and route.closes
         rid = wire.request_id(request)
+        if isinstance(result, wire.Spliced):
+            return _Answer(result.frame(rid), closes=closes)
+        replies = result if isinstance(result, list) else [result]
         if rid is not None:
             first = replies[0]
             replies[0] = {"type": first.pop("type"), "id": rid, **first}
         data = b"".join(wire.frame(payload) for payload in replies)
-        return _Answer(data, closes=route is not None and route.closes)
+        return _Answer(data, closes=closes)
 
     def _failed(self, failure: Failure, request: Payload) -> _Answer:
         if isinstance(failure.value, ChatError):

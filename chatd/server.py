@@ -39,7 +39,7 @@ from chatd.store import Store, StoredMessage
 from chatd.wire import PRIVATE, ROOM, ChatError, Payload
 
 T = TypeVar("T")
-Reply = Payload | list[Payload]
+Reply = Payload | list[Payload] | wire.Spliced
 
 MAX_ROOM_LIST: Final = 100
 
@@ -627,19 +627,21 @@ class ChatServer:
             )
         )
 
-    def _message_stored(self, result: tuple[StoredMessage, bool]) -> Reply:
+    def _message_stored(self, result: tuple[StoredMessage, bool]) -> wire.Spliced:
+        # The message is encoded once, for the reply and the push alike.
         stored, new = result
-        message = self._message(stored)
+        reply = wire.Spliced("on_new_message", "message", wire.encode(self._message(stored)))
         if new:
-            self._push_message(stored, message)
-        return {"type": "on_new_message", "message": message}
+            self._push_message(stored, reply)
+        return reply
 
     def _push_message(
-        self, stored: StoredMessage, message: Payload | None = None, to_sender: bool = False
+        self, stored: StoredMessage, push: wire.Spliced | None = None, to_sender: bool = False
     ) -> None:
         """
         Push a committed message to everyone who gets it but its sender.
 
+        @param push: its C{on_new_message}, if already made.
         @param to_sender: push it to the sender too: a system message about
             what the sender did to a room they stay in (an invitation, a
             topic, a removal), which their reply does not carry and their
@@ -649,14 +651,14 @@ class ChatServer:
         if stored.target_type == PRIVATE:
             recipients = (stored.target_id,)
         else:
-            sender = None if to_sender else stored.sender_id
-            members = self._directory.rooms[stored.target_id].members
-            recipients = [m for m in members if m != sender]
-        payload = {
-            "type": "on_new_message",
-            "message": message or self._message(stored),
-        }
-        self.sessions.push(recipients, payload, stored.id)
+            recipients = self._directory.rooms[stored.target_id].members
+        if push is None:
+            frame = wire.frame({"type": "on_new_message", "message": self._message(stored)})
+        else:
+            frame = push.frame()
+        self.sessions.push(
+            recipients, frame, stored.id, but=None if to_sender else stored.sender_id
+        )
 
     async def catch_up(self, after: int, delivered: set[int]) -> int:
         """

@@ -321,18 +321,21 @@ class Sessions:
     def push(
         self,
         user_ids: Iterable[int],
-        payload: wire.Payload,
+        payload: wire.Payload | bytes,
         message_id: int = 0,
         relay: bool = True,
+        but: int | None = None,
     ) -> None:
         """
         Send C{payload} to each of C{user_ids} that is online, encoding it
-        once.
+        once (or already framed: bytes).
 
         @param message_id: the id of the message C{payload} carries, or 0.
         @param relay: whether to push to the users on other processes too.
+        @param but: a user of C{user_ids} not to push to (a message's
+            sender, among a room's members).
         """
-        self._push_frame(user_ids, payload, message_id, relay)
+        self._push_frame(user_ids, payload, message_id, relay, but)
 
     def _push_frame(
         self,
@@ -340,6 +343,7 @@ class Sessions:
         content: wire.Payload | bytes,
         message_id: int,
         relay: bool,
+        but: int | None = None,
     ) -> None:
         if message_id:
             if message_id > self.last_message_id:
@@ -354,9 +358,13 @@ class Sessions:
         elsewhere: dict[str, list[int]] | None = None
         if not remote:
             sessions = [s for s in map(by_user.get, user_ids) if s is not None]
+            if but is not None and (skipped := by_user.get(but)) in sessions:
+                sessions.remove(skipped)
         else:
             sessions = []
             for user_id in user_ids:
+                if user_id == but:
+                    continue
                 session = by_user.get(user_id)
                 if session is not None:
                     sessions.append(session)
@@ -391,6 +399,9 @@ class Sessions:
         in one write, in the order they were made.  The message writer runs
         each committed group's callbacks within one batch: a room of 50
         then costs 50 writes per group rather than 50 per message.
+
+        Sessions held the very same frames (the members of a busy room who
+        sent nothing in the group) share one joined copy of them.
         """
         if self._batched is not None:
             yield
@@ -400,8 +411,21 @@ class Sessions:
             yield
         finally:
             batched, self._batched = self._batched, None
+            joined: dict[tuple[int, int, int], tuple[list[bytes], bytes]] = {}
             for session, frames in batched.items():
-                session.send(frames[0] if len(frames) == 1 else b"".join(frames))
+                if len(frames) == 1:
+                    data = frames[0]
+                else:
+                    # The frames are alive until the loop ends: their ids
+                    # cannot be reused meanwhile.
+                    key = (len(frames), id(frames[0]), id(frames[-1]))
+                    known = joined.get(key)
+                    if known is not None and known[0] == frames:
+                        data = known[1]
+                    else:
+                        data = b"".join(frames)
+                        joined[key] = (frames, data)
+                session.send(data)
             relayed, self._relayed = self._relayed, {}
             if relayed:
                 assert self.peers is not None

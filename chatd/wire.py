@@ -232,6 +232,35 @@ def frame(payload: Payload) -> bytes:
     return _PREFIX.pack(len(data)) + data
 
 
+class Spliced:
+    """
+    A payload C{{"type": type, name: value}} whose one object field is
+    already encoded, so that a reply and the pushes that share its object
+    encode it once: a sender's C{on_new_message} and the push of the same
+    message to every other member.
+    """
+
+    __slots__ = ("_field", "_type")
+
+    def __init__(self, type: str, name: str, value: bytes) -> None:
+        """
+        @param value: the field's value, encoded (L{encode}).
+        """
+        self._type = encode({"type": type})[:-1]
+        self._field = encode({name: 0})[1:-2] + value + b"}"
+
+    def frame(self, request_id: int | None = None) -> bytes:
+        """
+        @return: the payload framed, with C{id} after C{type} when
+            C{request_id} is given, as every reply has it.
+        """
+        if request_id is None:
+            data = b"%b,%b" % (self._type, self._field)
+        else:
+            data = b'%b,"id":%d,%b' % (self._type, request_id, self._field)
+        return _PREFIX.pack(len(data)) + data
+
+
 def error(code: str, message: str | None = None, request_id: int | None = None) -> Payload:
     """
     @return: an C{error} payload for C{code}, answering C{request_id}.

@@ -961,9 +961,8 @@ class PrivateMessageTests(ServerTestCase):
         self.assertEqual(self.history(self.bob, PRIVATE, self.alice.user_id)["messages"], [])
         held.release()
         reply = self.successResultOf(d)
-        self.assertEqual(
-            self.bob.pushes(), [{"type": "on_new_message", "message": reply["message"]}]
-        )
+        # The push is the reply's bytes: the message is encoded once.
+        self.assertEqual(self.bob.frames, [reply.frame()])
 
     def test_offline_friend(self) -> None:
         """
@@ -1670,9 +1669,7 @@ class RoomMessageTests(ServerTestCase):
         self.assertEqual(self.alice.pushes() + self.carol.pushes(), [])
         held.release()
         reply = self.successResultOf(d)
-        self.assertEqual(
-            self.alice.pushes(), [{"type": "on_new_message", "message": reply["message"]}]
-        )
+        self.assertEqual(self.alice.frames, [reply.frame()])
 
     def test_history_since_latest_join(self) -> None:
         """

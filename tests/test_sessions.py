@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+from unittest.mock import Mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.passwords import _lower_priority
-from chatd.sessions import Sessions
+from chatd.sessions import Sessions, pack
 from tests.support import FakeSession, unframe
 
 
@@ -55,6 +56,41 @@ class PushTests(SynchronousTestCase):
         self.assertEqual(len(b.frames), 1)
         self.assertEqual([p["n"] for p in unframe(a.frames[0])], [1, 3])
         self.assertEqual([p["n"] for p in unframe(b.frames[0])], [1, 2, 3])
+
+    def test_batch_shares_what_is_the_same(self) -> None:
+        """
+        Sessions that held the very same frames share one joined copy;
+        one whose frames differ only in the middle gets its own.
+        """
+        sessions = Sessions()
+        a, b, c = online(sessions, 1), online(sessions, 2), online(sessions, 3)
+        with sessions.batch():
+            sessions.push([1, 2, 3], b"first")
+            sessions.push([1, 2], b"middle")
+            sessions.push([3], b"other")
+            sessions.push([1, 2, 3], b"last")
+        self.assertIs(a.frames[0], b.frames[0])
+        self.assertEqual(a.frames, [b"firstmiddlelast"])
+        self.assertEqual(c.frames, [b"firstotherlast"])
+
+    def test_push_but(self) -> None:
+        """
+        C{but} leaves one user out, here or on another process.
+        """
+        sessions = Sessions()
+        a, b = online(sessions, 1), online(sessions, 2)
+        sessions.push([1, 2, 3], b"x", but=1)
+        sessions.push({1: 0, 2: 0}, b"y", but=2)
+        self.assertEqual((a.frames, b.frames), ([b"y"], [b"x"]))
+        relayed: list[tuple[str, list[bytes]]] = []
+        peers = Mock()
+        peers.relay.side_effect = lambda process, entries: relayed.append((process, entries))
+        sessions.peers = peers
+        sessions.moved(4, "p2")
+        sessions.moved(5, "p2")
+        sessions.push([1, 4, 5], b"z", 9, but=4)
+        self.assertEqual(relayed, [("p2", [pack(9, [5], b"z")])])
+        self.assertEqual(a.frames, [b"y", b"z"])
 
     def test_all_closed(self) -> None:
         """

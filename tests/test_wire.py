@@ -767,6 +767,25 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(length, len(data) - 4)
         self.assertEqual(length, len('{"type":""}') + 2 + 4)
 
+    def test_spliced(self) -> None:
+        """
+        A spliced payload frames as L{wire.frame} frames the same payload:
+        without an id as a push, with one (after the type) as a reply.
+        """
+        message = {"id": 7, "message": "é\U0001f600"}
+        spliced = wire.Spliced("on_new_message", "message", wire.encode(message))
+        self.assertEqual(
+            spliced.frame(), wire.frame({"type": "on_new_message", "message": message})
+        )
+        self.assertEqual(
+            spliced.frame(0),
+            wire.frame({"type": "on_new_message", "id": 0, "message": message}),
+        )
+        self.assertEqual(
+            spliced.frame(2**53 - 1),
+            wire.frame({"type": "on_new_message", "id": 2**53 - 1, "message": message}),
+        )
+
     def test_error_payload(self) -> None:
         """
         An error payload carries the code, the default message, and the id
