@@ -14,6 +14,7 @@ are online on any process.
 from __future__ import annotations
 
 import struct
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
@@ -145,7 +146,7 @@ class Sessions:
         self._all_closed: list[Deferred[None]] = []
         # While a batch is open: session -> the frames held for it, and
         # process -> the pushes to relay to it.
-        self._batched: dict[Session, list[bytes]] | None = None
+        self._batched: defaultdict[Session, list[bytes]] | None = None
         self._relayed: dict[str, list[bytes]] = {}
         self.peers: Peers | None = None
         # The users logged in on other processes: user id -> process.
@@ -386,11 +387,7 @@ class Sessions:
                 session.send(frame)
             return
         for session in sessions:
-            held = batched.get(session)
-            if held is None:
-                batched[session] = [frame]
-            else:
-                held.append(frame)
+            batched[session].append(frame)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -406,7 +403,7 @@ class Sessions:
         if self._batched is not None:
             yield
             return
-        self._batched = {}
+        self._batched = defaultdict(list)
         try:
             yield
         finally:

@@ -13,6 +13,7 @@ This module is a leaf: it knows nothing of transports, sessions or SQL.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -232,6 +233,11 @@ def frame(payload: Payload) -> bytes:
     return _PREFIX.pack(len(data)) + data
 
 
+@functools.cache
+def _spliced_parts(type: str, name: str) -> tuple[bytes, bytes]:
+    return encode({"type": type})[:-1], encode({name: 0})[1:-2]
+
+
 class Spliced:
     """
     A payload C{{"type": type, name: value}} whose one object field is
@@ -240,14 +246,14 @@ class Spliced:
     message to every other member.
     """
 
-    __slots__ = ("_field", "_type")
+    __slots__ = ("_field", "_type", "_value")
 
     def __init__(self, type: str, name: str, value: bytes) -> None:
         """
         @param value: the field's value, encoded (L{encode}).
         """
-        self._type = encode({"type": type})[:-1]
-        self._field = encode({name: 0})[1:-2] + value + b"}"
+        self._type, self._field = _spliced_parts(type, name)
+        self._value = value
 
     def frame(self, request_id: int | None = None) -> bytes:
         """
@@ -255,9 +261,9 @@ class Spliced:
             C{request_id} is given, as every reply has it.
         """
         if request_id is None:
-            data = b"%b,%b" % (self._type, self._field)
+            data = b"%b,%b%b}" % (self._type, self._field, self._value)
         else:
-            data = b'%b,"id":%d,%b' % (self._type, request_id, self._field)
+            data = b'%b,"id":%d,%b%b}' % (self._type, request_id, self._field, self._value)
         return _PREFIX.pack(len(data)) + data
 
 
