@@ -157,6 +157,8 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         # Pushes wait here while a holds_pushes request (login) runs, so
         # that its reply (login_successful, login_info) comes first.
         self._held: list[bytes] | None = None
+        # What waits for the end of the current batch, if anything does.
+        self._unwritten: list[bytes] | None = None
         self._backlog = _Backlog()
 
     def callLater(self, period: float, func: Any) -> IDelayedCall:
@@ -363,6 +365,24 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
         return not self._closing
 
     def _write(self, data: bytes) -> None:
+        # Within a commit group's batch (L{chatd.sessions.Sessions.batch}),
+        # what is written waits for the end of the group and leaves in one
+        # write, the group's pushes after it: a sender's replies to the
+        # messages of a group cost one write, not one each.
+        unwritten = self._unwritten
+        if unwritten is not None:
+            unwritten.append(data)
+        elif self._server.sessions.at_batch_end(self._flush):
+            self._unwritten = [data]
+        else:
+            self._transmit(data)
+
+    def _flush(self) -> None:
+        unwritten, self._unwritten = self._unwritten, None
+        if unwritten:
+            self._transmit(unwritten[0] if len(unwritten) == 1 else b"".join(unwritten))
+
+    def _transmit(self, data: bytes) -> None:
         backlog = self._backlog
         if backlog.paused:
             if backlog.queued + len(data) > self._limits.max_pending:
@@ -389,6 +409,7 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
 
     def _close(self) -> None:
         self._stop()
+        self._flush()
         self.transport.loseConnection()
 
     @property

@@ -148,6 +148,7 @@ class Sessions:
         # process -> the pushes to relay to it.
         self._batched: defaultdict[Session, list[bytes]] | None = None
         self._relayed: dict[str, list[bytes]] = {}
+        self._at_end: list[Callable[[], None]] = []
         self.peers: Peers | None = None
         # The users logged in on other processes: user id -> process.
         self._remote: dict[int, str] = {}
@@ -389,6 +390,19 @@ class Sessions:
         for session in sessions:
             batched[session].append(frame)
 
+    def at_batch_end(self, flush: Callable[[], None]) -> bool:
+        """
+        If a batch is open, call C{flush} when it ends, after the pushes it
+        held are handed out: a connection that holds what it writes within
+        the batch (its replies) gets them first, and writes all at once.
+
+        @return: whether a batch is open.
+        """
+        if self._batched is None:
+            return False
+        self._at_end.append(flush)
+        return True
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """
@@ -408,6 +422,7 @@ class Sessions:
             yield
         finally:
             batched, self._batched = self._batched, None
+            at_end, self._at_end = self._at_end, []
             joined: dict[tuple[int, int, int], tuple[list[bytes], bytes]] = {}
             for session, frames in batched.items():
                 if len(frames) == 1:
@@ -423,6 +438,8 @@ class Sessions:
                         data = b"".join(frames)
                         joined[key] = (frames, data)
                 session.send(data)
+            for flush in at_end:
+                flush()
             relayed, self._relayed = self._relayed, {}
             if relayed:
                 assert self.peers is not None

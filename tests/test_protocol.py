@@ -357,6 +357,62 @@ class ReplyOrderTests(ProtocolTestCase):
         self.assertEqual(ids, sorted(ids))
 
 
+class BatchedWriteTests(ProtocolTestCase):
+    """
+    Within a batch of pushes (a committed group's callbacks), replies wait
+    for its end and leave in one write, before the pushes.
+    """
+
+    def writes(self, transport: StringTransport) -> list[bytes]:
+        """
+        @return: the list each write to C{transport} is appended to.
+        """
+        seen: list[bytes] = []
+        write = transport.write
+
+        def recording_write(data: bytes) -> None:
+            seen.append(data)
+            write(data)
+
+        self.patch(transport, "write", recording_write)
+        return seen
+
+    def test_one_write_at_the_end(self) -> None:
+        """
+        Replies written within a batch leave when it ends, in one write
+        with the pushes, replies first.
+        """
+        protocol, transport = self.logged_in()
+        writes = self.writes(transport)
+        with self.server.sessions.batch():
+            self.server.sessions.push([protocol.user_id], {"type": "x"})
+            protocol.dataReceived(
+                frame({"type": "ping", "id": 1}) + frame({"type": "ping", "id": 2})
+            )
+            self.assertEqual(writes, [])
+        self.assertEqual(len(writes), 1)
+        self.assertEqual(
+            received(transport),
+            [{"type": "pong", "id": 1}, {"type": "pong", "id": 2}, {"type": "x"}],
+        )
+
+    def test_close_writes_first(self) -> None:
+        """
+        A connection closed within a batch writes what waited before it
+        closes.
+        """
+        protocol, transport = self.logged_in()
+        with self.server.sessions.batch():
+            protocol.dataReceived(frame({"type": "ping", "id": 1}))
+            protocol.kick(wire.IDLE_TIMEOUT)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(
+                received(transport),
+                [{"type": "pong", "id": 1}, {"type": "server_kick", "reason": "idle_timeout"}],
+            )
+        self.assertEqual(transport.value(), b"")
+
+
 class FrameTooLargeTests(ProtocolTestCase):
     """
     A frame longer than C{max_frame} is answered C{frame_too_large}, then the
