@@ -123,6 +123,39 @@ def unpack(data: bytes) -> Iterator[tuple[int, tuple[int, ...], bytes]]:
         yield message_id, user_ids, frame
 
 
+class _Run:
+    """
+    Pushes of a batch, one after the other, to the same sessions: each of
+    C{frames} goes to every one of C{sessions} but the one beside it in
+    C{skipped} (its sender, or L{None}).
+    """
+
+    __slots__ = ("frames", "sessions", "skipped")
+
+    def __init__(self, sessions: list[Session], frame: bytes, skipped: Session | None) -> None:
+        self.sessions = sessions
+        self.frames = [frame]
+        self.skipped = [skipped]
+
+    def hand_out(self, held: defaultdict[Session, list[bytes]]) -> None:
+        """
+        Add the frames to what C{held} holds for each session, in order.
+        """
+        frames, skipped = self.frames, self.skipped
+        senders = set(skipped)
+        for session in self.sessions:
+            if session in senders:
+                held[session].extend(
+                    [
+                        frame
+                        for frame, but in zip(frames, skipped, strict=True)
+                        if but is not session
+                    ]
+                )
+            else:
+                held[session].extend(frames)
+
+
 class Sessions:
     """
     Every open connection, and the logged-in sessions, one per user.
@@ -144,9 +177,9 @@ class Sessions:
         self._open: set[Session] = set()
         self._by_user: dict[int, Session] = {}
         self._all_closed: list[Deferred[None]] = []
-        # While a batch is open: session -> the frames held for it, and
-        # process -> the pushes to relay to it.
-        self._batched: defaultdict[Session, list[bytes]] | None = None
+        # While a batch is open: its pushes (L{_Run}s), and process -> the
+        # pushes to relay to it.
+        self._batched: list[_Run] | None = None
         self._relayed: dict[str, list[bytes]] = {}
         self._at_end: list[Callable[[], None]] = []
         self.peers: Peers | None = None
@@ -358,10 +391,11 @@ class Sessions:
         by_user = self._by_user
         remote = self._remote if relay else None
         elsewhere: dict[str, list[int]] | None = None
+        skipped: Session | None = None
         if not remote:
             sessions = [s for s in map(by_user.get, user_ids) if s is not None]
-            if but is not None and (skipped := by_user.get(but)) in sessions:
-                sessions.remove(skipped)
+            if but is not None and (skipped := by_user.get(but)) not in sessions:
+                skipped = None
         else:
             sessions = []
             for user_id in user_ids:
@@ -381,14 +415,18 @@ class Sessions:
             self._relay(elsewhere, message_id, frame)
         if not sessions:
             return
-        self._metrics.pushes += len(sessions)
+        self._metrics.pushes += len(sessions) - (skipped is not None)
         batched = self._batched
         if batched is None:
             for session in sessions:
-                session.send(frame)
-            return
-        for session in sessions:
-            batched[session].append(frame)
+                if session is not skipped:
+                    session.send(frame)
+        elif batched and batched[-1].sessions == sessions:
+            run = batched[-1]
+            run.frames.append(frame)
+            run.skipped.append(skipped)
+        else:
+            batched.append(_Run(sessions, frame, skipped))
 
     def at_batch_end(self, flush: Callable[[], None]) -> bool:
         """
@@ -411,20 +449,27 @@ class Sessions:
         each committed group's callbacks within one batch: a room of 50
         then costs 50 writes per group rather than 50 per message.
 
-        Sessions held the very same frames (the members of a busy room who
-        sent nothing in the group) share one joined copy of them.
+        Pushes to the same sessions one after the other (the messages of a
+        busy room, whoever of its members sent each) cost one append each,
+        not one per recipient; sessions that get the very same frames (the
+        members who sent nothing in the group) share one joined copy.
         """
         if self._batched is not None:
             yield
             return
-        self._batched = defaultdict(list)
+        self._batched = []
         try:
             yield
         finally:
             batched, self._batched = self._batched, None
             at_end, self._at_end = self._at_end, []
+            held: defaultdict[Session, list[bytes]] = defaultdict(list)
+            for run in batched:
+                run.hand_out(held)
             joined: dict[tuple[int, int, int], tuple[list[bytes], bytes]] = {}
-            for session, frames in batched.items():
+            for session, frames in held.items():
+                if not frames:
+                    continue
                 if len(frames) == 1:
                     data = frames[0]
                 else:

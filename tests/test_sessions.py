@@ -73,6 +73,27 @@ class PushTests(SynchronousTestCase):
         self.assertEqual(a.frames, [b"firstmiddlelast"])
         self.assertEqual(c.frames, [b"firstotherlast"])
 
+    def test_batch_runs_keep_order(self) -> None:
+        """
+        Pushes to a room, each but its sender, and pushes to others in
+        between reach each session in the order they were made, without
+        the ones it sent.
+        """
+        sessions = Sessions()
+        a, b, c = online(sessions, 1), online(sessions, 2), online(sessions, 3)
+        room = {1: 0, 2: 0, 3: 0, 4: 0}
+        with sessions.batch():
+            sessions.push(room, b"a", but=1)
+            sessions.push(room, b"b", but=2)
+            sessions.push([3], b"c", but=1)
+            sessions.push(room, b"d", but=3)
+            sessions.push(room, b"e", but=4)
+            sessions.push([1], b"f")
+            sessions.push(room, b"g", but=1)
+        self.assertEqual(a.frames, [b"bdef"])
+        self.assertEqual(b.frames, [b"adeg"])
+        self.assertEqual(c.frames, [b"abceg"])
+
     def test_push_but(self) -> None:
         """
         C{but} leaves one user out, here or on another process.
