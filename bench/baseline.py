@@ -182,7 +182,8 @@ class BaselineProtocol(Int32StringReceiver):
     def send_message(self, request: Payload) -> None:
         """
         Push the message to the room's other members, then answer with it;
-        the message is encoded once for both.
+        the message is encoded once for both.  It has every field of a
+        version 2 Message (PROTOCOL.md section 3), as chatd's have.
         """
         hub = self.hub
         room = hub.rooms[request["target_id"]]
@@ -200,6 +201,12 @@ class BaselineProtocol(Int32StringReceiver):
                 "kind": "text",
                 "message": request["message"],
                 "time": utc_stamp(time.time()),
+                "edited_at": None,
+                "deleted": False,
+                "reply_to": None,
+                "mentions": [],
+                "reactions": [],
+                "file": None,
             }
         ).encode("utf-8")
         push = b'{"type":"on_new_message","message":' + message + b"}"
