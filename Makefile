@@ -26,7 +26,7 @@ client: $(VENV)/installed
 	$(BIN)/python -m client --port $(PORT)
 
 bench: $(VENV)/installed
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(CHATLOAD),--chatload $(CHATLOAD))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .trial .mypy_cache .ruff_cache

@@ -580,6 +580,39 @@ def table(results: dict[str, Result], header: str) -> str:
             _ratio(b["deliveries_per_s"], b0["deliveries_per_s"]),
             b["deliveries_per_s"] >= 0.8 * b0["deliveries_per_s"],
         )
+    # chatload, the judge of (a) and (b) (this loader cannot keep up with
+    # the baseline): the mean of its turns on each server.
+    cross = results.get("chatload") or {}
+    for shape in "ab":
+        turns = {
+            name: [run for run in cross.get(name, []) if run["loader"] == "chatload"]
+            for name in ("chatd", "baseline")
+        }
+        ours_runs = [run for run in turns["chatd"] if run["shape"] == shape]
+        theirs_runs = [run for run in turns["baseline"] if run["shape"] == shape]
+        if not ours_runs or not theirs_runs:
+            continue
+        ours = sum(run["deliveries_per_s"] for run in ours_runs) / len(ours_runs)
+        theirs = sum(run["deliveries_per_s"] for run in theirs_runs) / len(theirs_runs)
+        add(
+            f"({shape})",
+            "deliveries/s, chatload (mean)",
+            f"{ours:.0f}",
+            f"{theirs:.0f}",
+            f"{ours / theirs:.3f}x",
+            ours >= 0.8 * theirs,
+        )
+        if shape == "b":
+            p99 = max(float(run["latency_ms"]["p99"]) for run in ours_runs)
+            p99_0 = max(float(run["latency_ms"]["p99"]) for run in theirs_runs)
+            add(
+                "(b)",
+                "latency p99 ms, chatload (worst)",
+                f"{p99:.1f}",
+                f"{p99_0:.1f}",
+                f"{p99 / p99_0:.2f}x",
+                p99 <= 1.2 * p99_0,
+            )
     c, c0 = chatd.get("c"), base.get("c")
     if c and c0:
         p99, p99_0 = _p99(c), _p99(c0)

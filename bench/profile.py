@@ -8,11 +8,14 @@ Starts chatd as the benchmark does (pinned to CPU 0; with cheap password
 hashes, which the shapes (a)-(c) never use after set-up, so that set-up is
 quick), runs L{bench.loader} on CPU 1, and once the load is on records
 C{py-spy record --format raw --threads} of the server on CPU 1 for
-C{--seconds}, and reads what CPU each server thread used meanwhile
-(py-spy cannot tell a thread that runs from one that waits for the GIL:
-both are samples).  The output is collapsed stacks (one line per stack, and its
-sample count), which speedscope.app and flamegraph.pl read; the top
-functions of each thread are printed.
+C{--seconds}, and reads what CPU each server thread used meanwhile.  By
+default py-spy cannot tell a thread that runs from one that waits for
+the GIL (or is preempted by the other thread on the same CPU): both are
+samples, and the two threads' samples overlap.  C{--gil} samples only the
+thread holding the GIL, which shows what the Python of each thread costs.
+The output is collapsed stacks (one line per stack, and its sample count),
+which speedscope.app and flamegraph.pl read; the top functions of each
+thread are printed.
 """
 
 from __future__ import annotations
@@ -82,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="sample C frames too (pauses the server at each sample)",
     )
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: what runs Python, without the waits",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
     if py_spy is None:
@@ -134,7 +142,9 @@ def main(argv: list[str] | None = None) -> None:
                     str(int(args.seconds)),
                     "--rate",
                     str(args.rate),
-                    *(["--native"] if args.native else ["--nonblocking"]),
+                    *(["--native"] if args.native else []),
+                    *(["--gil"] if args.gil else []),
+                    *([] if args.native or args.gil else ["--nonblocking"]),
                     "--threads",
                     "--format",
                     "raw",

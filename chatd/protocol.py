@@ -367,12 +367,13 @@ class ChatProtocol(Int32StringReceiver, TimeoutMixin):
     def _write(self, data: bytes) -> None:
         # Within a commit group's batch (L{chatd.sessions.Sessions.batch}),
         # what is written waits for the end of the group and leaves in one
-        # write, the group's pushes after it: a sender's replies to the
-        # messages of a group cost one write, not one each.
+        # write, the group's pushes after it, before the writes of the
+        # connections that sent nothing: a sender's replies to the messages
+        # of a group cost one write, not one each, and come first.
         unwritten = self._unwritten
         if unwritten is not None:
             unwritten.append(data)
-        elif self._server.sessions.at_batch_end(self._flush):
+        elif self._server.sessions.at_batch_end(self, self._flush):
             self._unwritten = [data]
         else:
             self._transmit(data)

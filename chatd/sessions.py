@@ -181,7 +181,7 @@ class Sessions:
         # pushes to relay to it.
         self._batched: list[_Run] | None = None
         self._relayed: dict[str, list[bytes]] = {}
-        self._at_end: list[Callable[[], None]] = []
+        self._at_end: list[tuple[Session, Callable[[], None]]] = []
         self.peers: Peers | None = None
         # The users logged in on other processes: user id -> process.
         self._remote: dict[int, str] = {}
@@ -428,17 +428,18 @@ class Sessions:
         else:
             batched.append(_Run(sessions, frame, skipped))
 
-    def at_batch_end(self, flush: Callable[[], None]) -> bool:
+    def at_batch_end(self, session: Session, flush: Callable[[], None]) -> bool:
         """
-        If a batch is open, call C{flush} when it ends, after the pushes it
-        held are handed out: a connection that holds what it writes within
-        the batch (its replies) gets them first, and writes all at once.
+        If a batch is open, call C{flush} when it ends: C{session} holds
+        what it writes within the batch (its replies), gets the pushes the
+        batch held for it, then writes all at once.  Such sessions, which
+        wait for the answers, go before the others.
 
         @return: whether a batch is open.
         """
         if self._batched is None:
             return False
-        self._at_end.append(flush)
+        self._at_end.append((session, flush))
         return True
 
     @contextmanager
@@ -466,6 +467,11 @@ class Sessions:
             held: defaultdict[Session, list[bytes]] = defaultdict(list)
             for run in batched:
                 run.hand_out(held)
+            for session, flush in at_end:
+                frames = held.pop(session, None)
+                if frames:
+                    session.send(b"".join(frames))
+                flush()
             joined: dict[tuple[int, int, int], tuple[list[bytes], bytes]] = {}
             for session, frames in held.items():
                 if not frames:
@@ -483,8 +489,6 @@ class Sessions:
                         data = b"".join(frames)
                         joined[key] = (frames, data)
                 session.send(data)
-            for flush in at_end:
-                flush()
             relayed, self._relayed = self._relayed, {}
             if relayed:
                 assert self.peers is not None

@@ -363,38 +363,42 @@ class BatchedWriteTests(ProtocolTestCase):
     for its end and leave in one write, before the pushes.
     """
 
-    def writes(self, transport: StringTransport) -> list[bytes]:
+    def writes(self, transport: StringTransport, seen: list[Any]) -> None:
         """
-        @return: the list each write to C{transport} is appended to.
+        Append C{(transport, data)} to C{seen} for each write to
+        C{transport}.
         """
-        seen: list[bytes] = []
         write = transport.write
 
         def recording_write(data: bytes) -> None:
-            seen.append(data)
+            seen.append((transport, data))
             write(data)
 
         self.patch(transport, "write", recording_write)
-        return seen
 
     def test_one_write_at_the_end(self) -> None:
         """
         Replies written within a batch leave when it ends, in one write
-        with the pushes, replies first.
+        with the pushes, replies first; before the writes of connections
+        that only got pushes.
         """
         protocol, transport = self.logged_in()
-        writes = self.writes(transport)
+        other, other_transport = self.logged_in("lzy")
+        writes: list[Any] = []
+        self.writes(other_transport, writes)
+        self.writes(transport, writes)
         with self.server.sessions.batch():
-            self.server.sessions.push([protocol.user_id], {"type": "x"})
+            self.server.sessions.push([other.user_id, protocol.user_id], {"type": "x"})
             protocol.dataReceived(
                 frame({"type": "ping", "id": 1}) + frame({"type": "ping", "id": 2})
             )
             self.assertEqual(writes, [])
-        self.assertEqual(len(writes), 1)
+        self.assertEqual([written for written, _ in writes], [transport, other_transport])
         self.assertEqual(
             received(transport),
             [{"type": "pong", "id": 1}, {"type": "pong", "id": 2}, {"type": "x"}],
         )
+        self.assertEqual(received(other_transport), [{"type": "x"}])
 
     def test_close_writes_first(self) -> None:
         """
