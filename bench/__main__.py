@@ -785,6 +785,14 @@ def notes(results: dict[str, Result]) -> list[str]:
                 cells.append(f"{name} {_cpu(cpu)}")
         if cells:
             lines.append(f"  ({shape})  " + "    ".join(cells))
+    for shape in "ab":
+        loader = (base.get(shape, {}).get("cpu") or {}).get("loader")
+        if loader is not None and loader >= 95 and not results.get("chatload"):
+            lines.append(
+                f"  ({shape}): this loader used {loader:.0f} % of its CPU on the baseline: it,"
+                " not the baseline, set the pace, and the ratio flatters chatd;"
+                " chatload is the judge (make bench CHATLOAD=PATH)"
+            )
     for name, runs in (("chatd", chatd), ("baseline", base)):
         faults = []
         for shape in "abcf":
