@@ -360,7 +360,8 @@ class ReplyOrderTests(ProtocolTestCase):
 class BatchedWriteTests(ProtocolTestCase):
     """
     Within a batch of pushes (a committed group's callbacks), replies wait
-    for its end and leave in one write, before the pushes.
+    for its end and leave in one write with the pushes that follow them,
+    before the writes of connections that only got pushes.
     """
 
     def writes(self, transport: StringTransport, seen: list[Any]) -> None:
