@@ -584,12 +584,14 @@ def table(results: dict[str, Result], header: str) -> str:
     # the baseline): the mean of its turns on each server.
     cross = results.get("chatload") or {}
     for shape in "ab":
-        turns = {
-            name: [run for run in cross.get(name, []) if run["loader"] == "chatload"]
+        ours_runs, theirs_runs = (
+            [
+                run
+                for run in cross.get(name, [])
+                if (run["loader"], run["shape"]) == ("chatload", shape)
+            ]
             for name in ("chatd", "baseline")
-        }
-        ours_runs = [run for run in turns["chatd"] if run["shape"] == shape]
-        theirs_runs = [run for run in turns["baseline"] if run["shape"] == shape]
+        )
         if not ours_runs or not theirs_runs:
             continue
         ours = sum(run["deliveries_per_s"] for run in ours_runs) / len(ours_runs)

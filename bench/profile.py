@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             # The loader says when set-up is over; then the warm-up.
             json.loads(loader.stdout.readline())
             time.sleep(2)
+            mode = [flag for flag, on in (("--native", args.native), ("--gil", args.gil)) if on]
             before, started = thread_cpu_seconds(server.pid), time.monotonic()
             subprocess.run(
                 [
@@ -142,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                     str(int(args.seconds)),
                     "--rate",
                     str(args.rate),
-                    *(["--native"] if args.native else []),
-                    *(["--gil"] if args.gil else []),
-                    *([] if args.native or args.gil else ["--nonblocking"]),
+                    *(mode or ["--nonblocking"]),
                     "--threads",
                     "--format",
                     "raw",
